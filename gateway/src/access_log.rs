@@ -1,0 +1,51 @@
+//! One JSON line per request on stdout (SPEC "Operations: Logs").
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub struct Line<'a> {
+    pub request_id: &'a str,
+    pub client_ip: Option<IpAddr>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub route: &'a str,
+    pub status: u16,
+    pub bytes: usize,
+    #[serde(serialize_with = "millis")]
+    pub duration: Duration,
+    pub upstream: Option<&'a str>,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
+#[derive(Serialize)]
+struct Stamped<'a> {
+    time: f64,
+    #[serde(flatten)]
+    line: &'a Line<'a>,
+    user: Option<&'a str>,
+    limited: bool,
+}
+
+/// Writes the line with one `write` so concurrent lines never interleave.
+pub fn write(line: &Line<'_>) {
+    let time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| (d.as_millis() as f64) / 1e3);
+    let stamped = Stamped {
+        time,
+        line,
+        user: None,
+        limited: false,
+    };
+    if let Ok(mut buf) = serde_json::to_vec(&stamped) {
+        buf.push(b'\n');
+        let _ = std::io::stdout().lock().write_all(&buf);
+    }
+}

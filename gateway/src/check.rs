@@ -1,0 +1,99 @@
+//! `portcullis check`: validate everything `run` would, serve nothing.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{self, Config, TlsMode};
+
+pub fn run(path: &Path) -> ExitCode {
+    let (cfg, warnings) = match config::load(path, &crate::env_lookup) {
+        Ok(l) => (l.config, l.warnings),
+        Err(report) => {
+            for e in &report.errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(crate::EXIT_INVALID);
+        }
+    };
+    let safety = config::startup_safety(&cfg);
+    let mut errors: Vec<String> = safety.errors.iter().map(|e| e.to_string()).collect();
+    // Certificate sources are read, but nothing is written: a self-signed
+    // certificate is only created by `run`.
+    if let TlsMode::Files { cert, key } = &cfg.tls.mode {
+        if let Err(e) = certs::files::load(cert, key) {
+            errors.push(format!("{}: tls: {e}", cfg.file.display()));
+        }
+    }
+    for w in warnings.iter().chain(&safety.warnings) {
+        eprintln!("warning: {w}");
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        return ExitCode::from(crate::EXIT_INVALID);
+    }
+    print!("{}", routes_table(&cfg));
+    println!("{}: ok", cfg.file.display());
+    ExitCode::SUCCESS
+}
+
+/// The effective routes, in match order, unmatched paths last.
+pub fn routes_table(cfg: &Config) -> String {
+    let mut rows = vec![[
+        "#".to_string(),
+        "HOST".to_string(),
+        "PATH".to_string(),
+        "METHODS".to_string(),
+        "ACCESS".to_string(),
+        "UPSTREAM".to_string(),
+        "MAX_BODY".to_string(),
+    ]];
+    for (i, r) in cfg.routes.iter().enumerate() {
+        rows.push([
+            (i + 1).to_string(),
+            r.host.clone().unwrap_or_else(|| "*".into()),
+            r.path.clone(),
+            r.methods.as_ref().map_or("*".into(), |m| m.join(",")),
+            r.access.as_str().into(),
+            cfg.upstreams[r.upstream].name.clone(),
+            human_size(r.max_body),
+        ]);
+    }
+    rows.push([
+        "-".into(),
+        "*".into(),
+        "(unmatched)".into(),
+        "*".into(),
+        cfg.access_default.as_str().into(),
+        if cfg.upstreams.len() == 1 {
+            cfg.upstreams[0].name.clone()
+        } else {
+            "(404)".into()
+        },
+        human_size(cfg.server.max_body),
+    ]);
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn human_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{}GB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}MB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}KB", n >> 10),
+        n => format!("{n}B"),
+    }
+}

@@ -1,0 +1,61 @@
+//! Command-line interface (SPEC "Command line").
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A reverse-proxy security gateway: HTTPS, sessions, access rules, rate limits, security headers."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Config file [default: $PORTCULLIS_CONFIG, else ./portcullis.toml]
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    pub fn path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("portcullis.toml"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Run in the background (pingora daemon mode).
+        #[arg(short = 'd', long)]
+        daemon: bool,
+        /// Take over the listening sockets of a running instance (zero-downtime upgrade).
+        #[arg(short = 'u', long)]
+        upgrade: bool,
+    },
+    /// Validate the config, secrets and certificate sources; print the routes table.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Start a demo app behind the gateway on https://localhost:8443.
+    Demo {
+        #[arg(long, default_value_t = 8443)]
+        https_port: u16,
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
+    },
+    /// Print a new random 256-bit key, base64url.
+    Secret,
+}

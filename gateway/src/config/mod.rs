@@ -1,0 +1,675 @@
+//! The config file: TOML in, validated [`Config`] out, or every error found.
+//!
+//! Nothing here runs at request time. Strings are parsed once into typed
+//! values; [`crate::runtime`] compiles the result into the serving state.
+
+mod reader;
+mod safety;
+mod secret;
+pub mod units;
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use reader::Section;
+pub use reader::{ConfigError, Report};
+pub use safety::startup_safety;
+pub use secret::{Secret, SecretSource};
+
+/// Default `[server] max_body`.
+const DEFAULT_MAX_BODY: u64 = 10 << 20;
+/// Default `[tls] storage`.
+const DEFAULT_STORAGE: &str = "/var/lib/portcullis";
+
+/// A fully validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from; relative paths were resolved against its directory.
+    pub file: PathBuf,
+    pub server: Server,
+    pub tls: Tls,
+    pub upstreams: Vec<Upstream>,
+    pub secrets: Secrets,
+    /// `[access] default`: access for routes without `access` and unmatched paths.
+    pub access_default: Access,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug)]
+pub struct Server {
+    pub https: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub threads: usize,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_body: u64,
+    pub case_insensitive_paths: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    SelfSigned,
+    /// A platform in front terminates TLS; `trusted_proxies` say the scheme.
+    Off,
+}
+
+#[derive(Debug)]
+pub struct Tls {
+    pub mode: TlsMode,
+    pub domains: Vec<String>,
+    pub storage: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub addrs: Vec<SocketAddr>,
+    /// Path of the active health check, when configured.
+    pub health: Option<String>,
+    pub tls: bool,
+    pub sni: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct Secrets {
+    /// First signs, all verify.
+    pub session_keys: Option<Secret<Vec<Vec<u8>>>>,
+    pub emergency: Option<Secret<Vec<u8>>>,
+    pub assertion_key: Option<Secret<Vec<u8>>>,
+}
+
+/// Who may pass a route. Sessions (login, roles) land with the sessions work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Deny,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub path: String,
+    pub host: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub access: Access,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    pub max_body: u64,
+}
+
+/// A loaded config and the warnings `check` should print.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Where secrets come from: the process environment in production, a map in tests.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Reads and validates a config file.
+pub fn load(path: &Path, env: EnvLookup<'_>) -> Result<Loaded, Report> {
+    let mut report = Report::new(path);
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path, env, report),
+        Err(e) => {
+            report.error("", format!("cannot read the config file: {e}"));
+            Err(report)
+        }
+    }
+}
+
+/// Validates config text as if it had been read from `path`.
+pub fn parse(text: &str, path: &Path, env: EnvLookup<'_>, mut r: Report) -> Result<Loaded, Report> {
+    let doc: toml::Table = match text.parse() {
+        Ok(doc) => doc,
+        Err(e) => {
+            // toml's message spans several lines with a source excerpt; keep one line.
+            let msg = e.message().to_string();
+            let line = e
+                .span()
+                .map(|s| format!("line {}: ", text[..s.start].lines().count().max(1)))
+                .unwrap_or_default();
+            r.error("", format!("{line}invalid TOML: {msg}"));
+            return Err(r);
+        }
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut root = Section::new("", &doc);
+    let cfg = read_root(&mut root, &base, env, &mut r);
+    root.finish(&mut r);
+    match cfg {
+        Some(config) if r.errors.is_empty() => Ok(Loaded {
+            config: Config {
+                file: path.to_path_buf(),
+                ..config
+            },
+            warnings: r.warnings,
+        }),
+        _ => Err(r),
+    }
+}
+
+fn read_root(
+    root: &mut Section<'_>,
+    base: &Path,
+    env: EnvLookup<'_>,
+    r: &mut Report,
+) -> Option<Config> {
+    let empty = toml::Table::new();
+    let mut server_sec = root
+        .table("server", r)
+        .unwrap_or_else(|| Section::new("server", &empty));
+    let server = read_server(&mut server_sec, r);
+    server_sec.finish(r);
+
+    let mut tls_sec = root
+        .table("tls", r)
+        .unwrap_or_else(|| Section::new("tls", &empty));
+    let tls = read_tls(&mut tls_sec, base, r);
+    tls_sec.finish(r);
+
+    let upstreams = match root.table("upstreams", r) {
+        Some(mut sec) => {
+            let ups = sec
+                .named_tables(r)
+                .into_iter()
+                .filter_map(|(name, mut s)| {
+                    let u = read_upstream(name, &mut s, r);
+                    s.finish(r);
+                    u
+                })
+                .collect();
+            sec.finish(r);
+            ups
+        }
+        None => Vec::new(),
+    };
+    if upstreams.is_empty() && !r.errors.iter().any(|e| e.key.starts_with("upstreams")) {
+        r.error(
+            "upstreams",
+            "at least one upstream is required, e.g. [upstreams.app] addrs = [\"127.0.0.1:8000\"]",
+        );
+    }
+
+    let mut secrets_sec = root
+        .table("secrets", r)
+        .unwrap_or_else(|| Section::new("secrets", &empty));
+    let secrets = read_secrets(&mut secrets_sec, base, env, r);
+    secrets_sec.finish(r);
+
+    let mut access_sec = root
+        .table("access", r)
+        .unwrap_or_else(|| Section::new("access", &empty));
+    let access_default = match access_sec.str("default", r) {
+        Some(s) => parse_access(s, &access_sec.key("default"), r),
+        None => {
+            r.error(
+                "access.default",
+                "defaults to \"login\", which needs sessions (not supported yet by this version); set [access] default = \"public\" or \"deny\"",
+            );
+            None
+        }
+    };
+    access_sec.finish(r);
+
+    let mut routes = Vec::new();
+    if let Some(list) = root.table_list("route", r) {
+        for mut sec in list {
+            if let Some(route) =
+                read_route(&mut sec, &upstreams, access_default, server.as_ref(), r)
+            {
+                routes.push(route);
+            }
+            sec.finish(r);
+        }
+    }
+
+    // Sections whose behaviour lands later are refused, never silently ignored.
+    for key in [
+        "session",
+        "identity",
+        "rate_limit",
+        "headers",
+        "cors",
+        "emergency",
+    ] {
+        root.unsupported(key, r);
+    }
+
+    let server = server?;
+    let tls = tls?;
+    if tls.mode == TlsMode::Off {
+        if server.https.is_some() {
+            r.error("server.https", "tls.mode = \"off\" serves plain HTTP on server.http; remove server.https or choose a TLS mode");
+        }
+        if server.http.is_none() {
+            r.error(
+                "server.http",
+                "required when tls.mode = \"off\" (the platform in front sends plain HTTP here)",
+            );
+        }
+    } else if server.https.is_none() {
+        r.error(
+            "server.https",
+            "required (the TLS listener, e.g. \"0.0.0.0:443\")",
+        );
+    }
+    Some(Config {
+        file: PathBuf::new(),
+        server,
+        tls,
+        upstreams,
+        secrets: secrets.unwrap_or_default(),
+        access_default: access_default?,
+        routes,
+    })
+}
+
+fn listen_addr(sec: &mut Section<'_>, key: &'static str, r: &mut Report) -> Option<SocketAddr> {
+    let s = sec.str(key, r)?;
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.error(
+                sec.key(key),
+                format!("{s:?} is not an IP:port address (e.g. \"0.0.0.0:443\", \"[::]:443\")"),
+            );
+            None
+        }
+    }
+}
+
+fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Server> {
+    let errors_before = r.errors.len();
+    let https = listen_addr(sec, "https", r);
+    let http = listen_addr(sec, "http", r);
+    sec.unsupported("ops", r);
+    let threads = match sec.int("threads", r) {
+        Some(n) if (1..=256).contains(&n) => n as usize,
+        Some(n) => {
+            r.error(
+                sec.key("threads"),
+                format!("{n} is out of range (1 to 256)"),
+            );
+            1
+        }
+        None => 2,
+    };
+    let mut trusted_proxies = Vec::new();
+    for (i, c) in sec
+        .str_list("trusted_proxies", r)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match parse_cidr(c) {
+            Some(net) => trusted_proxies.push(net),
+            None => r.error(
+                format!("{}[{i}]", sec.key("trusted_proxies")),
+                format!(
+                    "{c:?} is not an IP address or CIDR (e.g. \"10.0.0.0/8\", \"2001:db8::/32\")"
+                ),
+            ),
+        }
+    }
+    let max_body = size(sec, "max_body", r).unwrap_or(DEFAULT_MAX_BODY);
+    let case_insensitive_paths = sec.bool("case_insensitive_paths", r).unwrap_or(false);
+    (r.errors.len() == errors_before).then_some(Server {
+        https,
+        http,
+        threads,
+        trusted_proxies,
+        max_body,
+        case_insensitive_paths,
+    })
+}
+
+/// A CIDR, or a bare address meaning just that host.
+fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .map(|n| n.trunc())
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+fn size(sec: &mut Section<'_>, key: &'static str, r: &mut Report) -> Option<u64> {
+    let s = sec.str(key, r)?;
+    units::parse_size(s)
+        .map_err(|e| r.error(sec.key(key), e))
+        .ok()
+}
+
+fn duration(sec: &mut Section<'_>, key: &'static str, r: &mut Report) -> Option<Duration> {
+    let s = sec.str(key, r)?;
+    units::parse_duration(s)
+        .map_err(|e| r.error(sec.key(key), e))
+        .ok()
+}
+
+fn read_tls(sec: &mut Section<'_>, base: &Path, r: &mut Report) -> Option<Tls> {
+    let errors_before = r.errors.len();
+    let mode_s = sec.str("mode", r).unwrap_or("acme");
+    let mut domains = Vec::new();
+    for (i, d) in sec
+        .str_list("domains", r)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+        // IP addresses are valid names for self-signed and file certificates.
+        if valid_domain(&d) || d.parse::<IpAddr>().is_ok() {
+            domains.push(d);
+        } else {
+            r.error(
+                format!("{}[{i}]", sec.key("domains")),
+                format!("{d:?} is not a valid domain name"),
+            );
+        }
+    }
+    let storage = sec
+        .str("storage", r)
+        .map(|s| base.join(s))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STORAGE));
+    let cert = sec.str("cert", r).map(|s| base.join(s));
+    let key = sec.str("key", r).map(|s| base.join(s));
+    let mode = match mode_s {
+        "files" => match (cert.clone(), key.clone()) {
+            (Some(cert), Some(key)) => Some(TlsMode::Files { cert, key }),
+            (c, k) => {
+                if c.is_none() {
+                    r.error(sec.key("cert"), "required when tls.mode = \"files\"");
+                }
+                if k.is_none() {
+                    r.error(sec.key("key"), "required when tls.mode = \"files\"");
+                }
+                None
+            }
+        },
+        "self-signed" => Some(TlsMode::SelfSigned),
+        "off" => Some(TlsMode::Off),
+        "acme" => {
+            r.error(
+                sec.key("mode"),
+                "\"acme\" (the default) is not supported yet by this version; use \"files\", \"self-signed\" or \"off\"",
+            );
+            None
+        }
+        other => {
+            r.error(
+                sec.key("mode"),
+                format!("{other:?} is not one of \"acme\", \"files\", \"self-signed\", \"off\""),
+            );
+            None
+        }
+    };
+    if !matches!(mode, Some(TlsMode::Files { .. })) {
+        for k in ["cert", "key"] {
+            if sec.has(k) && mode.is_some() {
+                r.error(sec.key(k), "only used with tls.mode = \"files\"");
+            }
+        }
+    }
+    for k in ["email", "directory", "ca", "challenge"] {
+        sec.unsupported(k, r);
+    }
+    (r.errors.len() == errors_before).then(|| Tls {
+        mode: mode.unwrap_or(TlsMode::Off),
+        domains,
+        storage,
+    })
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').enumerate().all(|(i, label)| {
+            (label == "*" && i == 0)
+                || (!label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        })
+}
+
+fn read_upstream(name: &str, sec: &mut Section<'_>, r: &mut Report) -> Option<Upstream> {
+    let errors_before = r.errors.len();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        r.error(
+            sec.key(""),
+            "upstream names use only letters, digits, '_' and '-'",
+        );
+    }
+    let mut addrs = Vec::new();
+    let mut first_host = None;
+    match sec.str_list("addrs", r) {
+        Some(list) if !list.is_empty() => {
+            for (i, a) in list.into_iter().enumerate() {
+                let key = format!("{}[{i}]", sec.key("addrs"));
+                if first_host.is_none() {
+                    first_host = a
+                        .rsplit_once(':')
+                        .map(|(h, _)| h.trim_matches(['[', ']']).to_string());
+                }
+                match a.to_socket_addrs() {
+                    Ok(mut it) => match it.next() {
+                        Some(sa) => addrs.push(sa),
+                        None => r.error(key, format!("{a:?} resolves to no address")),
+                    },
+                    Err(e) => r.error(key, format!("{a:?} is not a host:port address ({e})")),
+                }
+            }
+        }
+        Some(_) => r.error(sec.key("addrs"), "must list at least one address"),
+        None if !sec.has("addrs") => r.error(
+            sec.key("addrs"),
+            "required, e.g. addrs = [\"127.0.0.1:8000\"]",
+        ),
+        None => {}
+    }
+    let health = sec.str("health", r).and_then(|h| {
+        if h.starts_with('/') && !h.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            Some(h.to_string())
+        } else {
+            r.error(
+                sec.key("health"),
+                format!("{h:?} must be a path starting with '/'"),
+            );
+            None
+        }
+    });
+    let tls = sec.bool("tls", r).unwrap_or(false);
+    let sni = sec
+        .str("sni", r)
+        .map(str::to_string)
+        .or(first_host)
+        .unwrap_or_default();
+    let connect_timeout = duration(sec, "connect_timeout", r).unwrap_or(Duration::from_secs(2));
+    let read_timeout = duration(sec, "read_timeout", r).unwrap_or(Duration::from_secs(60));
+    (r.errors.len() == errors_before).then(|| Upstream {
+        name: name.to_string(),
+        addrs,
+        health,
+        tls,
+        sni,
+        connect_timeout,
+        read_timeout,
+    })
+}
+
+fn read_secrets(
+    sec: &mut Section<'_>,
+    base: &Path,
+    env: EnvLookup<'_>,
+    r: &mut Report,
+) -> Option<Secrets> {
+    let mut out = Secrets::default();
+    if let Some(s) = sec.str("session_keys", r) {
+        let key = sec.key("session_keys");
+        out.session_keys = secret::resolve(s, base, env).map_err(|e| r.error(&key, e)).ok().and_then(|sec| {
+            let keys: Vec<Vec<u8>> = String::from_utf8_lossy(&sec.value)
+                .split(',')
+                .map(|k| k.trim().as_bytes().to_vec())
+                .filter(|k| !k.is_empty())
+                .collect();
+            if keys.is_empty() {
+                r.error(&key, "no keys found (a comma-separated list; generate one with `portcullis secret`)");
+                return None;
+            }
+            if let Some((i, k)) = keys.iter().enumerate().find(|(_, k)| k.len() < 32) {
+                r.error(&key, format!("key #{} is {} bytes; each needs at least 32 (generate one with `portcullis secret`)", i + 1, k.len()));
+                return None;
+            }
+            Some(sec.map(|_| keys))
+        });
+    }
+    for (name, slot) in [
+        ("emergency", &mut out.emergency),
+        ("assertion_key", &mut out.assertion_key),
+    ] {
+        if let Some(s) = sec.str(name, r) {
+            let key = sec.key(name);
+            *slot = secret::resolve(s, base, env)
+                .map_err(|e| r.error(&key, e))
+                .ok()
+                .map(|s| s.map(|v| v.trim_ascii_end().to_vec()));
+        }
+    }
+    if let Some(k) = &out.emergency {
+        if k.value.len() < 32 {
+            r.error(
+                sec.key("emergency"),
+                format!("is {} characters; it needs at least 32", k.value.len()),
+            );
+        }
+    }
+    if let Some(k) = &out.assertion_key {
+        if k.value.len() < 32 {
+            r.error(
+                sec.key("assertion_key"),
+                format!("is {} bytes; it needs at least 32", k.value.len()),
+            );
+        }
+    }
+    Some(out)
+}
+
+fn parse_access(s: &str, key: &str, r: &mut Report) -> Option<Access> {
+    match s {
+        "public" => Some(Access::Public),
+        "deny" => Some(Access::Deny),
+        "login" => {
+            r.error(key, "\"login\" needs sessions, not supported yet by this version; use \"public\" or \"deny\"");
+            None
+        }
+        s if s.starts_with("role:") => {
+            r.error(key, format!("{s:?} needs sessions, not supported yet by this version; use \"public\" or \"deny\""));
+            None
+        }
+        other => {
+            r.error(
+                key,
+                format!("{other:?} is not one of \"public\", \"login\", \"role:a,b\", \"deny\""),
+            );
+            None
+        }
+    }
+}
+
+fn read_route(
+    sec: &mut Section<'_>,
+    upstreams: &[Upstream],
+    access_default: Option<Access>,
+    server: Option<&Server>,
+    r: &mut Report,
+) -> Option<Route> {
+    let errors_before = r.errors.len();
+    let path = sec.str("path", r);
+    if path.is_none() && !sec.has("path") {
+        r.error(sec.key("path"), "required, e.g. path = \"/\"");
+    }
+    let host = sec.str("host", r).map(str::to_string);
+    let methods = sec
+        .str_list("methods", r)
+        .map(|m| m.into_iter().map(str::to_string).collect::<Vec<_>>());
+    let access = match sec.str("access", r) {
+        Some(s) => parse_access(s, &sec.key("access"), r),
+        None => access_default,
+    };
+    let upstream = match sec.str("upstream", r) {
+        Some(name) => match upstreams.iter().position(|u| u.name == name) {
+            Some(i) => Some(i),
+            None => {
+                let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                r.error(
+                    sec.key("upstream"),
+                    format!(
+                        "{name:?} is not a configured upstream (have: {})",
+                        names.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+        None if upstreams.len() == 1 => Some(0),
+        None if upstreams.is_empty() => None,
+        None => {
+            r.error(
+                sec.key("upstream"),
+                "required when more than one upstream is configured",
+            );
+            None
+        }
+    };
+    let max_body = size(sec, "max_body", r);
+    for key in ["rate_limit", "rate_key", "headers"] {
+        sec.unsupported(key, r);
+    }
+    // Validate the matcher now so a bad prefix is a config error, not a 404 later.
+    if let Some(p) = path {
+        if let Err(e) = policies::routes::RouteMatcher::new(host.as_deref(), p, methods.clone()) {
+            r.error(sec.key("path"), e.to_string());
+        }
+    }
+    if r.errors.len() != errors_before {
+        return None;
+    }
+    Some(Route {
+        path: path?.to_string(),
+        host,
+        methods,
+        access: access?,
+        upstream: upstream?,
+        max_body: max_body
+            .or(server.map(|s| s.max_body))
+            .unwrap_or(DEFAULT_MAX_BODY),
+    })
+}
+
+#[cfg(test)]
+mod tests;

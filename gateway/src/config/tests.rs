@@ -1,0 +1,295 @@
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::*;
+
+const BASE: &str = r#"
+[server]
+https = "127.0.0.1:8443"
+[tls]
+mode = "self-signed"
+[upstreams.app]
+addrs = ["127.0.0.1:8000"]
+[access]
+default = "public"
+"#;
+
+fn env_with(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+fn parse_with(text: &str, vars: &[(&str, &str)]) -> Result<Loaded, Vec<ConfigError>> {
+    let path = Path::new("/etc/portcullis/portcullis.toml");
+    let env = env_with(vars);
+    parse(text, path, &env, Report::new(path)).map_err(|r| r.errors)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse_with(text, &[]) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn has(errs: &[String], needle: &str) -> bool {
+    errs.iter().any(|e| e.contains(needle))
+}
+
+#[test]
+fn minimal_config_loads_with_defaults() {
+    let cfg = parse_with(BASE, &[]).expect("valid").config;
+    assert_eq!(cfg.server.max_body, 10 << 20);
+    assert_eq!(cfg.server.threads, 2);
+    assert_eq!(cfg.upstreams[0].connect_timeout, Duration::from_secs(2));
+    assert_eq!(cfg.upstreams[0].read_timeout, Duration::from_secs(60));
+    assert_eq!(cfg.tls.storage, PathBuf::from("/var/lib/portcullis"));
+    assert_eq!(cfg.access_default, Access::Public);
+}
+
+#[test]
+fn unknown_keys_are_named_everywhere() {
+    let errs = errors(&format!(
+        "{BASE}\n[[route]]\npath = \"/\"\nacess = \"public\"\n"
+    ));
+    assert!(has(&errs, "route[0].acess: unknown key"), "{errs:?}");
+    let errs = errors(&BASE.replace("[server]", "[server]\nthreds = 2"));
+    assert!(
+        has(
+            &errs,
+            "portcullis.toml: server.threds: unknown key (expected one of:"
+        ),
+        "{errs:?}"
+    );
+    let errs = errors(&format!("{BASE}\n[frobnicate]\nx = 1\n"));
+    assert!(has(&errs, "frobnicate: unknown key"), "{errs:?}");
+}
+
+#[test]
+fn every_error_is_reported_not_only_the_first() {
+    let text = BASE
+        .replace(
+            "[server]",
+            "[server]\nmax_body = \"10 parsecs\"\ntrusted_proxies = [\"10.0.0.0/33\"]",
+        )
+        .replace(
+            "addrs = [\"127.0.0.1:8000\"]",
+            "addrs = [\"127.0.0.1:8000\"]\nconnect_timeout = \"2 seconds\"",
+        );
+    let errs = errors(&text);
+    assert!(has(&errs, "server.max_body"), "{errs:?}");
+    assert!(has(&errs, "server.trusted_proxies[0]"), "{errs:?}");
+    assert!(has(&errs, "upstreams.app.connect_timeout"), "{errs:?}");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let cases = [
+        ("[server]\nhttps = \"0.0.0.0\"", "server.https"),
+        ("[server]\nhttps = 443", "server.https: expected a string"),
+        ("[server]\nthreads = 0", "server.threads"),
+        (
+            "[server]\ncase_insensitive_paths = \"yes\"",
+            "server.case_insensitive_paths",
+        ),
+    ];
+    for (replacement, needle) in cases {
+        let errs = errors(&BASE.replace("[server]\nhttps = \"127.0.0.1:8443\"", replacement));
+        assert!(has(&errs, needle), "{needle}: {errs:?}");
+    }
+}
+
+#[test]
+fn secrets_resolve_from_env_and_file() {
+    let key = "k".repeat(32);
+    let text = format!("{BASE}\n[secrets]\nsession_keys = \"env:KEYS\"\n");
+    let cfg = parse_with(&text, &[("KEYS", &format!("{key}, {}", "j".repeat(40)))])
+        .expect("valid")
+        .config;
+    let keys = cfg.secrets.session_keys.expect("keys");
+    assert_eq!(keys.source, SecretSource::Env("KEYS".into()));
+    assert_eq!(keys.value.len(), 2);
+    assert!(
+        !format!("{keys:?}").contains(&key),
+        "Debug must not print secrets"
+    );
+
+    let errs = parse_with(&text, &[]).expect_err("missing env");
+    assert!(errs[0]
+        .to_string()
+        .contains("secrets.session_keys: environment variable KEYS is not set"));
+    let errs = parse_with(&text, &[("KEYS", "short")]).expect_err("short");
+    assert!(errs[0].to_string().contains("at least 32"), "{errs:?}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("keys"), format!("{key}\n")).expect("write");
+    let path = dir.path().join("p.toml");
+    let text = format!("{BASE}\n[secrets]\nsession_keys = \"file:keys\"\n");
+    let env = env_with(&[]);
+    let cfg = parse(&text, &path, &env, Report::new(&path))
+        .expect("valid")
+        .config;
+    assert_eq!(
+        cfg.secrets.session_keys.expect("keys").value,
+        vec![key.into_bytes()]
+    );
+}
+
+#[test]
+fn unsupported_sections_are_refused_not_ignored() {
+    for section in [
+        "[session]\nttl = \"12h\"",
+        "[rate_limit]\ndefault = \"off\"",
+        "[headers]\nhsts = \"\"",
+        "[cors]\nallow_origins = []",
+        "[emergency]\nenabled = false",
+        "[identity]\nuser_header = \"X-User\"",
+    ] {
+        let errs = errors(&format!("{BASE}\n{section}\n"));
+        assert!(has(&errs, "not supported yet"), "{section}: {errs:?}");
+    }
+    let errs = errors(&BASE.replace("mode = \"self-signed\"", "mode = \"acme\""));
+    assert!(has(&errs, "tls.mode: \"acme\""), "{errs:?}");
+    let errs = errors(&BASE.replace("default = \"public\"", "default = \"login\""));
+    assert!(has(&errs, "access.default"), "{errs:?}");
+    let errs = errors(&format!(
+        "{BASE}\n[[route]]\npath = \"/api\"\nrate_limit = \"5/minute\"\n"
+    ));
+    assert!(
+        has(&errs, "route[0].rate_limit: not supported yet"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn routes_resolve_upstreams_and_inherit_defaults() {
+    let text = format!(
+        "{BASE}\n[upstreams.api]\naddrs = [\"127.0.0.1:9000\"]\n\
+         [[route]]\npath = \"/api\"\nupstream = \"api\"\nmax_body = \"1MB\"\nmethods = [\"GET\"]\n\
+         [[route]]\npath = \"/\"\nupstream = \"app\"\naccess = \"deny\"\n"
+    );
+    let cfg = parse_with(&text, &[]).expect("valid").config;
+    assert_eq!(cfg.routes.len(), 2);
+    assert_eq!(cfg.upstreams[cfg.routes[0].upstream].name, "api");
+    assert_eq!(cfg.routes[0].max_body, 1 << 20);
+    assert_eq!(cfg.routes[0].access, Access::Public);
+    assert_eq!(cfg.routes[1].access, Access::Deny);
+    assert_eq!(cfg.routes[1].max_body, 10 << 20);
+
+    let errs = errors(&format!(
+        "{BASE}\n[upstreams.api]\naddrs = [\"127.0.0.1:9000\"]\n[[route]]\npath = \"/\"\n"
+    ));
+    assert!(
+        has(&errs, "route[0].upstream: required when more than one"),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{BASE}\n[[route]]\npath = \"/\"\nupstream = \"nope\"\n"
+    ));
+    assert!(
+        has(
+            &errs,
+            "route[0].upstream: \"nope\" is not a configured upstream"
+        ),
+        "{errs:?}"
+    );
+    let errs = errors(&format!("{BASE}\n[[route]]\npath = \"admin\"\n"));
+    assert!(has(&errs, "route[0].path"), "{errs:?}");
+    let errs = errors(&format!("{BASE}\n[[route]]\naccess = \"public\"\n"));
+    assert!(has(&errs, "route[0].path: required"), "{errs:?}");
+}
+
+#[test]
+fn tls_modes() {
+    let errs = errors(&BASE.replace("mode = \"self-signed\"", "mode = \"files\""));
+    assert!(
+        has(&errs, "tls.cert: required") && has(&errs, "tls.key: required"),
+        "{errs:?}"
+    );
+    let cfg = parse_with(
+        &BASE.replace(
+            "mode = \"self-signed\"",
+            "mode = \"files\"\ncert = \"c.pem\"\nkey = \"/k.pem\"",
+        ),
+        &[],
+    )
+    .expect("valid")
+    .config;
+    assert_eq!(
+        cfg.tls.mode,
+        TlsMode::Files {
+            cert: "/etc/portcullis/c.pem".into(),
+            key: "/k.pem".into()
+        }
+    );
+    let errs = errors(&BASE.replace("mode = \"self-signed\"", "mode = \"off\""));
+    assert!(
+        has(&errs, "server.https") && has(&errs, "server.http: required"),
+        "{errs:?}"
+    );
+    let errs = errors(&BASE.replace("mode = \"self-signed\"", "mode = \"tls\""));
+    assert!(has(&errs, "tls.mode: \"tls\" is not one of"), "{errs:?}");
+}
+
+#[test]
+fn invalid_toml_is_one_line_with_a_line_number() {
+    let errs = errors("[server\nhttps = 1");
+    assert_eq!(errs.len(), 1);
+    assert!(!errs[0].contains('\n'), "{errs:?}");
+    assert!(errs[0].contains("line 1"), "{errs:?}");
+}
+
+fn safety(text: &str, vars: &[(&str, &str)]) -> (Vec<String>, Vec<String>) {
+    let cfg = parse_with(text, vars).expect("valid").config;
+    let r = startup_safety(&cfg);
+    (
+        r.errors.iter().map(|e| e.to_string()).collect(),
+        r.warnings.iter().map(|e| e.to_string()).collect(),
+    )
+}
+
+#[test]
+fn startup_safety_only_bites_off_loopback() {
+    let literal = format!("{BASE}\n[secrets]\nsession_keys = \"{}\"\n", "x".repeat(32));
+    let (errs, warns) = safety(&literal, &[]);
+    assert!(errs.is_empty(), "{errs:?}");
+    assert!(
+        warns.iter().any(|w| w.contains("literal secret")),
+        "{warns:?}"
+    );
+
+    let public = literal.replace("127.0.0.1:8443", "0.0.0.0:443");
+    let (errs, _) = safety(&public, &[]);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("secrets.session_keys: a literal secret is refused")),
+        "{errs:?}"
+    );
+
+    let (errs, _) = safety(&BASE.replace("127.0.0.1:8443", "0.0.0.0:443"), &[]);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("secrets.session_keys: required")),
+        "{errs:?}"
+    );
+
+    let env_keys = format!("{BASE}\n[secrets]\nsession_keys = \"env:K\"\n")
+        .replace("127.0.0.1:8443", "0.0.0.0:443");
+    let (errs, _) = safety(&env_keys, &[("K", &"k".repeat(32))]);
+    assert!(errs.is_empty(), "{errs:?}");
+
+    let off = env_keys
+        .replace("https = \"0.0.0.0:443\"", "http = \"0.0.0.0:8080\"")
+        .replace("mode = \"self-signed\"", "mode = \"off\"");
+    let (errs, _) = safety(&off, &[("K", &"k".repeat(32))]);
+    assert!(
+        errs.iter().any(|e| e.contains("server.trusted_proxies")),
+        "{errs:?}"
+    );
+    let trusted = off.replace("[server]", "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]");
+    let (errs, _) = safety(&trusted, &[("K", &"k".repeat(32))]);
+    assert!(errs.is_empty(), "{errs:?}");
+}

@@ -1,0 +1,95 @@
+//! The small value languages of the config file: durations, sizes, rates.
+//!
+//! Parsed once at load; request-time code only ever sees the typed values.
+
+use std::time::Duration;
+
+/// `"30s"`, `"15m"`, `"12h"`, `"7d"`: a positive whole number and one unit.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?} has no unit (use s, m, h or d, e.g. \"30s\")"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. \"30s\", \"15m\", \"12h\", \"7d\")"))?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => {
+            return Err(format!(
+                "{s:?} has unknown unit {unit:?} (use s, m, h or d)"
+            ))
+        }
+    }
+    .ok_or_else(|| format!("{s:?} is too large"))?;
+    if secs == 0 {
+        return Err(format!("{s:?} must be greater than zero"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// `"10MB"`, `"512KB"`, `"1GB"`, `"100B"`. Multiples of 1024, as nginx reads them.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. \"10MB\", \"512KB\")"))?;
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{s:?} has unknown unit {unit:?} (use B, KB, MB or GB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in [
+            "",
+            "s",
+            "30",
+            "0s",
+            "-1s",
+            "1.5h",
+            "10 y",
+            "30S",
+            "1h30m",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10MB"), Ok(10 << 20));
+        assert_eq!(parse_size("1mb"), Ok(1 << 20));
+        assert_eq!(parse_size("512KB"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        for bad in ["", "MB", "1.5MB", "10TB", "-1MB", "99999999999999GB"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+}

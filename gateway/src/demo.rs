@@ -1,0 +1,137 @@
+//! `portcullis demo`: the embedded default. A small app that shows what it
+//! received, behind the gateway, on loopback, with a self-signed certificate.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::ExitCode;
+
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora::services::listening::Service;
+
+use crate::config;
+
+/// The demo config; `{APP}`, `{HTTPS}`, `{HTTP}` are filled in at start.
+const DEMO_CONFIG: &str = r#"
+[server]
+https = "127.0.0.1:{HTTPS}"
+http = "127.0.0.1:{HTTP}"
+threads = 1
+
+[tls]
+mode = "self-signed"
+domains = ["localhost", "127.0.0.1", "::1"]
+
+[upstreams.demo]
+addrs = ["127.0.0.1:{APP}"]
+
+[access]
+default = "public"
+
+[[route]]
+path = "/private"
+access = "deny"
+"#;
+
+pub fn run(https_port: u16, http_port: u16) -> ExitCode {
+    let app_port = match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => {
+            eprintln!("portcullis: cannot find a free port for the demo app: {e}");
+            return ExitCode::from(crate::EXIT_RUNTIME);
+        }
+    };
+    let text = DEMO_CONFIG
+        .replace("{APP}", &app_port.to_string())
+        .replace("{HTTPS}", &https_port.to_string())
+        .replace("{HTTP}", &http_port.to_string());
+    let path = Path::new("<demo>");
+    let cfg = match config::parse(&text, path, &crate::env_lookup, config::Report::new(path)) {
+        Ok(l) => l.config,
+        Err(r) => {
+            for e in r.errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(crate::EXIT_INVALID);
+        }
+    };
+    let certs = match crate::serve::load_certs(&cfg, true) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(crate::EXIT_RUNTIME);
+        }
+    };
+    println!(
+        "portcullis demo\n\
+         \n  open   https://localhost:{https_port}/          (self-signed certificate: your browser will warn)\
+         \n  try    http://localhost:{http_port}/            redirects to https\
+         \n         https://localhost:{https_port}/private   denied by a route rule (403)\
+         \n         https://localhost:{https_port}/.portcullis/health\
+         \n         curl -k https://localhost:{https_port}/a/../b   unsafe path (400)\
+         \n\n  stop with Ctrl-C\n"
+    );
+    crate::start(
+        cfg,
+        certs,
+        crate::serve::RunFlags::default(),
+        move |server| {
+            let mut app = Service::new("demo app".to_string(), DemoApp);
+            app.add_tcp(&format!("127.0.0.1:{app_port}"));
+            server.add_service(app);
+        },
+    )
+}
+
+/// Shows the request it received, as the app behind the gateway sees it.
+pub struct DemoApp;
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl ServeHttp for DemoApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let req = session.req_header();
+        let mut rows = String::new();
+        for (name, value) in req.headers.iter() {
+            rows.push_str(&format!(
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape(name.as_str()),
+                escape(&String::from_utf8_lossy(value.as_bytes()))
+            ));
+        }
+        let target = String::from_utf8_lossy(req.raw_path()).into_owned();
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>portcullis demo app</title>\
+             <style>body{{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem}}\
+             th{{text-align:left;padding-right:1rem;vertical-align:top}}td{{word-break:break-all}}</style></head>\
+             <body><h1>portcullis demo app</h1>\
+             <p>This page is the app <em>behind</em> the gateway. It shows the request exactly as it arrived here.</p>\
+             <p><strong>{} {}</strong></p><table>{rows}</table>\
+             <p>Try <a href=\"/private\">/private</a> (denied by a route rule) and \
+             <a href=\"/.portcullis/health\">/.portcullis/health</a>.</p></body></html>\n",
+            escape(req.method.as_str()),
+            escape(&target)
+        );
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "text/html; charset=utf-8")
+            .header("content-length", body.len())
+            .body(body.into_bytes())
+            .unwrap_or_default()
+    }
+}

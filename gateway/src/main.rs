@@ -1,0 +1,156 @@
+//! `portcullis`: the binary. Exit codes: 0 success, 1 invalid input or
+//! config, 2 runtime failure.
+
+mod access_log;
+mod check;
+mod cli;
+mod config;
+mod demo;
+mod proxy;
+mod respond;
+mod runtime;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Invalid input or config.
+const EXIT_INVALID: u8 = 1;
+/// Runtime failure: a port in use, a crash.
+const EXIT_RUNTIME: u8 = 2;
+
+fn main() -> ExitCode {
+    // One sentence on stderr, never a backtrace, if something panics anyway.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("portcullis: internal error: {msg}{at}");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_INVALID),
+            };
+        }
+    };
+    init_logging();
+    match cli.command {
+        Command::Secret => {
+            println!("{}", new_secret());
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => check::run(&config.path()),
+        Command::Run {
+            config,
+            daemon,
+            upgrade,
+        } => run(&config.path(), serve::RunFlags { daemon, upgrade }),
+        Command::Demo {
+            https_port,
+            http_port,
+        } => demo::run(https_port, http_port),
+    }
+}
+
+/// Diagnostics go to stderr (stdout carries the JSON access log).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,portcullis=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .json()
+        .try_init();
+}
+
+fn new_secret() -> String {
+    use base64::Engine;
+    let key: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads, validates and checks start-up safety; prints every error.
+fn load_for_run(path: &std::path::Path) -> Result<config::Config, ExitCode> {
+    let loaded = config::load(path, &env_lookup).map_err(|report| {
+        for e in &report.errors {
+            eprintln!("{e}");
+        }
+        ExitCode::from(EXIT_INVALID)
+    })?;
+    let safety = config::startup_safety(&loaded.config);
+    for w in loaded.warnings.iter().chain(&safety.warnings) {
+        eprintln!("warning: {w}");
+    }
+    if !safety.errors.is_empty() {
+        for e in &safety.errors {
+            eprintln!("refusing to start: {e}");
+        }
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    Ok(loaded.config)
+}
+
+fn run(path: &std::path::Path, flags: serve::RunFlags) -> ExitCode {
+    let cfg = match load_for_run(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let certs = match serve::load_certs(&cfg, false) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: tls: {e}", cfg.file.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    start(cfg, certs, flags, |_| {})
+}
+
+/// Builds the runtime and serves until shut down.
+fn start(
+    cfg: config::Config,
+    certs: certs::resolver::CertSet,
+    flags: serve::RunFlags,
+    extra: impl FnOnce(&mut pingora::server::Server),
+) -> ExitCode {
+    let runtime = match runtime::Runtime::build(cfg) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    match serve::build(runtime, certs, flags, extra) {
+        Ok(server) => {
+            tracing::info!("portcullis serving");
+            server.run_forever()
+        }
+        Err(e @ serve::ServeError::Certs(_)) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! The pingora `ProxyHttp` glue: walks the SPEC pipeline in order, asking
+//! `policies` for each decision and turning the answer into pingora actions.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
+use pingora::proxy::FailToProxy;
+use policies::client_ip::{self, ClientAddr};
+use policies::forwarding;
+use policies::target::{self, RequestTarget};
+
+use crate::access_log;
+use crate::config::Access;
+use crate::respond;
+use crate::runtime::{Runtime, SharedRuntime};
+
+/// Reserved prefix answered by the gateway and never forwarded.
+const RESERVED: &str = "/.portcullis/";
+
+pub struct Gateway {
+    pub runtime: SharedRuntime,
+}
+
+/// Per-request state. The runtime `Arc` pins the rules for the whole request.
+pub struct Ctx {
+    pub rt: Arc<Runtime>,
+    pub started: Instant,
+    pub request_id: String,
+    pub client: Option<ClientAddr>,
+    pub https: bool,
+    /// Host as received (Host header or HTTP/2 :authority), port included.
+    pub host: Option<String>,
+    /// Normalised path + `?query`, exactly what the upstream receives.
+    pub upstream_target: Option<String>,
+    pub route: Option<usize>,
+    pub upstream: Option<usize>,
+    pub max_body: u64,
+    pub body_seen: u64,
+    pub tried: Vec<PSocketAddr>,
+    pub status: u16,
+}
+
+impl Ctx {
+    fn label(&self) -> &str {
+        match self.route {
+            Some(i) => self.rt.routes.get(i).map_or("", |r| r.label.as_str()),
+            None if self.upstream_target.is_some() => self.rt.fallback.label.as_str(),
+            None => "",
+        }
+    }
+}
+
+/// A 128-bit random id in hex.
+fn new_request_id() -> String {
+    use std::fmt::Write;
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn peer_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// SPEC step 2's framing rule: CL together with TE, or either repeated with
+/// different values, is a smuggling attempt.
+fn ambiguous_framing(req: &RequestHeader) -> bool {
+    let cl = req.headers.get_all(http::header::CONTENT_LENGTH);
+    let te = req.headers.get_all(http::header::TRANSFER_ENCODING);
+    let mut cl_iter = cl.iter();
+    let has_cl = cl.iter().next().is_some();
+    let has_te = te.iter().next().is_some();
+    if has_cl && has_te {
+        return true;
+    }
+    if let Some(first) = cl_iter.next() {
+        if first
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_none()
+        {
+            return true;
+        }
+        if cl_iter.any(|v| v != first) {
+            return true;
+        }
+    }
+    let mut te_iter = te.iter();
+    if let Some(first) = te_iter.next() {
+        if te_iter.any(|v| v != first) {
+            return true;
+        }
+    }
+    false
+}
+
+enum HostError {
+    Duplicate,
+    Missing,
+    Mismatch,
+}
+
+/// The request's host: `Host`, or the HTTP/2 `:authority`; both must agree.
+fn request_host(
+    req: &RequestHeader,
+    absolute_authority: Option<&str>,
+) -> Result<Option<String>, HostError> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    let host = hosts
+        .next()
+        .map(|h| h.to_str().map_err(|_| HostError::Mismatch))
+        .transpose()?;
+    if hosts.next().is_some() {
+        return Err(HostError::Duplicate);
+    }
+    let authority = absolute_authority.or_else(|| req.uri.authority().map(|a| a.as_str()));
+    match (host, authority) {
+        (Some(h), Some(a)) if !h.eq_ignore_ascii_case(a) => Err(HostError::Mismatch),
+        (Some(h), _) => Ok(Some(h.to_string())),
+        (None, Some(a)) => Ok(Some(a.to_string())),
+        (None, None) if req.version == http::Version::HTTP_11 => Err(HostError::Missing),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The `https://` URL the http listener redirects to.
+fn https_location(host: &str, port: Option<u16>, target: &str) -> Option<String> {
+    let name = policies::routes::normalize_host(host)?;
+    // normalize_host keeps IPv6 literals bracketed; be safe if it ever does not.
+    let name = if name.contains(':') && !name.starts_with('[') {
+        format!("[{name}]")
+    } else {
+        name
+    };
+    Some(match port {
+        Some(p) => format!("https://{name}:{p}{target}"),
+        None => format!("https://{name}{target}"),
+    })
+}
+
+impl Gateway {
+    /// SPEC steps 1–6. `Ok(true)` when a response was written here.
+    async fn pipeline(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let rt = ctx.rt.clone();
+        let req = session.req_header();
+
+        // 1. Client IP and scheme.
+        let Some(peer) = peer_ip(session) else {
+            return self.fail(session, ctx, 400).await;
+        };
+        let xff = req.headers.get_all("x-forwarded-for");
+        let client = client_ip::resolve(peer, xff.iter().map(|v| v.as_bytes()), &rt.trusted);
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.https = tls
+            || (rt.tls_off
+                && client.peer_trusted
+                && req
+                    .headers
+                    .get("x-forwarded-proto")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
+        if client.peer_trusted {
+            if let Some(id) = req.headers.get("x-request-id") {
+                if forwarding::is_valid_request_id(id.as_bytes()) {
+                    ctx.request_id = String::from_utf8_lossy(id.as_bytes()).into_owned();
+                }
+            }
+        }
+        ctx.client = Some(client);
+
+        // 2. Unsafe framing and request targets.
+        if ambiguous_framing(req) {
+            session.set_keepalive(None);
+            return self.fail(session, ctx, 400).await;
+        }
+        let parsed = match target::parse_target(req.raw_path()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(request_id = %ctx.request_id, reason = %e, "unsafe request target");
+                return self.fail(session, ctx, 400).await;
+            }
+        };
+        let (path, query, authority) = match parsed {
+            RequestTarget::Path {
+                path,
+                query,
+                authority,
+            } => (path, query, authority),
+            RequestTarget::Asterisk if req.method == http::Method::OPTIONS => {
+                let h = respond::header(204, &ctx.request_id, None, 0)?;
+                respond::send(session, h, Bytes::new()).await?;
+                ctx.status = 204;
+                return Ok(true);
+            }
+            RequestTarget::Asterisk => return self.fail(session, ctx, 400).await,
+        };
+        let host = match request_host(req, authority) {
+            Ok(h) => h,
+            Err(_) => return self.fail(session, ctx, 400).await,
+        };
+        let mut upstream_target =
+            String::with_capacity(path.as_str().len() + query.map_or(0, |q| q.len() + 1));
+        upstream_target.push_str(path.as_str());
+        if let Some(q) = query {
+            upstream_target.push('?');
+            upstream_target.push_str(q);
+        }
+        ctx.host = host;
+        ctx.upstream_target = Some(upstream_target);
+
+        // The plain listener only redirects, unless a platform terminates TLS.
+        if !tls && !rt.tls_off {
+            let status = if matches!(req.method, http::Method::GET | http::Method::HEAD) {
+                301
+            } else {
+                308
+            };
+            let location = ctx
+                .host
+                .as_deref()
+                .zip(ctx.upstream_target.as_deref())
+                .and_then(|(h, t)| https_location(h, rt.https_port, t));
+            return match location {
+                Some(loc) => {
+                    ctx.status = status;
+                    respond::redirect(session, &ctx.request_id, status, &loc).await?;
+                    Ok(true)
+                }
+                None => self.fail(session, ctx, 400).await,
+            };
+        }
+
+        // 3. Reserved paths.
+        let p = path.as_str();
+        if p.starts_with(RESERVED) || p == "/.portcullis" {
+            let get = matches!(req.method, http::Method::GET | http::Method::HEAD);
+            if p == "/.portcullis/health" && get {
+                ctx.status = 200;
+                respond::text(session, &ctx.request_id, 200, "ok\n").await?;
+                return Ok(true);
+            }
+            return self.fail(session, ctx, 404).await;
+        }
+
+        // Routing (host, path, method).
+        let method = req.method.as_str();
+        let rule = match rt.table.find(ctx.host.as_deref(), p, method) {
+            Some(i) => {
+                ctx.route = Some(i);
+                &rt.routes[i]
+            }
+            None => &rt.fallback,
+        };
+
+        // 6. Access.
+        match rule.access {
+            Access::Public => {}
+            Access::Deny => return self.fail(session, ctx, 403).await,
+        }
+        let Some(upstream) = rule.upstream else {
+            return self.fail(session, ctx, 404).await;
+        };
+        ctx.upstream = Some(upstream);
+
+        // Body limit: refuse early on a declared length, count the rest.
+        ctx.max_body = rule.max_body;
+        let declared = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > ctx.max_body) {
+            session.set_keepalive(None);
+            return self.fail(session, ctx, 413).await;
+        }
+        Ok(false)
+    }
+
+    /// Writes a gateway error and ends the request.
+    async fn fail(&self, session: &mut Session, ctx: &mut Ctx, status: u16) -> Result<bool> {
+        ctx.status = status;
+        // An unread request body would desynchronise a reused connection.
+        let has_body = session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING)
+            || session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        if has_body {
+            session.set_keepalive(None);
+        }
+        respond::error(session, &ctx.request_id, status).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            rt: self.runtime.load_full(),
+            started: Instant::now(),
+            request_id: new_request_id(),
+            client: None,
+            https: false,
+            host: None,
+            upstream_target: None,
+            route: None,
+            upstream: None,
+            max_body: 0,
+            body_seen: 0,
+            tried: Vec::new(),
+            status: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        self.pipeline(session, ctx).await
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_seen += b.len() as u64;
+            if ctx.body_seen > ctx.max_body {
+                return Error::e_explain(HTTPStatus(413), "request body over max_body");
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(up) = ctx.upstream.and_then(|i| ctx.rt.upstreams.get(i)) else {
+            return Error::e_explain(InternalError, "no upstream selected");
+        };
+        let tried = &ctx.tried;
+        // Healthy and untried first; then anything untried (health may lag).
+        let backend = up
+            .lb
+            .select_with(b"", 256, |b, healthy| healthy && !tried.contains(&b.addr))
+            .or_else(|| up.lb.select_with(b"", 256, |b, _| !tried.contains(&b.addr)));
+        let Some(backend) = backend else {
+            return Error::e_explain(
+                ConnectNoRoute,
+                format!("no address left for upstream {}", up.name),
+            );
+        };
+        ctx.tried.push(backend.addr.clone());
+        let mut peer = HttpPeer::new(backend, up.tls, up.sni.clone());
+        peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.read_timeout = Some(up.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Try the next address of the upstream, once each.
+        let more = ctx
+            .upstream
+            .and_then(|i| ctx.rt.upstreams.get(i))
+            .is_some_and(|u| ctx.tried.len() < u.addr_count);
+        if more {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(client) = ctx.client.as_ref() else {
+            return Error::e_explain(InternalError, "pipeline did not run");
+        };
+        if let Some(t) = ctx.upstream_target.as_deref() {
+            up.set_raw_path(t.as_bytes())?;
+        }
+        // SPEC step 7: strip what a client could spoof, then set our own.
+        let trusted = client.peer_trusted;
+        let kept_host = trusted
+            .then(|| up.headers.get("x-forwarded-host").cloned())
+            .flatten();
+        let doomed: Vec<String> = up
+            .headers
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|name| {
+                let ours = [
+                    "x-forwarded-for",
+                    "x-forwarded-proto",
+                    "x-forwarded-host",
+                    "x-real-ip",
+                    "x-request-id",
+                ]
+                .iter()
+                .any(|t| forwarding::header_name_eq(name, t));
+                ours || (forwarding::is_forwarding_header(name) && (!trusted || name.contains('_')))
+            })
+            .map(str::to_string)
+            .collect();
+        for name in &doomed {
+            up.remove_header(name.as_str());
+        }
+        up.insert_header("x-forwarded-for", client.forwarded_for())?;
+        up.insert_header(
+            "x-forwarded-proto",
+            if ctx.https { "https" } else { "http" },
+        )?;
+        match (kept_host, ctx.host.as_deref()) {
+            (Some(h), _) => up.insert_header("x-forwarded-host", h)?,
+            (None, Some(h)) => up.insert_header("x-forwarded-host", h)?,
+            (None, None) => {}
+        }
+        up.insert_header("x-real-ip", client.ip.to_string())?;
+        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // HTTP/2 clients send :authority, not Host; an HTTP/1.1 upstream needs Host.
+        if !up.headers.contains_key(http::header::HOST) {
+            if let Some(h) = ctx.host.as_deref() {
+                up.insert_header(http::header::HOST, h)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.status = resp.status.as_u16();
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let status = match e.etype() {
+            HTTPStatus(code) => *code,
+            ReadTimedout | WriteTimedout if e.esource() == &ErrorSource::Upstream => 504,
+            ConnectTimedout => 504,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    WriteError | ReadError | ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 502,
+            },
+        };
+        if status > 0 && session.response_written().is_none() {
+            ctx.status = status;
+            if let Err(we) = respond::error(session, &ctx.request_id, status).await {
+                tracing::debug!(error = %we, "could not write the error response");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(e) = e {
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "request failed");
+        }
+        let status = session
+            .response_written()
+            .map_or(ctx.status, |r| r.status.as_u16());
+        let upstream = ctx
+            .upstream
+            .and_then(|i| ctx.rt.upstreams.get(i))
+            .map(|u| u.name.as_str());
+        access_log::write(&access_log::Line {
+            request_id: &ctx.request_id,
+            client_ip: ctx.client.as_ref().map(|c| c.ip),
+            method: session.req_header().method.as_str(),
+            path: ctx.upstream_target.as_deref().unwrap_or(""),
+            route: ctx.label(),
+            status,
+            bytes: session.body_bytes_sent(),
+            duration: ctx.started.elapsed(),
+            upstream,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_location_keeps_path_and_port() {
+        assert_eq!(
+            https_location("Example.COM:80", None, "/a?b=1").as_deref(),
+            Some("https://example.com/a?b=1")
+        );
+        assert_eq!(
+            https_location("example.com.", Some(8443), "/").as_deref(),
+            Some("https://example.com:8443/")
+        );
+        assert_eq!(
+            https_location("[::1]:8080", Some(8443), "/x").as_deref(),
+            Some("https://[::1]:8443/x")
+        );
+        assert_eq!(https_location("", None, "/"), None);
+    }
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/", None).expect("req");
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).expect("header");
+        }
+        r
+    }
+
+    #[test]
+    fn framing() {
+        assert!(!ambiguous_framing(&req(&[])));
+        assert!(!ambiguous_framing(&req(&[("content-length", "5")])));
+        assert!(!ambiguous_framing(&req(&[
+            ("content-length", "5"),
+            ("content-length", "5")
+        ])));
+        assert!(ambiguous_framing(&req(&[
+            ("content-length", "5"),
+            ("content-length", "6")
+        ])));
+        assert!(ambiguous_framing(&req(&[
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked")
+        ])));
+        assert!(ambiguous_framing(&req(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "gzip")
+        ])));
+        assert!(ambiguous_framing(&req(&[("content-length", "-1")])));
+        assert!(!ambiguous_framing(&req(&[(
+            "transfer-encoding",
+            "chunked"
+        )])));
+    }
+}

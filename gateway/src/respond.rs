@@ -1,0 +1,145 @@
+//! The one writer of responses the gateway makes itself: errors, redirects,
+//! small text answers. pingora's `response_filter` does not run for these, so
+//! everything a gateway response must carry is added here.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+
+/// Short, fixed wording per status: never a path, address or backtrace.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "bad request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not found",
+        405 => "method not allowed",
+        408 => "request timeout",
+        413 => "payload too large",
+        429 => "too many requests",
+        431 => "request header fields too large",
+        500 => "internal error",
+        502 => "bad gateway",
+        503 => "service unavailable",
+        504 => "gateway timeout",
+        _ => "error",
+    }
+}
+
+/// Whether the client reads HTML (a browser) rather than JSON.
+pub fn wants_html(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .any(|v| {
+            v.as_bytes()
+                .windows(9)
+                .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+        })
+}
+
+fn error_body(status: u16, html: bool) -> (&'static str, String) {
+    let reason = reason(status);
+    if html {
+        (
+            "text/html; charset=utf-8",
+            format!(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status} {reason}</title></head>\
+                 <body><h1>{status}</h1><p>{reason}</p></body></html>\n"
+            ),
+        )
+    } else {
+        (
+            "application/json",
+            format!("{{\"error\":\"{reason}\",\"status\":{status}}}\n"),
+        )
+    }
+}
+
+/// Builds the header of a gateway-made response.
+pub fn header(
+    status: u16,
+    request_id: &str,
+    content_type: Option<&str>,
+    len: usize,
+) -> Result<ResponseHeader> {
+    let mut h = ResponseHeader::build(status, Some(6))?;
+    if let Some(ct) = content_type {
+        h.insert_header(http::header::CONTENT_TYPE, ct)?;
+    }
+    h.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+    h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    h.insert_header("x-request-id", request_id)?;
+    Ok(h)
+}
+
+/// Writes a complete response; a HEAD request gets the headers only.
+pub async fn send(session: &mut Session, mut h: ResponseHeader, body: Bytes) -> Result<()> {
+    let head = session.req_header().method == http::Method::HEAD;
+    if head || body.is_empty() {
+        if head {
+            // Keep the length of the body a GET would have had.
+            h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        }
+        session.write_response_header(Box::new(h), true).await
+    } else {
+        session.write_response_header(Box::new(h), false).await?;
+        session.write_response_body(Some(body), true).await
+    }
+}
+
+/// An error page: HTML for browsers, `{"error", "status"}` JSON otherwise.
+pub async fn error(session: &mut Session, request_id: &str, status: u16) -> Result<()> {
+    let (ct, body) = error_body(status, wants_html(session));
+    let h = header(status, request_id, Some(ct), body.len())?;
+    send(session, h, Bytes::from(body)).await
+}
+
+/// A redirect with an empty body.
+pub async fn redirect(
+    session: &mut Session,
+    request_id: &str,
+    status: u16,
+    location: &str,
+) -> Result<()> {
+    let mut h = header(status, request_id, None, 0)?;
+    h.insert_header(http::header::LOCATION, location)?;
+    send(session, h, Bytes::new()).await
+}
+
+/// A small plain-text answer (health checks).
+pub async fn text(
+    session: &mut Session,
+    request_id: &str,
+    status: u16,
+    body: &'static str,
+) -> Result<()> {
+    let h = header(
+        status,
+        request_id,
+        Some("text/plain; charset=utf-8"),
+        body.len(),
+    )?;
+    send(session, h, Bytes::from_static(body.as_bytes())).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_never_echo_anything() {
+        for status in [400, 401, 403, 404, 413, 429, 502, 503, 504] {
+            let (ct, json) = error_body(status, false);
+            assert_eq!(ct, "application/json");
+            let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+            assert_eq!(v["status"], status);
+            assert_eq!(v["error"], reason(status));
+            let (ct, html) = error_body(status, true);
+            assert!(ct.starts_with("text/html"));
+            assert!(html.contains(&status.to_string()));
+        }
+    }
+}

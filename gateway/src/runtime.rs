@@ -1,0 +1,144 @@
+//! The compiled, immutable serving state, and the holder that swaps it.
+//!
+//! A request loads the current [`Runtime`] once and keeps that `Arc` to the
+//! end, so a reload never changes the rules under a request in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::{health_check, LoadBalancer};
+use policies::client_ip::TrustedProxies;
+use policies::routes::{RouteMatcher, RouteTable};
+
+use crate::config::{Access, Config, TlsMode};
+
+/// Shared, atomically replaceable runtime.
+pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
+
+/// What a matched route (or the fallback for unmatched paths) decides.
+#[derive(Debug)]
+pub struct RouteRule {
+    /// Shown in logs and `check`: the route's prefix, or `(default)`.
+    pub label: String,
+    pub access: Access,
+    /// `None` only for the fallback when several upstreams exist: 404.
+    pub upstream: Option<usize>,
+    pub max_body: u64,
+}
+
+/// One named upstream with its balancer.
+pub struct UpstreamRt {
+    pub name: String,
+    pub lb: Arc<LoadBalancer<RoundRobin>>,
+    pub tls: bool,
+    pub sni: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub has_health_check: bool,
+    pub addr_count: usize,
+}
+
+pub struct Runtime {
+    pub config: Config,
+    pub trusted: TrustedProxies,
+    pub table: RouteTable,
+    pub routes: Vec<RouteRule>,
+    pub fallback: RouteRule,
+    pub upstreams: Vec<UpstreamRt>,
+    /// Where the http listener redirects to; `None` for port 443.
+    pub https_port: Option<u16>,
+    pub tls_off: bool,
+}
+
+impl Runtime {
+    /// Compiles a validated config. Fails only on what validation cannot see
+    /// (e.g. a balancer that cannot be built), with one sentence.
+    pub fn build(config: Config) -> Result<Runtime, String> {
+        let mut matchers = Vec::with_capacity(config.routes.len());
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for r in &config.routes {
+            matchers.push(
+                RouteMatcher::new(r.host.as_deref(), &r.path, r.methods.clone())
+                    .map_err(|e| format!("route {}: {e}", r.path))?,
+            );
+            routes.push(RouteRule {
+                label: r.path.clone(),
+                access: r.access,
+                upstream: Some(r.upstream),
+                max_body: r.max_body,
+            });
+        }
+        let table = RouteTable::new(matchers, config.server.case_insensitive_paths);
+        let fallback = RouteRule {
+            label: "(default)".to_string(),
+            access: config.access_default,
+            upstream: (config.upstreams.len() == 1).then_some(0),
+            max_body: config.server.max_body,
+        };
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for u in &config.upstreams {
+            let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(u.addrs.iter())
+                .map_err(|e| format!("upstream {}: {e}", u.name))?;
+            if let Some(path) = &u.health {
+                let mut hc = health_check::HttpHealthCheck::new(&u.sni, u.tls);
+                hc.req.set_uri(
+                    path.parse()
+                        .map_err(|e| format!("upstream {} health: {e}", u.name))?,
+                );
+                hc.peer_template.options.connection_timeout = Some(u.connect_timeout);
+                hc.peer_template.options.read_timeout = Some(u.connect_timeout);
+                lb.set_health_check(Box::new(hc));
+                lb.health_check_frequency = Some(HEALTH_INTERVAL);
+            }
+            upstreams.push(UpstreamRt {
+                name: u.name.clone(),
+                lb: Arc::new(lb),
+                tls: u.tls,
+                sni: u.sni.clone(),
+                connect_timeout: u.connect_timeout,
+                read_timeout: u.read_timeout,
+                has_health_check: u.health.is_some(),
+                addr_count: u.addrs.len(),
+            });
+        }
+        let https_port = config.server.https.map(|a| a.port()).filter(|p| *p != 443);
+        Ok(Runtime {
+            trusted: TrustedProxies::new(config.server.trusted_proxies.clone()),
+            table,
+            routes,
+            fallback,
+            upstreams,
+            https_port,
+            tls_off: config.tls.mode == TlsMode::Off,
+            config,
+        })
+    }
+}
+
+/// How often active health checks run.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs the active health checks of whatever runtime is current, so a reload
+/// that changes upstreams needs no new background service.
+pub struct HealthChecks {
+    pub runtime: SharedRuntime,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            let rt = self.runtime.load_full();
+            for u in rt.upstreams.iter().filter(|u| u.has_health_check) {
+                u.lb.backends().run_health_check(true).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Wires a validated config into a pingora server and runs it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use certs::resolver::{CertSet, Resolver};
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+
+use crate::config::{Config, TlsMode};
+use crate::proxy::Gateway;
+use crate::runtime::{HealthChecks, Runtime};
+
+/// Flags `run` passes through to pingora.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunFlags {
+    pub daemon: bool,
+    pub upgrade: bool,
+}
+
+/// Why serving could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Bad certificate material: the operator's input (exit 1).
+    #[error("{0}")]
+    Certs(#[from] certs::CertError),
+    /// A listener cannot be bound: a runtime failure (exit 2).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// Anything else at start-up (exit 2).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The certificate set a config asks for. `demo` passes `in_memory` to keep
+/// everything off the disk.
+pub fn load_certs(cfg: &Config, in_memory: bool) -> Result<CertSet, certs::CertError> {
+    let names = if cfg.tls.domains.is_empty() {
+        vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ]
+    } else {
+        cfg.tls.domains.clone()
+    };
+    let loaded = match &cfg.tls.mode {
+        TlsMode::Files { cert, key } => certs::files::load(cert, key)?,
+        TlsMode::SelfSigned if in_memory => certs::self_signed::generate(&names)?,
+        TlsMode::SelfSigned => certs::self_signed::load_or_create(&cfg.tls.storage, &names)?,
+        TlsMode::Off => return Ok(CertSet::new(Vec::new())),
+    };
+    Ok(CertSet::new(vec![loaded]))
+}
+
+/// Fails fast, with the address, when a port is taken: pingora would panic.
+fn probe_listeners(cfg: &Config) -> Result<(), ServeError> {
+    for addr in [cfg.server.https, cfg.server.http].into_iter().flatten() {
+        TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+    }
+    Ok(())
+}
+
+/// Builds the server; `extra` lets `demo` add its own app service.
+pub fn build(
+    runtime: Runtime,
+    certs: CertSet,
+    flags: RunFlags,
+    extra: impl FnOnce(&mut Server),
+) -> Result<Server, ServeError> {
+    pingora::tls::install_default_crypto_provider();
+    if !flags.upgrade {
+        probe_listeners(&runtime.config)?;
+    }
+    let https = runtime.config.server.https;
+    let http = runtime.config.server.http;
+    let id = https.or(http).map_or(0, |a| a.port());
+    let conf = ServerConf {
+        threads: runtime.config.server.threads,
+        daemon: flags.daemon,
+        pid_file: format!("/tmp/portcullis-{id}.pid"),
+        upgrade_sock: format!("/tmp/portcullis-{id}-upgrade.sock"),
+        // pingora sleeps this long after SIGTERM before stopping runtimes.
+        grace_period_seconds: Some(3),
+        graceful_shutdown_timeout_seconds: Some(10),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: flags.upgrade,
+        daemon: flags.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let shared = Arc::new(ArcSwap::from_pointee(runtime));
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway {
+            runtime: shared.clone(),
+        },
+        "portcullis",
+    );
+    if let Some(addr) = https {
+        let resolver = Arc::new(Resolver::new(certs));
+        let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks))
+            .map_err(|e| ServeError::Other(format!("TLS settings: {e}")))?;
+        tls.set_cert_resolver(resolver);
+        tls.enable_h2();
+        proxy.add_tls_with_settings(&addr.to_string(), None, tls);
+    }
+    if let Some(addr) = http {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "health checks",
+        HealthChecks { runtime: shared },
+    ));
+    extra(&mut server);
+    Ok(server)
+}
+
+/// pingora's rustls `TlsSettings` is built either from files or with callbacks;
+/// we only need the resolver, so the callbacks do nothing.
+struct NoCallbacks;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for NoCallbacks {}

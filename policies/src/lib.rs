@@ -1,0 +1,31 @@
+#![forbid(unsafe_code)]
+#![deny(missing_docs, unreachable_pub)]
+// Client-controlled input must never panic the gateway: forbid the usual
+// panicking shortcuts in library code (tests may still use them).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+//! Pure request-policy decisions for portcullis.
+//!
+//! Everything here is synchronous, allocation-light and free of I/O so the
+//! gateway can call it on the hot path and so every rule can be unit-tested
+//! exhaustively, bypass attempts included. The gateway owns sockets, headers
+//! and responses; this crate only answers "is this safe / who is this / which
+//! route".
+//!
+//! * [`target`] — request-target validation and path normalisation (SPEC step 2).
+//! * [`client_ip`] — client address from the peer and `X-Forwarded-For` (step 1).
+//! * [`forwarding`] — header-name rules for the upstream request (step 7).
+//! * [`routes`] — `[[route]]` matching on host, path prefix and method.
+
+pub mod client_ip;
+pub mod forwarding;
+pub mod routes;
+pub mod target;

@@ -1,0 +1,410 @@
+//! Runs the real `portcullis` binary.
+//!
+//! Ports come from the config text: `Gateway::start` reads the `https`,
+//! `http` and `ops` keys of the `[server]` table (`https = "127.0.0.1:PORT"`),
+//! so a test picks ports with `free_port()` and writes them into its config.
+//! Readiness = the https port (or, without one, the http port) accepts TCP.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Name of the config file inside the gateway's directory.
+pub const CONFIG_FILE: &str = "portcullis.toml";
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(50);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const CLI_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+/// A running `portcullis run`; SIGTERM (then SIGKILL after 5 s) on drop.
+#[derive(Debug)]
+pub struct Gateway {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub https_port: u16,
+    /// 0 when the config has no `http` listener.
+    pub http_port: u16,
+    /// 0 when the config has no `ops` listener.
+    pub ops_port: u16,
+}
+
+/// Sets up the gateway's directory, environment and files before starting it.
+#[derive(Debug)]
+pub struct GatewayBuilder {
+    config: String,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl GatewayBuilder {
+    /// Creates the directory now, so `dir()` can go into absolute paths in
+    /// the config before the gateway starts. Relative paths in the config
+    /// resolve against this directory too (the config file lives in it).
+    pub fn new(config: &str) -> GatewayBuilder {
+        GatewayBuilder {
+            config: config.to_string(),
+            dir: tempfile::tempdir().expect("temp dir for gateway"),
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces the config text (e.g. after building it with `dir()`).
+    pub fn config(mut self, config: &str) -> Self {
+        self.config = config.to_string();
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Writes `contents` to `name` (relative to `dir()`, parents created).
+    pub fn file(self, name: &str, contents: &str) -> Self {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        self
+    }
+
+    /// Extra arguments after `run -c FILE`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Starts the gateway and waits until it accepts connections; panics with
+    /// its output if it exits or is not ready within 60 s.
+    pub fn start(self) -> Gateway {
+        let ports = ListenerPorts::parse(&self.config);
+        let wait_port = [ports.https, ports.http]
+            .into_iter()
+            .find(|&p| p != 0)
+            .expect("config has no [server] https or http = \"127.0.0.1:PORT\" line");
+        let config_path = self.dir.path().join(CONFIG_FILE);
+        std::fs::write(&config_path, &self.config).unwrap();
+        let child = self.spawn(&config_path);
+        let mut gateway = Gateway {
+            child,
+            dir: self.dir,
+            https_port: ports.https,
+            http_port: ports.http,
+            ops_port: ports.ops,
+        };
+        gateway.wait_ready(wait_port);
+        gateway
+    }
+
+    fn spawn(&self, config_path: &Path) -> Child {
+        let open = |name: &str| std::fs::File::create(self.dir.path().join(name)).unwrap();
+        let mut command = Command::new(binary());
+        command
+            .arg("run")
+            .arg("-c")
+            .arg(config_path)
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(open("stdout.log"))
+            .stderr(open("stderr.log"));
+        hermetic_env(&mut command);
+        command.env("RUST_LOG", "info");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command.spawn().expect("spawn portcullis")
+    }
+}
+
+impl Gateway {
+    /// Starts with `config` and no extra env or files.
+    pub fn start(config: &str) -> Gateway {
+        GatewayBuilder::new(config).start()
+    }
+
+    pub fn builder(config: &str) -> GatewayBuilder {
+        GatewayBuilder::new(config)
+    }
+
+    /// Directory holding the config, extra files and the captured logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join(CONFIG_FILE)
+    }
+
+    /// `https://localhost:PORT{path}`; `https_client` resolves localhost.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https_port)
+    }
+
+    /// `http://localhost:PORT{path}` on the plain listener.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://localhost:{}{path}", self.http_port)
+    }
+
+    /// `http://127.0.0.1:PORT{path}` on the ops listener.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ops_port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name ("HUP", "TERM", ...).
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.child.id(), signal);
+    }
+
+    /// Writes a new config and sends SIGHUP. Whether it was applied shows in
+    /// the logs (see `wait_for_log`) or in behaviour.
+    pub fn reload(&self, config: &str) {
+        std::fs::write(self.config_path(), config).unwrap();
+        self.signal("HUP");
+    }
+
+    /// Writes a file in `dir()` (e.g. a new users file before a reload).
+    pub fn write_file(&self, name: &str, contents: &str) {
+        std::fs::write(self.dir.path().join(name), contents).unwrap();
+    }
+
+    pub fn stdout(&self) -> String {
+        self.read_log("stdout.log")
+    }
+
+    pub fn stderr(&self) -> String {
+        self.read_log("stderr.log")
+    }
+
+    /// Stdout lines that parse as JSON objects (request and audit logs).
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .filter(serde_json::Value::is_object)
+            .collect()
+    }
+
+    /// Polls stdout+stderr until `needle` appears; false after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.stdout().contains(needle) || self.stderr().contains(needle)
+        })
+    }
+
+    /// Exit status if the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn read_log(&self, name: &str) -> String {
+        let bytes = std::fs::read(self.dir.path().join(name)).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    fn wait_ready(&mut self, port: u16) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(status) = self.try_wait() {
+                panic!(
+                    "portcullis exited during start-up ({status})\n{}",
+                    self.logs()
+                );
+            }
+            if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "portcullis did not listen on 127.0.0.1:{port} within {STARTUP_TIMEOUT:?}\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.try_wait().is_none() {
+            self.signal("TERM");
+            if self.wait_exit(SHUTDOWN_GRACE).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        // A failing test shows what the gateway said.
+        if std::thread::panicking() {
+            eprintln!(
+                "portcullis logs ({}):\n{}",
+                self.dir().display(),
+                self.logs()
+            );
+        }
+    }
+}
+
+/// Listener ports named in a config's `[server]` table (0 when absent).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ListenerPorts {
+    pub https: u16,
+    pub http: u16,
+    pub ops: u16,
+}
+
+impl ListenerPorts {
+    /// A line-based scan (not a TOML parser): `key = "host:port"` lines
+    /// inside `[server]`.
+    pub fn parse(config: &str) -> ListenerPorts {
+        let mut ports = ListenerPorts::default();
+        let mut in_server = false;
+        for line in config.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_server = line == "[server]";
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=').filter(|_| in_server) else {
+                continue;
+            };
+            let value = value.split('#').next().unwrap().trim().trim_matches('"');
+            let port = value
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .unwrap_or(0);
+            match key.trim() {
+                "https" => ports.https = port,
+                "http" => ports.http = port,
+                "ops" => ports.ops = port,
+                _ => {}
+            }
+        }
+        ports
+    }
+}
+
+/// Runs `portcullis ARGS` (not `run`, which would not exit) with `env` added,
+/// `stdin` written then closed; panics after 30 s.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    run_cli_in(&std::env::temp_dir(), args, env, stdin)
+}
+
+/// `run_cli` with the working directory `dir` (where `./portcullis.toml` is
+/// looked for).
+pub fn run_cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    hermetic_env(&mut command);
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().expect("spawn portcullis");
+    if let Some(input) = stdin {
+        // Dropping the handle closes stdin, so the CLI sees EOF.
+        let mut pipe = child.stdin.take().unwrap();
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    let pid = child.id();
+    // wait_with_output drains both pipes; run it on a thread to time it out.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(CLI_TIMEOUT) {
+        Ok(output) => output.expect("wait for portcullis"),
+        Err(_) => {
+            send_signal(pid, "KILL");
+            panic!("portcullis {args:?} did not exit within {CLI_TIMEOUT:?}");
+        }
+    }
+}
+
+/// Stdout of `output` as text (for assertions).
+pub fn stdout_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Stderr of `output` as text.
+pub fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The developer's own `PORTCULLIS_*` variables must not leak into tests.
+fn hermetic_env(command: &mut Command) {
+    let inherited: HashMap<String, String> = std::env::vars().collect();
+    for key in inherited.keys().filter(|k| k.starts_with("PORTCULLIS_")) {
+        command.env_remove(key);
+    }
+    command.env_remove("RUST_LOG");
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg("-s")
+        .arg(signal)
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Polls `condition` every 50 ms until true (→ true) or `timeout` (→ false).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
