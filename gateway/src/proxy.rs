@@ -477,6 +477,9 @@ impl ProxyHttp for Gateway {
         };
         if status > 0 && session.response_written().is_none() {
             ctx.status = status;
+            // The request body may be unread: say `Connection: close` rather
+            // than let the client reuse a connection we are about to drop.
+            session.set_keepalive(None);
             if let Err(we) = respond::error(session, &ctx.request_id, status).await {
                 tracing::debug!(error = %we, "could not write the error response");
             }

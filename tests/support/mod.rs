@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod config;
 pub mod gateway;
 pub mod pki;
 pub mod ports;
