@@ -408,3 +408,40 @@ async fn self_signed_mode_writes_and_serves_its_certificate() {
         .expect("trusted self-signed");
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn tls_upstreams_are_verified() {
+    let pki = TestPki::new();
+    let up = Upstream::start_tls(&pki);
+    let cfg = basic(&pki, &[up.addr()], "").replace(
+        "connect_timeout = \"1s\"",
+        "connect_timeout = \"1s\"\ntls = true\nsni = \"localhost\"",
+    );
+    // Trusting the test CA (as an operator would for a private CA) works.
+    let gw = GatewayBuilder::new(&cfg)
+        .env("SSL_CERT_FILE", &pki.ca_path.display().to_string())
+        .start();
+    let client = https_client(&pki.ca_pem, gw.https_port, false);
+    let resp = client
+        .get(gw.url("/over-tls"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(echo(&resp.text().await.expect("body")).target, "/over-tls");
+    drop(gw);
+
+    // Without that trust the upstream's certificate is refused: 502, not a
+    // silently unverified connection.
+    let other = TestPki::new();
+    let gw = GatewayBuilder::new(&cfg)
+        .env("SSL_CERT_FILE", &other.ca_path.display().to_string())
+        .start();
+    let client = https_client(&pki.ca_pem, gw.https_port, false);
+    let resp = client
+        .get(gw.url("/over-tls"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 502);
+}

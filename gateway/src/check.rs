@@ -21,7 +21,7 @@ pub fn run(path: &Path) -> ExitCode {
     // certificate is only created by `run`.
     if let TlsMode::Files { cert, key } = &cfg.tls.mode {
         if let Err(e) = certs::files::load(cert, key) {
-            errors.push(format!("{}: tls: {e}", cfg.file.display()));
+            errors.push(crate::serve::cert_error_line(&cfg, &e));
         }
     }
     for w in warnings.iter().chain(&safety.warnings) {

@@ -118,7 +118,7 @@ fn run(path: &std::path::Path, flags: serve::RunFlags) -> ExitCode {
     let certs = match serve::load_certs(&cfg, false) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{}: tls: {e}", cfg.file.display());
+            eprintln!("{}", serve::cert_error_line(&cfg, &e));
             return ExitCode::from(EXIT_INVALID);
         }
     };

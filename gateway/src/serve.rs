@@ -59,6 +59,17 @@ pub fn load_certs(cfg: &Config, in_memory: bool) -> Result<CertSet, certs::CertE
     Ok(CertSet::new(vec![loaded]))
 }
 
+/// One error line for bad certificate material: file, key, reason.
+pub fn cert_error_line(cfg: &Config, e: &certs::CertError) -> String {
+    let msg = e.to_string();
+    let key = match &cfg.tls.mode {
+        TlsMode::Files { key, .. } if msg.starts_with(&key.display().to_string()) => "tls.key",
+        TlsMode::Files { .. } => "tls.cert",
+        _ => "tls.storage",
+    };
+    format!("{}: {key}: {msg}", cfg.file.display())
+}
+
 /// Fails fast, with the address, when a port is taken: pingora would panic.
 fn probe_listeners(cfg: &Config) -> Result<(), ServeError> {
     for addr in [cfg.server.https, cfg.server.http].into_iter().flatten() {
