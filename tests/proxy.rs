@@ -445,3 +445,38 @@ async fn tls_upstreams_are_verified() {
         .expect("request");
     assert_eq!(resp.status(), 502);
 }
+
+#[tokio::test]
+async fn active_health_checks_keep_requests_off_a_dead_address() {
+    let (pki, up) = (TestPki::new(), Upstream::start());
+    let retries = |gw: &Gateway| gw.stderr().matches("retry: true").count();
+    let send_ten = |gw: &Gateway| {
+        let client = https_client(&pki.ca_pem, gw.https_port, false);
+        let urls: Vec<String> = (0..10).map(|i| gw.url(&format!("/h/{i}"))).collect();
+        async move {
+            for url in urls {
+                assert_eq!(client.get(url).send().await.expect("request").status(), 200);
+            }
+        }
+    };
+
+    // Control: without a health check, round robin keeps trying the dead
+    // address and recovers by retrying (pingora logs each retry).
+    let plain = Gateway::start(&basic(&pki, &[dead_addr(), up.addr()], ""));
+    send_ten(&plain).await;
+    assert!(
+        retries(&plain) > 0,
+        "control should retry: {}",
+        plain.stderr()
+    );
+
+    // With one, the first check (at start) marks it down: no request tries it.
+    let cfg = basic(&pki, &[dead_addr(), up.addr()], "").replace(
+        "connect_timeout = \"1s\"",
+        "connect_timeout = \"1s\"\nhealth = \"/health\"",
+    );
+    let checked = Gateway::start(&cfg);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    send_ten(&checked).await;
+    assert_eq!(retries(&checked), 0, "{}", checked.stderr());
+}

@@ -12,13 +12,32 @@ use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
 use pingora::proxy::FailToProxy;
 use policies::client_ip::{self, ClientAddr};
-use policies::forwarding;
 use policies::target::{self, RequestTarget};
+use policies::{forwarding, head};
 
 use crate::access_log;
 use crate::config::Access;
 use crate::respond;
 use crate::runtime::{Runtime, SharedRuntime};
+
+/// Headers the gateway sets on every upstream request; a client's copy, in
+/// any spelling, never passes.
+const SET_BY_GATEWAY: [&str; 5] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// The SPEC's default `[identity]` header names: removed from every client
+/// request, trusted peer or not, so an app can believe them. (Configurable
+/// names and the values themselves arrive with sessions.)
+const IDENTITY_HEADERS: [&str; 3] = [
+    "x-forwarded-user",
+    "x-forwarded-roles",
+    "x-forwarded-assertion",
+];
 
 /// Reserved prefix answered by the gateway and never forwarded.
 const RESERVED: &str = "/.portcullis/";
@@ -71,39 +90,6 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
-}
-
-/// SPEC step 2's framing rule: CL together with TE, or either repeated with
-/// different values, is a smuggling attempt.
-fn ambiguous_framing(req: &RequestHeader) -> bool {
-    let cl = req.headers.get_all(http::header::CONTENT_LENGTH);
-    let te = req.headers.get_all(http::header::TRANSFER_ENCODING);
-    let mut cl_iter = cl.iter();
-    let has_cl = cl.iter().next().is_some();
-    let has_te = te.iter().next().is_some();
-    if has_cl && has_te {
-        return true;
-    }
-    if let Some(first) = cl_iter.next() {
-        if first
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_none()
-        {
-            return true;
-        }
-        if cl_iter.any(|v| v != first) {
-            return true;
-        }
-    }
-    let mut te_iter = te.iter();
-    if let Some(first) = te_iter.next() {
-        if te_iter.any(|v| v != first) {
-            return true;
-        }
-    }
-    false
 }
 
 enum HostError {
@@ -179,12 +165,20 @@ impl Gateway {
         }
         ctx.client = Some(client);
 
-        // 2. Unsafe framing and request targets.
-        if ambiguous_framing(req) {
+        // 2. Unsafe framing and request targets. For HTTP/1 both are judged on
+        // the bytes as sent: pingora's parser has already dropped a fragment
+        // and, when TE came with CL, the CL. (HTTP/2 framing is checked by the
+        // h2 layer, which refuses TE and a CL that disagrees with the data.)
+        let raw_head = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
+        if raw_head.as_deref().is_some_and(head::ambiguous_framing) {
             session.set_keepalive(None);
             return self.fail(session, ctx, 400).await;
         }
-        let parsed = match target::parse_target(req.raw_path()) {
+        let wire_target = match raw_head.as_deref() {
+            Some(h) => head::request_target(h).unwrap_or_default(),
+            None => req.raw_path(),
+        };
+        let parsed = match target::parse_target(wire_target) {
             Ok(t) => t,
             Err(e) => {
                 tracing::debug!(request_id = %ctx.request_id, reason = %e, "unsafe request target");
@@ -413,15 +407,10 @@ impl ProxyHttp for Gateway {
             .keys()
             .map(|k| k.as_str())
             .filter(|name| {
-                let ours = [
-                    "x-forwarded-for",
-                    "x-forwarded-proto",
-                    "x-forwarded-host",
-                    "x-real-ip",
-                    "x-request-id",
-                ]
-                .iter()
-                .any(|t| forwarding::header_name_eq(name, t));
+                let ours = SET_BY_GATEWAY
+                    .iter()
+                    .chain(IDENTITY_HEADERS.iter())
+                    .any(|t| forwarding::header_name_eq(name, t));
                 ours || (forwarding::is_forwarding_header(name) && (!trusted || name.contains('_')))
             })
             .map(str::to_string)
@@ -534,40 +523,5 @@ mod tests {
             Some("https://[::1]:8443/x")
         );
         assert_eq!(https_location("", None, "/"), None);
-    }
-
-    fn req(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("POST", b"/", None).expect("req");
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).expect("header");
-        }
-        r
-    }
-
-    #[test]
-    fn framing() {
-        assert!(!ambiguous_framing(&req(&[])));
-        assert!(!ambiguous_framing(&req(&[("content-length", "5")])));
-        assert!(!ambiguous_framing(&req(&[
-            ("content-length", "5"),
-            ("content-length", "5")
-        ])));
-        assert!(ambiguous_framing(&req(&[
-            ("content-length", "5"),
-            ("content-length", "6")
-        ])));
-        assert!(ambiguous_framing(&req(&[
-            ("content-length", "5"),
-            ("transfer-encoding", "chunked")
-        ])));
-        assert!(ambiguous_framing(&req(&[
-            ("transfer-encoding", "chunked"),
-            ("transfer-encoding", "gzip")
-        ])));
-        assert!(ambiguous_framing(&req(&[("content-length", "-1")])));
-        assert!(!ambiguous_framing(&req(&[(
-            "transfer-encoding",
-            "chunked"
-        )])));
     }
 }

@@ -23,9 +23,11 @@
 //! * [`target`] — request-target validation and path normalisation (SPEC step 2).
 //! * [`client_ip`] — client address from the peer and `X-Forwarded-For` (step 1).
 //! * [`forwarding`] — header-name rules for the upstream request (step 7).
+//! * [`head`] — facts from the raw HTTP/1 request head: verbatim target, framing (step 2).
 //! * [`routes`] — `[[route]]` matching on host, path prefix and method.
 
 pub mod client_ip;
 pub mod forwarding;
+pub mod head;
 pub mod routes;
 pub mod target;

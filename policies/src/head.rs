@@ -1,0 +1,113 @@
+//! Facts read from the raw HTTP/1 request head, for what a parsed request
+//! has already lost.
+//!
+//! pingora's parser drops a `#fragment` from the target and, when both
+//! `Content-Length` and `Transfer-Encoding` arrive, deletes `Content-Length`
+//! (RFC 9112 §6.3 lets a proxy do that). SPEC step 2 wants both refused with
+//! 400 instead, since a client sending either is probing for a parser
+//! disagreement. These functions look at the bytes as they came off the wire.
+
+/// The request-target of the request line (`METHOD SP target SP version`),
+/// exactly as sent. `None` when the first line has no two spaces.
+pub fn request_target(head: &[u8]) -> Option<&[u8]> {
+    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line = head.get(..line_end)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let first = line.iter().position(|&b| b == b' ')?;
+    let last = line.iter().rposition(|&b| b == b' ')?;
+    if last <= first {
+        return None;
+    }
+    line.get(first + 1..last)
+}
+
+/// Values of every header line named `name` (ASCII case-insensitive), trimmed.
+pub fn header_values<'a>(head: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    head.split(|&b| b == b'\n').skip(1).filter_map(move |line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        let (n, rest) = line.split_at(colon);
+        n.eq_ignore_ascii_case(name.as_bytes())
+            .then(|| rest.get(1..).unwrap_or_default().trim_ascii())
+    })
+}
+
+/// SPEC step 2's framing rule: `Content-Length` with `Transfer-Encoding`,
+/// either repeated with different values, or a `Content-Length` that is not
+/// a plain decimal number. Each is a request-smuggling attempt.
+pub fn ambiguous_framing(head: &[u8]) -> bool {
+    let mut cl = header_values(head, "content-length");
+    let mut te = header_values(head, "transfer-encoding");
+    let first_cl = cl.next();
+    let first_te = te.next();
+    if first_cl.is_some() && first_te.is_some() {
+        return true;
+    }
+    if let Some(v) = first_cl {
+        if v.is_empty() || !v.iter().all(u8::is_ascii_digit) || cl.any(|o| o != v) {
+            return true;
+        }
+    }
+    if let Some(v) = first_te {
+        if te.any(|o| o != v) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_target_is_taken_verbatim() {
+        assert_eq!(
+            request_target(b"GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some(&b"/a#b"[..])
+        );
+        assert_eq!(request_target(b"GET /a b HTTP/1.1\r\n"), Some(&b"/a b"[..]));
+        assert_eq!(request_target(b"OPTIONS * HTTP/1.1\n"), Some(&b"*"[..]));
+        assert_eq!(
+            request_target(b"GET http://h/x?y HTTP/1.1\r\n"),
+            Some(&b"http://h/x?y"[..])
+        );
+        assert_eq!(request_target(b"GET /x\r\n"), None);
+        assert_eq!(request_target(b""), None);
+        assert_eq!(request_target(b"GET  HTTP/1.1"), Some(&b""[..]));
+    }
+
+    fn head(headers: &str) -> Vec<u8> {
+        format!("POST / HTTP/1.1\r\nHost: x\r\n{headers}\r\n").into_bytes()
+    }
+
+    #[test]
+    fn framing() {
+        let ok = [
+            "",
+            "Content-Length: 5\r\n",
+            "content-length: 5\r\nContent-Length:  5\r\n",
+            "Transfer-Encoding: chunked\r\n",
+        ];
+        for h in ok {
+            assert!(!ambiguous_framing(&head(h)), "{h:?}");
+        }
+        let bad = [
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "transfer-encoding: chunked\r\nCONTENT-LENGTH: 0\r\n",
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: 5, 5\r\n",
+            "Content-Length: -1\r\n",
+            "Content-Length: +5\r\n",
+            "Content-Length:\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+        ];
+        for h in bad {
+            assert!(ambiguous_framing(&head(h)), "{h:?}");
+        }
+        // The request line is not a header, whatever it contains.
+        assert!(!ambiguous_framing(
+            b"GET /content-length:5 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+    }
+}
