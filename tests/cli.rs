@@ -306,11 +306,22 @@ async fn demo_serves_the_demo_page_on_loopback() {
         "{body}"
     );
     let denied = client
+        .get(format!("https://localhost:{https}/blocked"))
+        .send()
+        .await
+        .expect("blocked");
+    assert_eq!(denied.status(), 403);
+    let login = client
         .get(format!("https://localhost:{https}/private"))
+        .header("accept", "text/html")
         .send()
         .await
         .expect("private");
-    assert_eq!(denied.status(), 403);
+    assert_eq!(
+        login.status(),
+        303,
+        "the demo's protected page asks for a login"
+    );
     let redirect = http_client(http)
         .get(format!("http://localhost:{http}/x"))
         .send()
@@ -323,5 +334,9 @@ async fn demo_serves_the_demo_page_on_loopback() {
     assert!(
         stdout.contains(&format!("https://localhost:{https}/")),
         "prints what to open: {stdout}"
+    );
+    assert!(
+        stdout.contains("user \"demo\", password \""),
+        "prints the demo credentials: {stdout}"
     );
 }

@@ -18,6 +18,7 @@ pub struct Line<'a> {
     #[serde(serialize_with = "millis")]
     pub duration: Duration,
     pub upstream: Option<&'a str>,
+    pub user: Option<&'a str>,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -29,7 +30,6 @@ struct Stamped<'a> {
     time: f64,
     #[serde(flatten)]
     line: &'a Line<'a>,
-    user: Option<&'a str>,
     limited: bool,
 }
 
@@ -41,8 +41,7 @@ pub fn write(line: &Line<'_>) {
     let stamped = Stamped {
         time,
         line,
-        user: None,
-        limited: false,
+        limited: line.status == 429,
     };
     if let Ok(mut buf) = serde_json::to_vec(&stamped) {
         buf.push(b'\n');

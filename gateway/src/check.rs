@@ -55,7 +55,7 @@ pub fn routes_table(cfg: &Config) -> String {
             r.host.clone().unwrap_or_else(|| "*".into()),
             r.path.clone(),
             r.methods.as_ref().map_or("*".into(), |m| m.join(",")),
-            r.access.as_str().into(),
+            r.access.as_string(),
             cfg.upstreams[r.upstream].name.clone(),
             human_size(r.max_body),
         ]);
@@ -65,7 +65,7 @@ pub fn routes_table(cfg: &Config) -> String {
         "*".into(),
         "(unmatched)".into(),
         "*".into(),
-        cfg.access_default.as_str().into(),
+        cfg.access_default.as_string(),
         if cfg.upstreams.len() == 1 {
             cfg.upstreams[0].name.clone()
         } else {

@@ -58,4 +58,47 @@ pub enum Command {
     },
     /// Print a new random 256-bit key, base64url.
     Secret,
+    /// Manage the users file.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// Which users file: `--users FILE`, else `[session] users` of the config.
+#[derive(Debug, Args)]
+pub struct UsersArg {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The users file itself (instead of finding it through the config)
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub users: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from the terminal, or one line from stdin.
+    Add {
+        name: String,
+        /// A role (repeat for several)
+        #[arg(long = "role", value_name = "R")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        file: UsersArg,
+    },
+    /// Set a new password; the user's existing sessions end.
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        file: UsersArg,
+    },
+    /// Disable a user; the user's existing sessions end.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        file: UsersArg,
+    },
+    /// List users, their roles and state.
+    List {
+        #[command(flatten)]
+        file: UsersArg,
+    },
 }

@@ -26,13 +26,62 @@ domains = ["localhost", "127.0.0.1", "::1"]
 [upstreams.demo]
 addrs = ["127.0.0.1:{APP}"]
 
+[secrets]
+session_keys = "{KEY}"
+
+[session]
+users = "{USERS}"
+
 [access]
 default = "public"
 
 [[route]]
 path = "/private"
+access = "login"
+
+[[route]]
+path = "/admin"
+access = "role:admin"
+
+[[route]]
+path = "/blocked"
 access = "deny"
 "#;
+
+/// A random password that is easy to type: 4 groups of 4 lowercase letters.
+fn demo_password() -> String {
+    const LETTERS: &[u8] = b"abcdefghijkmnpqrstuvwxyz";
+    let bytes: [u8; 16] = rand::random();
+    let mut out = String::with_capacity(19);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push('-');
+        }
+        out.push(LETTERS[*b as usize % LETTERS.len()] as char);
+    }
+    out
+}
+
+/// Writes a users file with the demo user into a fresh private directory.
+fn demo_users(password: &str) -> Result<std::path::PathBuf, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("portcullis-demo-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary directory: {e}"))?
+        .keep();
+    let path = dir.join("users.toml");
+    let hash = policies::users::hash_password(password).map_err(|e| e.to_string())?;
+    let mut users = crate::users_file::Users::default();
+    users.insert(crate::users_file::User {
+        name: "demo".into(),
+        password: hash,
+        roles: vec!["demo".into()],
+        disabled: false,
+        generation: 1,
+    });
+    crate::users_file::save(&path, &users)?;
+    Ok(path)
+}
 
 pub fn run(https_port: u16, http_port: u16) -> ExitCode {
     let app_port = match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
@@ -42,7 +91,17 @@ pub fn run(https_port: u16, http_port: u16) -> ExitCode {
             return ExitCode::from(crate::EXIT_RUNTIME);
         }
     };
+    let password = demo_password();
+    let users = match demo_users(&password) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("portcullis: demo users file: {e}");
+            return ExitCode::from(crate::EXIT_RUNTIME);
+        }
+    };
     let text = DEMO_CONFIG
+        .replace("{KEY}", &crate::new_secret())
+        .replace("{USERS}", &users.display().to_string())
         .replace("{APP}", &app_port.to_string())
         .replace("{HTTPS}", &https_port.to_string())
         .replace("{HTTP}", &http_port.to_string());
@@ -66,8 +125,11 @@ pub fn run(https_port: u16, http_port: u16) -> ExitCode {
     println!(
         "portcullis demo\n\
          \n  open   https://localhost:{https_port}/          (self-signed certificate: your browser will warn)\
-         \n  try    http://localhost:{http_port}/            redirects to https\
-         \n         https://localhost:{https_port}/private   denied by a route rule (403)\
+         \n  try    https://localhost:{https_port}/private   needs a login: user \"demo\", password \"{password}\"\
+         \n         https://localhost:{https_port}/admin     needs the admin role: 403 for demo\
+         \n         https://localhost:{https_port}/.portcullis/logout\
+         \n         http://localhost:{http_port}/            redirects to https\
+         \n         https://localhost:{https_port}/blocked   denied by a route rule (403)\
          \n         https://localhost:{https_port}/.portcullis/health\
          \n         curl -k https://localhost:{https_port}/a/../b   unsafe path (400)\
          \n\n  stop with Ctrl-C\n"
@@ -122,8 +184,10 @@ impl ServeHttp for DemoApp {
              <body><h1>portcullis demo app</h1>\
              <p>This page is the app <em>behind</em> the gateway. It shows the request exactly as it arrived here.</p>\
              <p><strong>{} {}</strong></p><table>{rows}</table>\
-             <p>Try <a href=\"/private\">/private</a> (denied by a route rule) and \
-             <a href=\"/.portcullis/health\">/.portcullis/health</a>.</p></body></html>\n",
+             <p>Try <a href=\"/private\">/private</a> (sign in as <code>demo</code> with the password \
+             printed in the terminal), <a href=\"/admin\">/admin</a> (needs the admin role), \
+             <a href=\"/blocked\">/blocked</a> (denied by a route rule) and \
+             <a href=\"/.portcullis/logout\">sign out</a>.</p></body></html>\n",
             escape(req.method.as_str()),
             escape(&target)
         );

@@ -2,14 +2,21 @@
 //! config, 2 runtime failure.
 
 mod access_log;
+mod audit;
+mod auth;
 mod check;
 mod cli;
 mod config;
 mod demo;
+mod login;
+mod pages;
 mod proxy;
 mod respond;
 mod runtime;
 mod serve;
+mod state;
+mod user_cmd;
+mod users_file;
 
 use std::process::ExitCode;
 
@@ -65,6 +72,7 @@ fn main() -> ExitCode {
             https_port,
             http_port,
         } => demo::run(https_port, http_port),
+        Command::User(cmd) => user_cmd::run(cmd),
     }
 }
 
@@ -144,7 +152,7 @@ fn start(
             tracing::info!("portcullis serving");
             server.run_forever()
         }
-        Err(e @ serve::ServeError::Certs(_)) => {
+        Err(e @ (serve::ServeError::Certs(_) | serve::ServeError::Users(_))) => {
             eprintln!("portcullis: {e}");
             ExitCode::from(EXIT_INVALID)
         }

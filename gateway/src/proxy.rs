@@ -11,14 +11,18 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
 use pingora::proxy::FailToProxy;
+use policies::access::{self, Decision};
 use policies::client_ip::{self, ClientAddr};
 use policies::target::{self, RequestTarget};
 use policies::{forwarding, head};
 
 use crate::access_log;
-use crate::config::Access;
-use crate::respond;
-use crate::runtime::{Runtime, SharedRuntime};
+use crate::auth::{self, Identity};
+use crate::login;
+use crate::pages;
+use crate::respond::{self, Extras};
+use crate::runtime::Runtime;
+use crate::state::{self, Shared};
 
 /// Headers the gateway sets on every upstream request; a client's copy, in
 /// any spelling, never passes.
@@ -30,27 +34,21 @@ const SET_BY_GATEWAY: [&str; 5] = [
     "x-request-id",
 ];
 
-/// The SPEC's default `[identity]` header names: removed from every client
-/// request, trusted peer or not, so an app can believe them. (Configurable
-/// names and the values themselves arrive with sessions.)
-const IDENTITY_HEADERS: [&str; 3] = [
-    "x-forwarded-user",
-    "x-forwarded-roles",
-    "x-forwarded-assertion",
-];
-
 /// Reserved prefix answered by the gateway and never forwarded.
 const RESERVED: &str = "/.portcullis/";
 
 pub struct Gateway {
-    pub runtime: SharedRuntime,
+    pub shared: Arc<Shared>,
 }
 
 /// Per-request state. The runtime `Arc` pins the rules for the whole request.
 pub struct Ctx {
     pub rt: Arc<Runtime>,
     pub started: Instant,
-    pub request_id: String,
+    /// Request id and cookies every response of this request carries.
+    pub out: Extras,
+    /// Step 5's result: who is asking, if anyone.
+    pub identity: Option<Identity>,
     pub client: Option<ClientAddr>,
     pub https: bool,
     /// Host as received (Host header or HTTP/2 :authority), port included.
@@ -159,7 +157,7 @@ impl Gateway {
         if client.peer_trusted {
             if let Some(id) = req.headers.get("x-request-id") {
                 if forwarding::is_valid_request_id(id.as_bytes()) {
-                    ctx.request_id = String::from_utf8_lossy(id.as_bytes()).into_owned();
+                    ctx.out.request_id = String::from_utf8_lossy(id.as_bytes()).into_owned();
                 }
             }
         }
@@ -181,7 +179,7 @@ impl Gateway {
         let parsed = match target::parse_target(wire_target) {
             Ok(t) => t,
             Err(e) => {
-                tracing::debug!(request_id = %ctx.request_id, reason = %e, "unsafe request target");
+                tracing::debug!(request_id = %ctx.out.request_id, reason = %e, "unsafe request target");
                 return self.fail(session, ctx, 400).await;
             }
         };
@@ -192,7 +190,7 @@ impl Gateway {
                 authority,
             } => (path, query, authority),
             RequestTarget::Asterisk if req.method == http::Method::OPTIONS => {
-                let h = respond::header(204, &ctx.request_id, None, 0)?;
+                let h = respond::header(204, &ctx.out, None, 0)?;
                 respond::send(session, h, Bytes::new()).await?;
                 ctx.status = 204;
                 return Ok(true);
@@ -228,23 +226,24 @@ impl Gateway {
             return match location {
                 Some(loc) => {
                     ctx.status = status;
-                    respond::redirect(session, &ctx.request_id, status, &loc).await?;
+                    respond::redirect(session, &ctx.out, status, &loc).await?;
                     Ok(true)
                 }
                 None => self.fail(session, ctx, 400).await,
             };
         }
 
+        // 5. Session (before reserved paths: logout needs to know who).
+        if let Some(srt) = rt.session.as_ref() {
+            let auth = auth::authenticate(srt, &self.shared, req, state::now());
+            ctx.identity = auth.identity;
+            ctx.out.set_cookies.extend(auth.set_cookie);
+        }
+
         // 3. Reserved paths.
         let p = path.as_str();
         if p.starts_with(RESERVED) || p == "/.portcullis" {
-            let get = matches!(req.method, http::Method::GET | http::Method::HEAD);
-            if p == "/.portcullis/health" && get {
-                ctx.status = 200;
-                respond::text(session, &ctx.request_id, 200, "ok\n").await?;
-                return Ok(true);
-            }
-            return self.fail(session, ctx, 404).await;
+            return self.reserved(session, ctx, &rt).await;
         }
 
         // Routing (host, path, method).
@@ -258,9 +257,32 @@ impl Gateway {
         };
 
         // 6. Access.
-        match rule.access {
-            Access::Public => {}
-            Access::Deny => return self.fail(session, ctx, 403).await,
+        let navigation = access::is_navigation(
+            method,
+            &mut req
+                .headers
+                .get_all(http::header::ACCEPT)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        let roles = ctx.identity.as_ref().map(|i| i.roles.as_slice());
+        match access::decide(&rule.access, roles, navigation) {
+            Decision::Allow => {}
+            Decision::LoginRedirect => {
+                let target = ctx.upstream_target.as_deref().unwrap_or("/");
+                let next: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
+                ctx.status = 303;
+                respond::redirect(
+                    session,
+                    &ctx.out,
+                    303,
+                    &format!("/.portcullis/login?next={next}"),
+                )
+                .await?;
+                return Ok(true);
+            }
+            Decision::Unauthorized => return self.fail(session, ctx, 401).await,
+            Decision::Forbidden => return self.fail(session, ctx, 403).await,
         }
         let Some(upstream) = rule.upstream else {
             return self.fail(session, ctx, 404).await;
@@ -281,6 +303,46 @@ impl Gateway {
         Ok(false)
     }
 
+    /// Everything under `/.portcullis/`: answered here, never forwarded.
+    async fn reserved(&self, session: &mut Session, ctx: &mut Ctx, rt: &Runtime) -> Result<bool> {
+        let path = ctx.upstream_target.as_deref().unwrap_or("");
+        let path = path.split('?').next().unwrap_or("").to_string();
+        let method = session.req_header().method.clone();
+        let get = method == http::Method::GET || method == http::Method::HEAD;
+        let post = method == http::Method::POST;
+        let identity = ctx.identity.clone();
+        match (path.as_str(), rt.session.as_ref()) {
+            ("/.portcullis/health", _) if get => {
+                ctx.status = 200;
+                respond::text(session, &ctx.out, 200, "ok\n").await?;
+                Ok(true)
+            }
+            ("/.portcullis/style.css", _) if get => {
+                ctx.status = 200;
+                respond::body(
+                    session,
+                    &ctx.out,
+                    200,
+                    "text/css; charset=utf-8",
+                    Bytes::from_static(pages::STYLE.as_bytes()),
+                )
+                .await?;
+                Ok(true)
+            }
+            ("/.portcullis/login", Some(srt)) if get => login::login_form(session, ctx, srt).await,
+            ("/.portcullis/login", Some(srt)) if post => {
+                login::login_submit(session, ctx, srt, &self.shared).await
+            }
+            ("/.portcullis/logout", Some(srt)) if get => {
+                login::logout_form(session, ctx, srt, identity.as_ref()).await
+            }
+            ("/.portcullis/logout", Some(srt)) if post => {
+                login::logout_submit(session, ctx, srt, &self.shared, identity.as_ref()).await
+            }
+            _ => self.fail(session, ctx, 404).await,
+        }
+    }
+
     /// Writes a gateway error and ends the request.
     async fn fail(&self, session: &mut Session, ctx: &mut Ctx, status: u16) -> Result<bool> {
         ctx.status = status;
@@ -297,7 +359,7 @@ impl Gateway {
         if has_body {
             session.set_keepalive(None);
         }
-        respond::error(session, &ctx.request_id, status).await?;
+        respond::error(session, &ctx.out, status).await?;
         Ok(true)
     }
 }
@@ -308,9 +370,13 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            rt: self.runtime.load_full(),
+            rt: self.shared.runtime.load_full(),
             started: Instant::now(),
-            request_id: new_request_id(),
+            out: Extras {
+                request_id: new_request_id(),
+                set_cookies: Vec::new(),
+            },
+            identity: None,
             client: None,
             https: false,
             host: None,
@@ -402,6 +468,14 @@ impl ProxyHttp for Gateway {
         let kept_host = trusted
             .then(|| up.headers.get("x-forwarded-host").cloned())
             .flatten();
+        // Identity headers are removed from every client request, trusted
+        // peer or not: only the gateway speaks for a user.
+        let ids = &ctx.rt.identity;
+        let identity_names = [
+            ids.user.as_str(),
+            ids.roles.as_str(),
+            ids.assertion.as_str(),
+        ];
         let doomed: Vec<String> = up
             .headers
             .keys()
@@ -409,7 +483,7 @@ impl ProxyHttp for Gateway {
             .filter(|name| {
                 let ours = SET_BY_GATEWAY
                     .iter()
-                    .chain(IDENTITY_HEADERS.iter())
+                    .chain(identity_names.iter())
                     .any(|t| forwarding::header_name_eq(name, t));
                 ours || (forwarding::is_forwarding_header(name) && (!trusted || name.contains('_')))
             })
@@ -429,7 +503,27 @@ impl ProxyHttp for Gateway {
             (None, None) => {}
         }
         up.insert_header("x-real-ip", client.ip.to_string())?;
-        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        up.insert_header("x-request-id", ctx.out.request_id.as_str())?;
+        if let Some(who) = ctx.identity.as_ref() {
+            up.insert_header(ids.user.clone(), who.user.as_str())?;
+            up.insert_header(ids.roles.clone(), who.roles.join(","))?;
+            if let Some(key) = ids.assertion_key.as_deref() {
+                let aud = ctx
+                    .upstream
+                    .and_then(|i| ctx.rt.upstreams.get(i))
+                    .map_or("", |u| u.name.as_str());
+                let jwt =
+                    policies::assertion::assertion(key, &who.user, &who.roles, aud, state::now());
+                up.insert_header(ids.assertion.clone(), jwt)?;
+            }
+        }
+        // The gateway's cookies (the session token) never reach the app.
+        if let Some(rest) = auth::strip_own_cookies(up) {
+            up.remove_header(&http::header::COOKIE);
+            if let Some(rest) = rest {
+                up.insert_header(http::header::COOKIE, rest)?;
+            }
+        }
         // HTTP/2 clients send :authority, not Host; an HTTP/1.1 upstream needs Host.
         if !up.headers.contains_key(http::header::HOST) {
             if let Some(h) = ctx.host.as_deref() {
@@ -446,7 +540,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.status = resp.status.as_u16();
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        ctx.out.apply(resp)?;
         Ok(())
     }
 
@@ -469,7 +563,7 @@ impl ProxyHttp for Gateway {
             // The request body may be unread: say `Connection: close` rather
             // than let the client reuse a connection we are about to drop.
             session.set_keepalive(None);
-            if let Err(we) = respond::error(session, &ctx.request_id, status).await {
+            if let Err(we) = respond::error(session, &ctx.out, status).await {
                 tracing::debug!(error = %we, "could not write the error response");
             }
         }
@@ -481,7 +575,7 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         if let Some(e) = e {
-            tracing::warn!(request_id = %ctx.request_id, error = %e, "request failed");
+            tracing::warn!(request_id = %ctx.out.request_id, error = %e, "request failed");
         }
         let status = session
             .response_written()
@@ -491,7 +585,7 @@ impl ProxyHttp for Gateway {
             .and_then(|i| ctx.rt.upstreams.get(i))
             .map(|u| u.name.as_str());
         access_log::write(&access_log::Line {
-            request_id: &ctx.request_id,
+            request_id: &ctx.out.request_id,
             client_ip: ctx.client.as_ref().map(|c| c.ip),
             method: session.req_header().method.as_str(),
             path: ctx.upstream_target.as_deref().unwrap_or(""),
@@ -500,6 +594,7 @@ impl ProxyHttp for Gateway {
             bytes: session.body_bytes_sent(),
             duration: ctx.started.elapsed(),
             upstream,
+            user: ctx.identity.as_ref().map(|i| i.user.as_str()),
         });
     }
 }

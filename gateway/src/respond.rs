@@ -6,6 +6,25 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
+/// What every gateway response carries besides its own content: the request
+/// id and any cookies the pipeline decided to set or clear.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub request_id: String,
+    pub set_cookies: Vec<String>,
+}
+
+impl Extras {
+    /// Adds the request id and pending cookies to a response header.
+    pub fn apply(&self, h: &mut ResponseHeader) -> Result<()> {
+        h.insert_header("x-request-id", self.request_id.as_str())?;
+        for c in &self.set_cookies {
+            h.append_header(http::header::SET_COOKIE, c.as_str())?;
+        }
+        Ok(())
+    }
+}
+
 /// Short, fixed wording per status: never a path, address or backtrace.
 pub fn reason(status: u16) -> &'static str {
     match status {
@@ -61,17 +80,17 @@ fn error_body(status: u16, html: bool) -> (&'static str, String) {
 /// Builds the header of a gateway-made response.
 pub fn header(
     status: u16,
-    request_id: &str,
+    extras: &Extras,
     content_type: Option<&str>,
     len: usize,
 ) -> Result<ResponseHeader> {
-    let mut h = ResponseHeader::build(status, Some(6))?;
+    let mut h = ResponseHeader::build(status, Some(6 + extras.set_cookies.len()))?;
     if let Some(ct) = content_type {
         h.insert_header(http::header::CONTENT_TYPE, ct)?;
     }
     h.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
     h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    h.insert_header("x-request-id", request_id)?;
+    extras.apply(&mut h)?;
     Ok(h)
 }
 
@@ -91,20 +110,20 @@ pub async fn send(session: &mut Session, mut h: ResponseHeader, body: Bytes) -> 
 }
 
 /// An error page: HTML for browsers, `{"error", "status"}` JSON otherwise.
-pub async fn error(session: &mut Session, request_id: &str, status: u16) -> Result<()> {
+pub async fn error(session: &mut Session, extras: &Extras, status: u16) -> Result<()> {
     let (ct, body) = error_body(status, wants_html(session));
-    let h = header(status, request_id, Some(ct), body.len())?;
+    let h = header(status, extras, Some(ct), body.len())?;
     send(session, h, Bytes::from(body)).await
 }
 
 /// A redirect with an empty body.
 pub async fn redirect(
     session: &mut Session,
-    request_id: &str,
+    extras: &Extras,
     status: u16,
     location: &str,
 ) -> Result<()> {
-    let mut h = header(status, request_id, None, 0)?;
+    let mut h = header(status, extras, None, 0)?;
     h.insert_header(http::header::LOCATION, location)?;
     send(session, h, Bytes::new()).await
 }
@@ -112,17 +131,42 @@ pub async fn redirect(
 /// A small plain-text answer (health checks).
 pub async fn text(
     session: &mut Session,
-    request_id: &str,
+    extras: &Extras,
     status: u16,
     body: &'static str,
 ) -> Result<()> {
     let h = header(
         status,
-        request_id,
+        extras,
         Some("text/plain; charset=utf-8"),
         body.len(),
     )?;
     send(session, h, Bytes::from_static(body.as_bytes())).await
+}
+
+/// A page or asset the gateway renders itself.
+pub async fn body(
+    session: &mut Session,
+    extras: &Extras,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+) -> Result<()> {
+    let h = header(status, extras, Some(content_type), body.len())?;
+    send(session, h, body).await
+}
+
+/// 429 with `Retry-After` in whole seconds, rounded up.
+pub async fn too_many(
+    session: &mut Session,
+    extras: &Extras,
+    retry_after: std::time::Duration,
+) -> Result<()> {
+    let (ct, body) = error_body(429, wants_html(session));
+    let mut h = header(429, extras, Some(ct), body.len())?;
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    h.insert_header(http::header::RETRY_AFTER, secs.max(1).to_string())?;
+    send(session, h, Bytes::from(body)).await
 }
 
 #[cfg(test)]

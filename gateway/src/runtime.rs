@@ -12,7 +12,10 @@ use pingora::lb::{health_check, LoadBalancer};
 use policies::client_ip::TrustedProxies;
 use policies::routes::{RouteMatcher, RouteTable};
 
-use crate::config::{Access, Config, TlsMode};
+use http::HeaderName;
+use policies::session::{Lifetimes, SessionKeys};
+
+use crate::config::{Access, Config, SameSite, TlsMode};
 
 /// Shared, atomically replaceable runtime.
 pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
@@ -40,8 +43,28 @@ pub struct UpstreamRt {
     pub addr_count: usize,
 }
 
+/// Everything sessions need, compiled from `[secrets]` and `[session]`.
+pub struct SessionRt {
+    pub keys: SessionKeys,
+    pub life: Lifetimes,
+    pub same_site: SameSite,
+    /// Derived from the signing key; signs CSRF tokens.
+    pub csrf_key: [u8; 32],
+}
+
+/// `[identity]`, as header names ready to insert.
+pub struct IdentityRt {
+    pub user: HeaderName,
+    pub roles: HeaderName,
+    pub assertion: HeaderName,
+    pub assertion_key: Option<Vec<u8>>,
+}
+
 pub struct Runtime {
     pub config: Config,
+    /// `None` without `secrets.session_keys`: no login, no sessions.
+    pub session: Option<SessionRt>,
+    pub identity: IdentityRt,
     pub trusted: TrustedProxies,
     pub table: RouteTable,
     pub routes: Vec<RouteRule>,
@@ -65,7 +88,7 @@ impl Runtime {
             );
             routes.push(RouteRule {
                 label: r.path.clone(),
-                access: r.access,
+                access: r.access.clone(),
                 upstream: Some(r.upstream),
                 max_body: r.max_body,
             });
@@ -73,7 +96,7 @@ impl Runtime {
         let table = RouteTable::new(matchers, config.server.case_insensitive_paths);
         let fallback = RouteRule {
             label: "(default)".to_string(),
-            access: config.access_default,
+            access: config.access_default.clone(),
             upstream: (config.upstreams.len() == 1).then_some(0),
             max_body: config.server.max_body,
         };
@@ -104,7 +127,40 @@ impl Runtime {
             });
         }
         let https_port = config.server.https.map(|a| a.port()).filter(|p| *p != 443);
+        let session = match &config.secrets.session_keys {
+            Some(keys) => {
+                let keys =
+                    SessionKeys::new(keys.value.clone()).ok_or("secrets.session_keys: no keys")?;
+                let csrf_key = policies::csrf::derive_key(keys.signing(), "csrf");
+                Some(SessionRt {
+                    keys,
+                    life: Lifetimes {
+                        ttl: config.session.ttl.as_secs(),
+                        idle: config.session.idle.as_secs(),
+                    },
+                    same_site: config.session.same_site,
+                    csrf_key,
+                })
+            }
+            None => None,
+        };
+        let header = |name: &str| {
+            HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|e| format!("identity header {name:?}: {e}"))
+        };
+        let identity = IdentityRt {
+            user: header(&config.identity.user_header)?,
+            roles: header(&config.identity.roles_header)?,
+            assertion: header(&config.identity.assertion_header)?,
+            assertion_key: config
+                .secrets
+                .assertion_key
+                .as_ref()
+                .map(|k| k.value.clone()),
+        };
         Ok(Runtime {
+            session,
+            identity,
             trusted: TrustedProxies::new(config.server.trusted_proxies.clone()),
             table,
             routes,

@@ -13,6 +13,7 @@ use pingora::services::background::background_service;
 use crate::config::{Config, TlsMode};
 use crate::proxy::Gateway;
 use crate::runtime::{HealthChecks, Runtime};
+use crate::state::{Housekeeping, Shared, UsersStore};
 
 /// Flags `run` passes through to pingora.
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,6 +28,9 @@ pub enum ServeError {
     /// Bad certificate material: the operator's input (exit 1).
     #[error("{0}")]
     Certs(#[from] certs::CertError),
+    /// The users file is invalid: the operator's input (exit 1).
+    #[error("{0}")]
+    Users(String),
     /// A listener cannot be bound: a runtime failure (exit 2).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -110,11 +114,19 @@ pub fn build(
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let shared = Arc::new(ArcSwap::from_pointee(runtime));
+    let users =
+        UsersStore::load(runtime.config.session.users.clone()).map_err(ServeError::Users)?;
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    let shared = Arc::new(Shared {
+        runtime: runtime.clone(),
+        users,
+        revocations: Default::default(),
+        login_limits: Default::default(),
+    });
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         Gateway {
-            runtime: shared.clone(),
+            shared: shared.clone(),
         },
         "portcullis",
     );
@@ -132,8 +144,9 @@ pub fn build(
     server.add_service(proxy);
     server.add_service(background_service(
         "health checks",
-        HealthChecks { runtime: shared },
+        HealthChecks { runtime },
     ));
+    server.add_service(background_service("housekeeping", Housekeeping { shared }));
     extra(&mut server);
     Ok(server)
 }

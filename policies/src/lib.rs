@@ -25,9 +25,25 @@
 //! * [`forwarding`] — header-name rules for the upstream request (step 7).
 //! * [`head`] — facts from the raw HTTP/1 request head: verbatim target, framing (step 2).
 //! * [`routes`] — `[[route]]` matching on host, path prefix and method.
+//! * [`users`] — user names and argon2id password hashing with one-shape
+//!   verification (unknown users cost the same as wrong passwords).
+//! * [`session`] — the signed `__Host-portcullis` cookie: key rotation,
+//!   absolute and idle lifetimes, sliding re-issue (step 5).
+//! * [`csrf`] — CSRF tokens for the gateway's forms, bound to one browser.
+//! * [`redirect`] — the login `next` parameter, local paths only.
+//! * [`access`] — `public` / `login` / `role:` / `deny` and the 303/401/403
+//!   decision (step 6).
+//! * [`assertion`] — the HS256 JWT for `X-Forwarded-Assertion` (step 7).
 
+pub mod access;
+pub mod assertion;
 pub mod client_ip;
+pub mod csrf;
 pub mod forwarding;
 pub mod head;
+mod mac;
+pub mod redirect;
 pub mod routes;
+pub mod session;
 pub mod target;
+pub mod users;

@@ -3,6 +3,7 @@
 //! `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod client;
 pub mod config;
 pub mod gateway;
@@ -11,6 +12,8 @@ pub mod ports;
 pub mod upstream;
 
 // Re-exports are for convenience; a test file need not use them all.
+#[allow(unused_imports)]
+pub use browser::{Browser, BrowserOptions};
 #[allow(unused_imports)]
 pub use client::{
     http_client, https_client, raw_tcp, raw_tls, websocket_tcp, websocket_tls, websocket_tls_with,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use reader::Section;
+pub(crate) use reader::Section;
 pub use reader::{ConfigError, Report};
 pub use safety::startup_safety;
 pub use secret::{Secret, SecretSource};
@@ -33,6 +33,8 @@ pub struct Config {
     pub tls: Tls,
     pub upstreams: Vec<Upstream>,
     pub secrets: Secrets,
+    pub session: SessionConf,
+    pub identity: IdentityConf,
     /// `[access] default`: access for routes without `access` and unmatched paths.
     pub access_default: Access,
     pub routes: Vec<Route>,
@@ -86,21 +88,7 @@ pub struct Secrets {
     pub assertion_key: Option<Secret<Vec<u8>>>,
 }
 
-/// Who may pass a route. Sessions (login, roles) land with the sessions work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Public,
-    Deny,
-}
-
-impl Access {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Access::Public => "public",
-            Access::Deny => "deny",
-        }
-    }
-}
+pub use policies::access::Access;
 
 #[derive(Debug)]
 pub struct Route {
@@ -111,6 +99,33 @@ pub struct Route {
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
     pub max_body: u64,
+}
+
+/// `SameSite` of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+    None,
+}
+
+/// `[session]`: local accounts and cookie lifetimes.
+#[derive(Debug)]
+pub struct SessionConf {
+    pub users: PathBuf,
+    /// Absolute lifetime.
+    pub ttl: Duration,
+    /// Sliding lifetime: a session unused this long is over.
+    pub idle: Duration,
+    pub same_site: SameSite,
+}
+
+/// `[identity]`: headers the upstream receives for a session.
+#[derive(Debug)]
+pub struct IdentityConf {
+    pub user_header: String,
+    pub roles_header: String,
+    pub assertion_header: String,
 }
 
 /// A loaded config and the warnings `check` should print.
@@ -219,22 +234,32 @@ fn read_root(
         .unwrap_or_else(|| Section::new("access", &empty));
     let access_default = match access_sec.str("default", r) {
         Some(s) => parse_access(s, &access_sec.key("default"), r),
-        None => {
-            r.error(
-                "access.default",
-                "defaults to \"login\", which needs sessions (not supported yet by this version); set [access] default = \"public\" or \"deny\"",
-            );
-            None
-        }
+        None => Some(Access::Login),
     };
     access_sec.finish(r);
+
+    let mut session_sec = root
+        .table("session", r)
+        .unwrap_or_else(|| Section::new("session", &empty));
+    let session = read_session(&mut session_sec, base, r);
+    session_sec.finish(r);
+
+    let mut identity_sec = root
+        .table("identity", r)
+        .unwrap_or_else(|| Section::new("identity", &empty));
+    let identity = read_identity(&mut identity_sec, r);
+    identity_sec.finish(r);
 
     let mut routes = Vec::new();
     if let Some(list) = root.table_list("route", r) {
         for mut sec in list {
-            if let Some(route) =
-                read_route(&mut sec, &upstreams, access_default, server.as_ref(), r)
-            {
+            if let Some(route) = read_route(
+                &mut sec,
+                &upstreams,
+                access_default.as_ref(),
+                server.as_ref(),
+                r,
+            ) {
                 routes.push(route);
             }
             sec.finish(r);
@@ -242,17 +267,28 @@ fn read_root(
     }
 
     // Sections whose behaviour lands later are refused, never silently ignored.
-    for key in [
-        "session",
-        "identity",
-        "rate_limit",
-        "headers",
-        "cors",
-        "emergency",
-    ] {
+    for key in ["rate_limit", "headers", "cors", "emergency"] {
         root.unsupported(key, r);
     }
 
+    // Login and role rules need the keys that sign sessions.
+    let secrets = secrets.unwrap_or_default();
+    if secrets.session_keys.is_none() && !r.errors.iter().any(|e| e.key == "secrets.session_keys") {
+        let needs = std::iter::once(("access.default".to_string(), access_default.as_ref()))
+            .chain(
+                routes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, rt)| (format!("route[{i}].access"), Some(&rt.access))),
+            )
+            .find(|(_, a)| matches!(a, Some(Access::Login | Access::Roles(_))));
+        if let Some((key, _)) = needs {
+            r.error(
+                key,
+                "\"login\" and \"role:\" need secrets.session_keys (e.g. \"env:PORTCULLIS_SESSION_KEYS\" holding a key from `portcullis secret`)",
+            );
+        }
+    }
     let server = server?;
     let tls = tls?;
     if tls.mode == TlsMode::Off {
@@ -276,7 +312,9 @@ fn read_root(
         server,
         tls,
         upstreams,
-        secrets: secrets.unwrap_or_default(),
+        secrets,
+        session: session?,
+        identity: identity?,
         access_default: access_default?,
         routes,
     })
@@ -580,31 +618,81 @@ fn read_secrets(
 }
 
 fn parse_access(s: &str, key: &str, r: &mut Report) -> Option<Access> {
-    match s {
-        "public" => Some(Access::Public),
-        "deny" => Some(Access::Deny),
-        "login" => {
-            r.error(key, "\"login\" needs sessions, not supported yet by this version; use \"public\" or \"deny\"");
-            None
-        }
-        s if s.starts_with("role:") => {
-            r.error(key, format!("{s:?} needs sessions, not supported yet by this version; use \"public\" or \"deny\""));
-            None
-        }
+    Access::parse(s)
+        .map_err(|e| r.error(key, e.to_string()))
+        .ok()
+}
+
+fn read_session(sec: &mut Section<'_>, base: &Path, r: &mut Report) -> Option<SessionConf> {
+    let errors_before = r.errors.len();
+    let users = base.join(sec.str("users", r).unwrap_or("users.toml"));
+    let ttl = duration(sec, "ttl", r).unwrap_or(Duration::from_secs(12 * 3600));
+    let idle = duration(sec, "idle", r).unwrap_or(Duration::from_secs(2 * 3600));
+    if idle > ttl {
+        r.error(sec.key("idle"), "must not be longer than session.ttl");
+    }
+    let same_site = match sec.str("same_site", r).unwrap_or("lax") {
+        "lax" => SameSite::Lax,
+        "strict" => SameSite::Strict,
+        "none" => SameSite::None,
         other => {
             r.error(
-                key,
-                format!("{other:?} is not one of \"public\", \"login\", \"role:a,b\", \"deny\""),
+                sec.key("same_site"),
+                format!("{other:?} is not one of \"lax\", \"strict\", \"none\""),
             );
-            None
+            SameSite::Lax
         }
-    }
+    };
+    (r.errors.len() == errors_before).then_some(SessionConf {
+        users,
+        ttl,
+        idle,
+        same_site,
+    })
+}
+
+/// Headers the gateway sets itself; an identity header may not reuse them.
+const RESERVED_HEADERS: [&str; 7] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+    "host",
+    "cookie",
+];
+
+fn read_identity(sec: &mut Section<'_>, r: &mut Report) -> Option<IdentityConf> {
+    let errors_before = r.errors.len();
+    let mut name = |key: &'static str, default: &str, r: &mut Report| {
+        let v = sec.str(key, r).unwrap_or(default).to_string();
+        if http::HeaderName::from_bytes(v.as_bytes()).is_err() {
+            r.error(sec.key(key), format!("{v:?} is not a valid header name"));
+        } else if RESERVED_HEADERS
+            .iter()
+            .any(|h| policies::forwarding::header_name_eq(&v, h))
+        {
+            r.error(
+                sec.key(key),
+                format!("{v:?} is a header the gateway sets itself"),
+            );
+        }
+        v
+    };
+    let user_header = name("user_header", "X-Forwarded-User", r);
+    let roles_header = name("roles_header", "X-Forwarded-Roles", r);
+    let assertion_header = name("assertion_header", "X-Forwarded-Assertion", r);
+    (r.errors.len() == errors_before).then_some(IdentityConf {
+        user_header,
+        roles_header,
+        assertion_header,
+    })
 }
 
 fn read_route(
     sec: &mut Section<'_>,
     upstreams: &[Upstream],
-    access_default: Option<Access>,
+    access_default: Option<&Access>,
     server: Option<&Server>,
     r: &mut Report,
 ) -> Option<Route> {
@@ -619,7 +707,7 @@ fn read_route(
         .map(|m| m.into_iter().map(str::to_string).collect::<Vec<_>>());
     let access = match sec.str("access", r) {
         Some(s) => parse_access(s, &sec.key("access"), r),
-        None => access_default,
+        None => access_default.cloned(),
     };
     let upstream = match sec.str("upstream", r) {
         Some(name) => match upstreams.iter().position(|u| u.name == name) {

@@ -50,6 +50,19 @@ pub fn startup_safety(cfg: &Config) -> Report {
             );
         }
     }
+    // Anyone who can write the users file can make themselves admin.
+    if let Ok(meta) = std::fs::metadata(&cfg.session.users) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o002 != 0 {
+            r.error(
+                "session.users",
+                format!(
+                    "{} is world-writable; chmod o-w it (portcullis writes it 0600)",
+                    cfg.session.users.display()
+                ),
+            );
+        }
+    }
     if cfg.tls.mode == TlsMode::Off && cfg.server.trusted_proxies.is_empty() {
         r.error(
             "server.trusted_proxies",

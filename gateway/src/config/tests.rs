@@ -141,12 +141,10 @@ fn secrets_resolve_from_env_and_file() {
 #[test]
 fn unsupported_sections_are_refused_not_ignored() {
     for section in [
-        "[session]\nttl = \"12h\"",
         "[rate_limit]\ndefault = \"off\"",
         "[headers]\nhsts = \"\"",
         "[cors]\nallow_origins = []",
         "[emergency]\nenabled = false",
-        "[identity]\nuser_header = \"X-User\"",
     ] {
         let errs = errors(&format!("{BASE}\n{section}\n"));
         assert!(has(&errs, "not supported yet"), "{section}: {errs:?}");
@@ -154,7 +152,13 @@ fn unsupported_sections_are_refused_not_ignored() {
     let errs = errors(&BASE.replace("mode = \"self-signed\"", "mode = \"acme\""));
     assert!(has(&errs, "tls.mode: \"acme\""), "{errs:?}");
     let errs = errors(&BASE.replace("default = \"public\"", "default = \"login\""));
-    assert!(has(&errs, "access.default"), "{errs:?}");
+    assert!(
+        has(
+            &errs,
+            "access.default: \"login\" and \"role:\" need secrets.session_keys"
+        ),
+        "{errs:?}"
+    );
     let errs = errors(&format!(
         "{BASE}\n[[route]]\npath = \"/api\"\nrate_limit = \"5/minute\"\n"
     ));
@@ -292,4 +296,60 @@ fn startup_safety_only_bites_off_loopback() {
     let trusted = off.replace("[server]", "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]");
     let (errs, _) = safety(&trusted, &[("K", &"k".repeat(32))]);
     assert!(errs.is_empty(), "{errs:?}");
+}
+
+#[test]
+fn sessions_and_identity() {
+    let keys = "k".repeat(32);
+    let text = format!(
+        "{BASE}\n[secrets]\nsession_keys = \"env:K\"\n[session]\nusers = \"u.toml\"\nttl = \"1h\"\nidle = \"30m\"\nsame_site = \"strict\"\n\
+         [identity]\nuser_header = \"X-User\"\n[[route]]\npath = \"/admin\"\naccess = \"role:admin, ops\"\n"
+    )
+    .replace("default = \"public\"", "default = \"login\"");
+    let cfg = parse_with(&text, &[("K", &keys)]).expect("valid").config;
+    assert_eq!(cfg.session.users, PathBuf::from("/etc/portcullis/u.toml"));
+    assert_eq!(cfg.session.idle, Duration::from_secs(1800));
+    assert_eq!(cfg.session.same_site, SameSite::Strict);
+    assert_eq!(cfg.identity.user_header, "X-User");
+    assert_eq!(cfg.identity.roles_header, "X-Forwarded-Roles");
+    assert_eq!(cfg.access_default, Access::Login);
+    assert_eq!(
+        cfg.routes[0].access,
+        Access::Roles(vec!["admin".into(), "ops".into()])
+    );
+
+    // Without [access] default, the SPEC default is "login".
+    let text = format!("{BASE}\n[secrets]\nsession_keys = \"env:K\"\n")
+        .replace("[access]\ndefault = \"public\"\n", "");
+    assert_eq!(
+        parse_with(&text, &[("K", &keys)])
+            .expect("valid")
+            .config
+            .access_default,
+        Access::Login
+    );
+
+    let cases = [
+        (
+            "[session]\nidle = \"2d\"",
+            "session.idle: must not be longer than session.ttl",
+        ),
+        ("[session]\nsame_site = \"lenient\"", "session.same_site"),
+        (
+            "[identity]\nuser_header = \"X-Forwarded-For\"",
+            "identity.user_header: \"X-Forwarded-For\" is a header the gateway sets itself",
+        ),
+        (
+            "[identity]\nroles_header = \"bad header\"",
+            "identity.roles_header",
+        ),
+        (
+            "[[route]]\npath = \"/x\"\naccess = \"role:\"",
+            "route[0].access",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let errs = errors(&format!("{BASE}\n{extra}\n"));
+        assert!(has(&errs, needle), "{needle}: {errs:?}");
+    }
 }

@@ -1,0 +1,251 @@
+//! SPEC step 5: from the request's cookies to an identity, and the cookies
+//! the gateway sets. The cookie format and MAC live in `policies::session`;
+//! this module adds what needs the users file and revocations.
+
+use cookie::{Cookie, SameSite as CookieSameSite};
+use pingora::http::RequestHeader;
+use policies::session::{self, Session};
+
+use crate::config::SameSite;
+use crate::runtime::SessionRt;
+use crate::state::Shared;
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "__Host-portcullis";
+/// The browser binding that CSRF tokens are tied to.
+pub const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
+/// Every cookie the gateway owns starts with this; none reaches the app.
+pub const OWN_COOKIE_PREFIX: &str = "__Host-portcullis";
+
+/// Who is making the request.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The name as written in the users file.
+    pub user: String,
+    pub roles: Vec<String>,
+    /// The session, to revoke it at logout.
+    pub session: Session,
+}
+
+/// The outcome of step 5.
+#[derive(Debug, Default)]
+pub struct Auth {
+    pub identity: Option<Identity>,
+    /// A `Set-Cookie` to send: a refreshed session, or a clear of a bad one.
+    pub set_cookie: Option<String>,
+}
+
+/// Values of every cookie called `name` in the request, in order.
+pub fn cookie_values<'a>(
+    req: &'a RequestHeader,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |pair| {
+            let (n, v) = pair.split_once('=')?;
+            (n.trim() == name).then(|| v.trim())
+        })
+}
+
+/// The single value of cookie `name`; `None` when absent or sent twice (two
+/// copies mean someone planted one: believe neither).
+pub fn single_cookie<'a>(req: &'a RequestHeader, name: &'a str) -> Result<Option<&'a str>, ()> {
+    let mut it = cookie_values(req, name);
+    let first = it.next();
+    if it.next().is_some() {
+        return Err(());
+    }
+    Ok(first)
+}
+
+fn same_site(s: SameSite) -> CookieSameSite {
+    match s {
+        SameSite::Lax => CookieSameSite::Lax,
+        SameSite::Strict => CookieSameSite::Strict,
+        SameSite::None => CookieSameSite::None,
+    }
+}
+
+/// `Set-Cookie` for a session, alive until its absolute expiry.
+pub fn session_cookie(rt: &SessionRt, s: &Session, now: u64) -> String {
+    let max_age = (s.issued + rt.life.ttl).saturating_sub(now);
+    Cookie::build((SESSION_COOKIE, session::encode(s, &rt.keys)))
+        .secure(true)
+        .http_only(true)
+        .path("/")
+        .same_site(same_site(rt.same_site))
+        .max_age(cookie::time::Duration::seconds(max_age as i64))
+        .build()
+        .to_string()
+}
+
+/// `Set-Cookie` that removes cookie `name`.
+pub fn clear_cookie(name: &str) -> String {
+    Cookie::build((name, ""))
+        .secure(true)
+        .http_only(true)
+        .path("/")
+        .max_age(cookie::time::Duration::ZERO)
+        .build()
+        .to_string()
+}
+
+/// `Set-Cookie` for the CSRF binding: a browser-session cookie, never sent cross-site.
+pub fn csrf_cookie(binding: &str) -> String {
+    Cookie::build((CSRF_COOKIE, binding))
+        .secure(true)
+        .http_only(true)
+        .path("/")
+        .same_site(CookieSameSite::Strict)
+        .build()
+        .to_string()
+}
+
+/// Verifies the session cookie: MAC, lifetimes, then the user (exists, not
+/// disabled, same generation) and revocation. A bad cookie is no cookie,
+/// and is cleared.
+pub fn authenticate(rt: &SessionRt, shared: &Shared, req: &RequestHeader, now: u64) -> Auth {
+    let value = match single_cookie(req, SESSION_COOKIE) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Auth::default(),
+        Err(()) => {
+            return Auth {
+                identity: None,
+                set_cookie: Some(clear_cookie(SESSION_COOKIE)),
+            }
+        }
+    };
+    let cleared = || Auth {
+        identity: None,
+        set_cookie: Some(clear_cookie(SESSION_COOKIE)),
+    };
+    let Ok((mut s, refresh)) = session::decode(value, &rt.keys, now, rt.life) else {
+        return cleared();
+    };
+    let users = shared.users.get();
+    let Some(user) = users.get(&s.user) else {
+        return cleared();
+    };
+    if user.disabled || user.generation != s.generation || shared.revocations.is_revoked(&s.id) {
+        return cleared();
+    }
+    let set_cookie = refresh.then(|| {
+        s.seen = now;
+        session_cookie(rt, &s, now)
+    });
+    Auth {
+        identity: Some(Identity {
+            user: user.name.clone(),
+            roles: user.roles.clone(),
+            session: s,
+        }),
+        set_cookie,
+    }
+}
+
+/// The request's `Cookie` header without the gateway's own cookies, or
+/// `None` when nothing is left. The app never sees a session token.
+pub fn strip_own_cookies(req: &RequestHeader) -> Option<Option<String>> {
+    let values: Vec<&str> = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !values.iter().any(|v| v.contains(OWN_COOKIE_PREFIX)) {
+        return None; // unchanged
+    }
+    let kept: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            !pair
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .starts_with(OWN_COOKIE_PREFIX)
+        })
+        .collect();
+    Some((!kept.is_empty()).then(|| kept.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(cookies: &[&str]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).expect("req");
+        for c in cookies {
+            r.append_header("cookie", *c).expect("header");
+        }
+        r
+    }
+
+    #[test]
+    fn single_cookie_refuses_duplicates() {
+        assert_eq!(single_cookie(&req(&[]), SESSION_COOKIE), Ok(None));
+        assert_eq!(
+            single_cookie(&req(&["a=1; __Host-portcullis=x"]), SESSION_COOKIE),
+            Ok(Some("x"))
+        );
+        assert_eq!(
+            single_cookie(
+                &req(&["__Host-portcullis=x; __Host-portcullis=y"]),
+                SESSION_COOKIE
+            ),
+            Err(())
+        );
+        assert_eq!(
+            single_cookie(
+                &req(&["__Host-portcullis=x", "__Host-portcullis=x"]),
+                SESSION_COOKIE
+            ),
+            Err(())
+        );
+        // A prefix of the name is another cookie.
+        assert_eq!(
+            single_cookie(&req(&["__Host-portcullis-csrf=z"]), SESSION_COOKIE),
+            Ok(None)
+        );
+        assert_eq!(
+            single_cookie(&req(&["__host-portcullis=z"]), SESSION_COOKIE),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn own_cookies_never_reach_the_app() {
+        assert_eq!(strip_own_cookies(&req(&["a=1; b=2"])), None);
+        assert_eq!(
+            strip_own_cookies(&req(&[
+                "a=1; __Host-portcullis=x; b=2",
+                "__Host-portcullis-csrf=y"
+            ])),
+            Some(Some("a=1; b=2".to_string()))
+        );
+        assert_eq!(
+            strip_own_cookies(&req(&["__Host-portcullis=x"])),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn cookies_are_host_prefixed_and_private() {
+        let c = clear_cookie(SESSION_COOKIE);
+        for attr in ["Secure", "HttpOnly", "Path=/", "Max-Age=0"] {
+            assert!(c.contains(attr), "{c}");
+        }
+        let c = csrf_cookie("abc");
+        assert!(
+            c.starts_with("__Host-portcullis-csrf=abc") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
+    }
+}

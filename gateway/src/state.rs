@@ -1,0 +1,178 @@
+//! State that outlives a config reload: the users file, revoked sessions and
+//! the login attempt limiters. The `Runtime` holds the rules; this holds the
+//! facts.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::runtime::SharedRuntime;
+use crate::users_file::{self, Users};
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Sessions ended by logout before their expiry: id → expiry (unix secs).
+#[derive(Default)]
+pub struct Revocations {
+    ids: Mutex<HashMap<[u8; 16], u64>>,
+}
+
+impl Revocations {
+    pub fn revoke(&self, id: [u8; 16], until: u64) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.insert(id, until);
+        }
+    }
+
+    pub fn is_revoked(&self, id: &[u8; 16]) -> bool {
+        self.ids.lock().map_or(true, |ids| ids.contains_key(id))
+    }
+
+    /// Forgets revocations of sessions that have expired anyway.
+    pub fn prune(&self, now: u64) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.retain(|_, until| *until > now);
+        }
+    }
+}
+
+/// Login attempts per client IP and, separately, per user name (SPEC: the
+/// sixth attempt inside a minute, from one IP or on one name, is refused).
+pub struct LoginLimits {
+    by_ip: DefaultKeyedRateLimiter<IpAddr>,
+    by_name: DefaultKeyedRateLimiter<String>,
+}
+
+/// The login limit until `[rate_limit] login` is configurable: 5/minute.
+const LOGIN_PER_MINUTE: u32 = 5;
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        let quota = Quota::per_minute(NonZeroU32::new(LOGIN_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
+        LoginLimits {
+            by_ip: RateLimiter::keyed(quota),
+            by_name: RateLimiter::keyed(quota),
+        }
+    }
+}
+
+impl LoginLimits {
+    /// Counts one attempt. `Err(retry_after)` when either budget is spent;
+    /// both are charged so a spray across names still exhausts the IP.
+    pub fn check(&self, ip: IpAddr, name: &str) -> Result<(), Duration> {
+        let clock = DefaultClock::default();
+        let a = self.by_ip.check_key(&ip);
+        let b = self.by_name.check_key(&name.to_ascii_lowercase());
+        match (a, b) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(n), _) | (_, Err(n)) => Err(n.wait_time_from(clock.now())),
+        }
+    }
+
+    /// Drops keys whose budget is full again, so memory follows live attackers.
+    pub fn prune(&self) {
+        self.by_ip.retain_recent();
+        self.by_name.retain_recent();
+        self.by_ip.shrink_to_fit();
+        self.by_name.shrink_to_fit();
+    }
+}
+
+/// The users file, reloaded when it changes on disk.
+pub struct UsersStore {
+    pub path: PathBuf,
+    current: ArcSwap<Users>,
+    mtime: Mutex<Option<SystemTime>>,
+}
+
+impl UsersStore {
+    pub fn load(path: PathBuf) -> Result<UsersStore, String> {
+        let (users, mtime) = users_file::load(&path).map_err(|errs| {
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        Ok(UsersStore {
+            path,
+            current: ArcSwap::from_pointee(users),
+            mtime: Mutex::new(mtime),
+        })
+    }
+
+    pub fn get(&self) -> Arc<Users> {
+        self.current.load_full()
+    }
+
+    /// Reloads when the file's modification time moved. A broken file is
+    /// logged and the last good users keep serving.
+    pub fn refresh(&self) {
+        let mtime = users_file::modified(&self.path);
+        let changed = self.mtime.lock().is_ok_and(|m| *m != mtime);
+        if !changed {
+            return;
+        }
+        match users_file::load(&self.path) {
+            Ok((users, mtime)) => {
+                tracing::info!(path = %self.path.display(), users = users.len(), "users file reloaded");
+                self.current.store(Arc::new(users));
+                if let Ok(mut m) = self.mtime.lock() {
+                    *m = mtime;
+                }
+            }
+            Err(errs) => {
+                for e in errs {
+                    tracing::error!(error = %e, "users file not reloaded; the previous version keeps serving");
+                }
+                if let Ok(mut m) = self.mtime.lock() {
+                    *m = mtime;
+                }
+            }
+        }
+    }
+}
+
+/// Everything a request may need beyond its own `Runtime`.
+pub struct Shared {
+    pub runtime: SharedRuntime,
+    pub users: UsersStore,
+    pub revocations: Revocations,
+    pub login_limits: LoginLimits,
+}
+
+/// Reloads the users file and prunes limiter and revocation memory.
+pub struct Housekeeping {
+    pub shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Housekeeping {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            n += 1;
+            self.shared.users.refresh();
+            if n.is_multiple_of(60) {
+                self.shared.login_limits.prune();
+                self.shared.revocations.prune(now());
+            }
+        }
+    }
+}

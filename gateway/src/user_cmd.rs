@@ -1,0 +1,177 @@
+//! `portcullis user add|passwd|disable|list`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use policies::users::{hash_password, valid_user_name};
+
+use crate::cli::{UserCommand, UsersArg};
+use crate::users_file::{self, User};
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("portcullis: {msg}");
+    ExitCode::from(crate::EXIT_INVALID)
+}
+
+/// The users file: `--users`, else `[session] users` of the config (read
+/// on its own, so secrets need not be set to manage users).
+fn users_path(arg: &UsersArg) -> Result<PathBuf, String> {
+    if let Some(p) = &arg.users {
+        return Ok(p.clone());
+    }
+    let config = arg.config.path();
+    let text = std::fs::read_to_string(&config)
+        .map_err(|e| format!("{}: cannot read the config file: {e}", config.display()))?;
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        format!("{}: invalid TOML: {}", config.display(), e.message())
+    })?;
+    let users = match doc.get("session").and_then(|s| s.get("users")) {
+        None => "users.toml",
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| format!("{}: session.users: expected a string", config.display()))?,
+    };
+    let base = config.parent().unwrap_or(Path::new(""));
+    Ok(base.join(users))
+}
+
+/// The password: from the terminal (asked twice), or one line of stdin.
+fn read_password() -> Result<String, String> {
+    let pw = if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("Password: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let b = rpassword::prompt_password("Again: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if a != b {
+            return Err("the passwords differ".into());
+        }
+        a
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    if pw.chars().count() < 8 {
+        return Err("the password needs at least 8 characters".into());
+    }
+    Ok(pw)
+}
+
+pub fn run(cmd: UserCommand) -> ExitCode {
+    match cmd {
+        UserCommand::Add { name, roles, file } => add(&name, roles, &file),
+        UserCommand::Passwd { name, file } => passwd(&name, &file),
+        UserCommand::Disable { name, file } => disable(&name, &file),
+        UserCommand::List { file } => list(&file),
+    }
+}
+
+fn add(name: &str, roles: Vec<String>, file: &UsersArg) -> ExitCode {
+    if !valid_user_name(name) {
+        return fail(format!(
+            "{name:?} is not a user name (1-64 of A-Z a-z 0-9 . _ @ + -)"
+        ));
+    }
+    if let Some(bad) = roles.iter().find(|r| !users_file::valid_role(r)) {
+        return fail(format!("{bad:?} is not a role name (A-Z a-z 0-9 . _ -)"));
+    }
+    let path = match users_path(file) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let hash = match read_password().and_then(|pw| hash_password(&pw).map_err(|e| e.to_string())) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    let result = users_file::update(&path, |users| {
+        let user = User {
+            name: name.to_string(),
+            password: hash,
+            roles,
+            disabled: false,
+            generation: 1,
+        };
+        users
+            .insert(user)
+            .then_some(())
+            .ok_or_else(|| format!("{}: user {name:?} exists already", path.display()))
+    });
+    match result {
+        Ok(()) => {
+            println!("added {name} to {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Changes one existing user under the lock; the generation bump voids sessions.
+fn change(name: &str, file: &UsersArg, f: impl FnOnce(&mut User)) -> Result<PathBuf, String> {
+    let path = users_path(file)?;
+    users_file::update(&path, |users| {
+        let user = users
+            .get_mut(name)
+            .ok_or_else(|| format!("{}: no user {name:?}", path.display()))?;
+        f(user);
+        user.generation += 1;
+        Ok(())
+    })?;
+    Ok(path)
+}
+
+fn passwd(name: &str, file: &UsersArg) -> ExitCode {
+    let hash = match read_password().and_then(|pw| hash_password(&pw).map_err(|e| e.to_string())) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    match change(name, file, |u| u.password = hash) {
+        Ok(path) => {
+            println!(
+                "password of {name} changed in {}; their sessions have ended",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn disable(name: &str, file: &UsersArg) -> ExitCode {
+    match change(name, file, |u| u.disabled = true) {
+        Ok(path) => {
+            println!(
+                "{name} disabled in {}; their sessions have ended",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn list(file: &UsersArg) -> ExitCode {
+    let path = match users_path(file) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    match users_file::load(&path) {
+        Ok((users, _)) => {
+            println!("NAME\tROLES\tSTATE");
+            for u in users.iter() {
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!("{}\t{}\t{state}", u.name, u.roles.join(","));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for e in errs {
+                eprintln!("{e}");
+            }
+            ExitCode::from(crate::EXIT_INVALID)
+        }
+    }
+}

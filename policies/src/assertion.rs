@@ -1,0 +1,187 @@
+//! The optional `X-Forwarded-Assertion` header: a short-lived HS256 JWT that
+//! lets an app check the identity headers really came from the gateway.
+//!
+//! Claims: `sub` (user), `roles`, `iat`, `exp = iat + 60`, `aud`. An app
+//! verifies it with any JWT library, e.g. PyJWT:
+//! `jwt.decode(token, key, algorithms=["HS256"], audience=aud)`.
+//!
+//! Built by hand from HMAC-SHA256, base64url and `serde_json` (it is three
+//! base64url segments) instead of pulling in a JWT crate and its crypto
+//! backends. The header is fixed (`{"alg":"HS256","typ":"JWT"}`), so the
+//! usual JWT pitfalls (`alg: none`, key confusion) cannot arise on this side.
+
+use serde_json::json;
+
+use crate::mac;
+
+/// Seconds an assertion is valid: long enough for clock skew and a slow
+/// upstream, short enough that a leaked header is soon worthless.
+pub const ASSERTION_LIFETIME: u64 = 60;
+
+/// `{"alg":"HS256","typ":"JWT"}`, base64url.
+const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+
+/// The signed JWT for `sub` with `roles`, audience `aud`, issued at `now`.
+pub fn assertion(key: &[u8], sub: &str, roles: &[String], aud: &str, now: u64) -> String {
+    let claims = json!({
+        "sub": sub,
+        "roles": roles,
+        "iat": now,
+        "exp": now.saturating_add(ASSERTION_LIFETIME),
+        "aud": aud,
+    });
+    sign(key, &claims.to_string())
+}
+
+/// `header.claims.signature` for the fixed HS256 header and `claims` JSON.
+fn sign(key: &[u8], claims: &str) -> String {
+    let mut out = String::with_capacity(HEADER_B64.len() + 2 * claims.len() + 48);
+    out.push_str(HEADER_B64);
+    out.push('.');
+    mac::push_b64(claims.as_bytes(), &mut out);
+    let tag = mac::tag(&mac::keyed(key), &[out.as_bytes()]);
+    out.push('.');
+    mac::push_b64(&tag, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use serde_json::Value;
+
+    const KEY: &[u8] = b"assertion key assertion key assertion key";
+    const NOW: u64 = 1_700_000_000;
+
+    fn roles(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A minimal independent HS256 verifier: returns the claims when the
+    /// signature matches `key`.
+    fn verify(token: &str, key: &[u8]) -> Option<Value> {
+        let parts: Vec<&str> = token.split('.').collect();
+        let [header, claims, sig] = parts[..] else {
+            return None;
+        };
+        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+        if header != json!({"alg": "HS256", "typ": "JWT"}) {
+            return None;
+        }
+        let signing_input = format!("{}.{}", parts[0], parts[1]);
+        let expected = mac::tag(&mac::keyed(key), &[signing_input.as_bytes()]);
+        if URL_SAFE_NO_PAD.decode(sig).ok()? != expected {
+            return None;
+        }
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()
+    }
+
+    #[test]
+    fn decodes_with_exact_claims() {
+        let token = assertion(KEY, "alice", &roles(&["admin", "ops"]), "app", NOW);
+        let header = token.split('.').next().unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(header).unwrap(),
+            br#"{"alg":"HS256","typ":"JWT"}"#
+        );
+        let claims = verify(&token, KEY).unwrap();
+        assert_eq!(
+            claims,
+            json!({
+                "sub": "alice",
+                "roles": ["admin", "ops"],
+                "iat": NOW,
+                "exp": NOW + 60,
+                "aud": "app",
+            })
+        );
+        assert_eq!(claims.as_object().unwrap().len(), 5);
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            ASSERTION_LIFETIME
+        );
+    }
+
+    /// The well-known jwt.io HS256 example, as an independent known answer.
+    #[test]
+    fn jwt_io_example() {
+        assert_eq!(
+            sign(
+                b"your-256-bit-secret",
+                r#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#
+            ),
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+             eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.\
+             SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+        );
+    }
+
+    #[test]
+    fn other_key_fails() {
+        let token = assertion(KEY, "alice", &[], "app", NOW);
+        assert!(verify(&token, KEY).is_some());
+        assert!(verify(&token, b"another key another key another key!!").is_none());
+        assert!(verify(&token, &KEY[1..]).is_none());
+    }
+
+    #[test]
+    fn tampered_claims_fail() {
+        let token = assertion(KEY, "alice", &roles(&["user"]), "app", NOW);
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged_claims = URL_SAFE_NO_PAD.encode(
+            json!({"sub": "alice", "roles": ["admin"], "iat": NOW, "exp": NOW + 60, "aud": "app"})
+                .to_string(),
+        );
+        let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
+        assert!(verify(&forged, KEY).is_none());
+        let none_alg = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        assert!(verify(&none_alg, KEY).is_none());
+    }
+
+    /// Names, roles and audiences are JSON-escaped, never spliced: no claim
+    /// injection through a crafted value.
+    #[test]
+    fn values_are_escaped() {
+        let sub = r#"bob","roles":["admin"],"x":""#;
+        let aud = "a\"b\\c\n\u{1f512}";
+        let token = assertion(KEY, sub, &roles(&["r\"1", ""]), aud, NOW);
+        let claims = verify(&token, KEY).unwrap();
+        assert_eq!(claims["sub"], sub);
+        assert_eq!(claims["aud"], aud);
+        assert_eq!(claims["roles"], json!(["r\"1", ""]));
+        assert_eq!(claims.as_object().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn empty_roles_and_edges() {
+        let token = assertion(KEY, "a", &[], "", 0);
+        let claims = verify(&token, KEY).unwrap();
+        assert_eq!(claims["roles"], json!([]));
+        assert_eq!(claims["iat"], 0);
+        assert_eq!(claims["exp"], 60);
+        // No padding, URL-safe alphabet, exactly three segments.
+        assert_eq!(token.split('.').count(), 3);
+        assert!(token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')));
+        // Saturates instead of wrapping.
+        let late = verify(&assertion(KEY, "a", &[], "x", u64::MAX), KEY).unwrap();
+        assert_eq!(late["exp"], u64::MAX);
+    }
+
+    #[test]
+    fn deterministic() {
+        let a = assertion(KEY, "alice", &roles(&["admin"]), "app", NOW);
+        assert_eq!(a, assertion(KEY, "alice", &roles(&["admin"]), "app", NOW));
+        assert_ne!(
+            a,
+            assertion(KEY, "alice", &roles(&["admin"]), "app", NOW + 1)
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! Local accounts: user names and argon2id password hashes.
+//!
+//! * **Names** are 1–64 bytes of `A-Z a-z 0-9 . _ @ + -`: enough for e-mail
+//!   addresses, and nothing that could split a session cookie (`|`), a header
+//!   value, a log line or an HTML attribute.
+//! * **Hashes** are argon2id PHC strings with the argon2 crate's default
+//!   (OWASP-recommended) parameters and a fresh salt from the OS.
+//! * **Verification has one shape.** Login must not reveal which user names
+//!   exist, so an unknown user (or an unusable stored hash, or an unacceptable
+//!   password) still costs one full argon2id verification, against a fixed
+//!   dummy hash, and answers `false`.
+//!
+//! Hashing and verifying are deliberately slow (tens of milliseconds, ~19 MiB
+//! each): the gateway calls them off the async workers (`spawn_blocking`),
+//! behind the login rate limits.
+
+use std::sync::LazyLock;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+/// Longest password accepted, in bytes: argon2 itself takes far longer ones,
+/// but nobody types more, and a bound keeps request handling predictable.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Longest user name, in bytes.
+pub const MAX_USER_NAME_LEN: usize = 64;
+
+/// Why a password cannot be hashed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum PasswordError {
+    /// An empty password would let anyone in who knows the user name.
+    #[error("the password is empty")]
+    Empty,
+    /// Longer than [`MAX_PASSWORD_LEN`] bytes.
+    #[error("the password is longer than {MAX_PASSWORD_LEN} bytes")]
+    TooLong,
+    /// The OS random source or argon2 failed (not expected in practice).
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// True for 1–64 bytes of `A-Z a-z 0-9 . _ @ + -` (e-mail addresses work).
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=MAX_USER_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'-'))
+}
+
+/// Hashes `password` into an argon2id PHC string (`$argon2id$v=19$...`) with
+/// the default parameters and a random salt from the OS.
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    check_password(password)?;
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// Checks `password` against a stored PHC string, with the same cost whether
+/// or not the user exists.
+///
+/// `phc = None` (unknown user), a malformed or non-argon2id `phc`, and an
+/// empty or over-long password all still run one argon2id verification
+/// against a fixed dummy hash, then answer `false`.
+pub fn verify_password(phc: Option<&str>, password: &str) -> bool {
+    let parsed = phc.and_then(parse_argon2id);
+    match (parsed, check_password(password)) {
+        (Some(hash), Ok(())) => Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok(),
+        _ => {
+            burn_dummy(password);
+            false
+        }
+    }
+}
+
+/// True for a PHC string that [`verify_password`] can use: `$argon2id$`,
+/// parameters argon2 accepts, a salt and a hash. Used to validate the users
+/// file at load, so a typo fails loudly instead of locking the user out.
+pub fn is_argon2id_hash(phc: &str) -> bool {
+    parse_argon2id(phc).is_some()
+}
+
+fn check_password(password: &str) -> Result<(), PasswordError> {
+    if password.is_empty() {
+        Err(PasswordError::Empty)
+    } else if password.len() > MAX_PASSWORD_LEN {
+        Err(PasswordError::TooLong)
+    } else {
+        Ok(())
+    }
+}
+
+fn parse_argon2id(phc: &str) -> Option<PasswordHash> {
+    let hash = PasswordHash::new(phc).ok()?;
+    let usable = hash.algorithm == Algorithm::Argon2id.ident()
+        && hash.salt.is_some()
+        && hash.hash.is_some()
+        && hash.version.is_none_or(|v| Version::try_from(v).is_ok())
+        && Params::try_from(&hash).is_ok();
+    usable.then_some(hash)
+}
+
+/// The dummy hash used when there is nothing real to verify against: default
+/// parameters (the same cost as real hashes) and a fixed salt, computed once.
+static DUMMY: LazyLock<Option<PasswordHash>> = LazyLock::new(|| {
+    Argon2::default()
+        .hash_password_with_salt(b"portcullis dummy password", b"portcullis-dummy-salt")
+        .ok()
+});
+
+fn burn_dummy(password: &str) {
+    if let Some(dummy) = DUMMY.as_ref() {
+        // Bound the input like real verifications: argon2 refuses nothing
+        // here, but the cost must not depend on attacker-chosen length.
+        let bytes = password.as_bytes();
+        let bytes = bytes.get(..MAX_PASSWORD_LEN).unwrap_or(bytes);
+        let _ = Argon2::default().verify_password(bytes, dummy);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn user_names() {
+        for ok in [
+            "a",
+            "alice",
+            "Alice.Smith",
+            "ops+alerts@example.com",
+            "under_score",
+            "dash-ed",
+            "0",
+            &"x".repeat(64),
+        ] {
+            assert!(valid_user_name(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            &"x".repeat(65),
+            "a|b",
+            "a b",
+            " alice",
+            "alice\n",
+            "a\0",
+            "a/b",
+            "a\\b",
+            "a:b",
+            "a;b",
+            "a,b",
+            "a\"b",
+            "a<b",
+            "a=b",
+            "a%40b",
+            "caf\u{e9}",
+            "\u{430}dmin", // Cyrillic а
+            "alice\u{200b}",
+        ] {
+            assert!(!valid_user_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hash_and_verify_round_trip() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+        assert!(is_argon2id_hash(&hash));
+        assert!(verify_password(Some(&hash), "correct horse"));
+        assert!(!verify_password(Some(&hash), "correct horsE"));
+        assert!(!verify_password(Some(&hash), "correct horse "));
+        assert!(!verify_password(Some(&hash), ""));
+        assert!(!verify_password(None, "correct horse"));
+    }
+
+    #[test]
+    fn salts_are_random() {
+        let a = hash_password("same").unwrap();
+        let b = hash_password("same").unwrap();
+        assert_ne!(a, b);
+        assert!(verify_password(Some(&a), "same"));
+        assert!(verify_password(Some(&b), "same"));
+    }
+
+    #[test]
+    fn default_params_are_owasp() {
+        let hash = hash_password("p").unwrap();
+        let parsed = PasswordHash::new(&hash).unwrap();
+        let params = Params::try_from(&parsed).unwrap();
+        assert_eq!(params.m_cost(), Params::DEFAULT_M_COST);
+        assert_eq!(params.t_cost(), Params::DEFAULT_T_COST);
+        assert_eq!(params.p_cost(), Params::DEFAULT_P_COST);
+        assert!(params.m_cost() >= 19 * 1024);
+    }
+
+    #[test]
+    fn password_bounds() {
+        assert_eq!(hash_password(""), Err(PasswordError::Empty));
+        assert_eq!(
+            hash_password(&"x".repeat(MAX_PASSWORD_LEN + 1)),
+            Err(PasswordError::TooLong)
+        );
+        let longest = "y".repeat(MAX_PASSWORD_LEN);
+        let hash = hash_password(&longest).unwrap();
+        assert!(verify_password(Some(&hash), &longest));
+        // Multi-byte characters count in bytes.
+        assert_eq!(
+            hash_password(&"\u{e9}".repeat(MAX_PASSWORD_LEN / 2 + 1)),
+            Err(PasswordError::TooLong)
+        );
+    }
+
+    #[test]
+    fn non_ascii_passwords() {
+        let hash = hash_password("pässwörd \u{1f512}").unwrap();
+        assert!(verify_password(Some(&hash), "pässwörd \u{1f512}"));
+        // NFC vs NFD are different bytes and therefore different passwords.
+        assert!(!verify_password(Some(&hash), "pa\u{308}sswörd \u{1f512}"));
+    }
+
+    /// A real argon2id hash of "password" with other (valid) parameters, as
+    /// produced by another tool: still verifies.
+    #[test]
+    fn foreign_params_verify() {
+        let argon2 = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8 * 1024, 1, 1, None).unwrap(),
+        );
+        let hash = argon2
+            .hash_password_with_salt(b"password", b"somesaltsomesalt")
+            .unwrap()
+            .to_string();
+        assert!(is_argon2id_hash(&hash));
+        assert!(verify_password(Some(&hash), "password"));
+        assert!(!verify_password(Some(&hash), "Password"));
+    }
+
+    #[test]
+    fn other_algorithms_and_garbage_refused() {
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::default())
+            .hash_password_with_salt(b"password", b"somesaltsomesalt")
+            .unwrap()
+            .to_string();
+        let argon2d = Argon2::new(Algorithm::Argon2d, Version::V0x13, Params::default())
+            .hash_password_with_salt(b"password", b"somesaltsomesalt")
+            .unwrap()
+            .to_string();
+        let good = hash_password("password").unwrap();
+        let no_hash = good.rsplit_once('$').unwrap().0.to_string();
+        let bad_params = good.replace("m=19456", "m=1");
+        let truncated = good.get(..good.len() - 5).unwrap().to_string();
+        for bad in [
+            argon2i.as_str(),
+            argon2d.as_str(),
+            "",
+            "password",
+            "$argon2id$",
+            "$argon2id$v=19$m=19456,t=2,p=1$",
+            no_hash.as_str(),
+            bad_params.as_str(),
+            truncated.as_str(),
+            "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW", // bcrypt
+            "$argon2id$v=99$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$scrypt$ln=15,r=8,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ] {
+            assert!(!is_argon2id_hash(bad), "{bad:?}");
+            assert!(!verify_password(Some(bad), "password"), "{bad:?}");
+        }
+        // A plaintext "hash" equal to the password is never accepted.
+        assert!(!verify_password(Some("hunter2"), "hunter2"));
+    }
+
+    #[test]
+    fn dummy_password_never_logs_in() {
+        assert!(!verify_password(None, "portcullis dummy password"));
+        assert!(!verify_password(
+            Some("garbage"),
+            "portcullis dummy password"
+        ));
+    }
+
+    fn time(f: impl Fn() -> bool) -> Duration {
+        // Median of a few runs, to keep scheduler noise out.
+        let mut runs: Vec<Duration> = (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                assert!(!f());
+                start.elapsed()
+            })
+            .collect();
+        runs.sort();
+        runs[2]
+    }
+
+    /// Unknown user, wrong password, malformed hash and over-long password
+    /// all cost an argon2id verification of the same parameters.
+    #[test]
+    fn unknown_user_costs_like_wrong_password() {
+        let hash = hash_password("right").unwrap();
+        let _ = verify_password(None, "warm up the dummy");
+        let wrong = time(|| verify_password(Some(&hash), "wrong"));
+        for (what, elapsed) in [
+            ("unknown user", time(|| verify_password(None, "wrong"))),
+            ("bad hash", time(|| verify_password(Some("x"), "wrong"))),
+            ("empty", time(|| verify_password(Some(&hash), ""))),
+            (
+                "too long",
+                time(|| verify_password(Some(&hash), &"z".repeat(100_000))),
+            ),
+        ] {
+            let ratio = elapsed.as_secs_f64() / wrong.as_secs_f64();
+            assert!(
+                (0.25..4.0).contains(&ratio),
+                "{what}: {elapsed:?} vs wrong password {wrong:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,1009 @@
+//! Sessions end to end (SPEC steps 5–7, `/.portcullis/login` and `/logout`):
+//! the login flow, cookie attacks, key rotation, identity headers, the
+//! assertion, open redirects, CSRF and brute-force limits.
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use policies::session::{self, Session, SessionKeys};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use support::config::basic_with;
+use support::gateway::{stderr_of, stdout_of};
+use support::*;
+
+const KEY_A: &str = "key-A-0123456789abcdefghijklmnopqrstuvwxyz";
+const KEY_B: &str = "key-B-0123456789abcdefghijklmnopqrstuvwxyz";
+const ASSERTION_KEY: &str = "assertion-key-0123456789abcdefghijklmnop";
+const ALICE_PW: &str = "alice-password-1";
+const BOB_PW: &str = "bob-password-2";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn users_toml(generation: u64, alice_disabled: bool, with_alice: bool) -> String {
+    let alice = policies::users::hash_password(ALICE_PW).expect("hash");
+    let bob = policies::users::hash_password(BOB_PW).expect("hash");
+    let mut out = format!(
+        "[users.bob]\npassword = \"{bob}\"\nroles = [\"admin\", \"staff\"]\ngeneration = 1\n"
+    );
+    if with_alice {
+        out.push_str(&format!(
+            "[users.Alice]\npassword = \"{alice}\"\nroles = [\"staff\"]\ndisabled = {alice_disabled}\ngeneration = {generation}\n"
+        ));
+    }
+    out
+}
+
+/// A gateway with sessions in front of the echo app.
+struct Env {
+    pki: TestPki,
+    up: Upstream,
+    gw: Gateway,
+}
+
+/// Sessions on: `/private` and `/api` need a login, `/admin` the admin role.
+const SESSION_CONFIG: &str = "[secrets]
+session_keys = \"env:PORTCULLIS_SESSION_KEYS\"
+assertion_key = \"env:PORTCULLIS_ASSERTION_KEY\"
+[session]
+users = \"users.toml\"
+ttl = \"1h\"
+idle = \"10m\"
+[[route]]
+path = \"/private\"
+access = \"login\"
+[[route]]
+path = \"/admin\"
+access = \"role:admin\"
+[[route]]
+path = \"/api\"
+access = \"login\"
+";
+
+fn config(pki: &TestPki, up: &Upstream, server_extra: &str) -> String {
+    basic_with(pki, &[up.addr()], server_extra, SESSION_CONFIG)
+}
+
+impl Env {
+    fn start() -> Env {
+        Env::start_with("", KEY_A, &users_toml(1, false, true))
+    }
+
+    fn start_with(server_extra: &str, keys: &str, users: &str) -> Env {
+        let (pki, up) = (TestPki::new(), Upstream::start());
+        let gw = GatewayBuilder::new(&config(&pki, &up, server_extra))
+            .env("PORTCULLIS_SESSION_KEYS", keys)
+            .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
+            .file("users.toml", users)
+            .start();
+        Env { pki, up, gw }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        https_client(&self.pki.ca_pem, self.gw.https_port, false)
+    }
+
+    fn users_path(&self) -> std::path::PathBuf {
+        self.gw.dir().join("users.toml")
+    }
+}
+
+/// Value of cookie `name` set by a response.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| {
+            c.strip_prefix(&format!("{name}="))
+                .map(|rest| rest.split(';').next().unwrap_or("").to_string())
+        })
+}
+
+fn set_cookie_line(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+/// The hidden `csrf` field of a gateway form.
+fn csrf_field(html: &str) -> String {
+    let at =
+        html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().expect("value").to_string()
+}
+
+/// A browser-like login: GET the form (binding cookie + token), POST it.
+struct Login {
+    binding: String,
+    token: String,
+}
+
+async fn login_form(env: &Env) -> Login {
+    let resp = env
+        .client()
+        .get(env.gw.url("/.portcullis/login?next=/private"))
+        .send()
+        .await
+        .expect("form");
+    assert_eq!(resp.status(), 200);
+    let binding = set_cookie(&resp, "__Host-portcullis-csrf").expect("binding cookie");
+    let token = csrf_field(&resp.text().await.expect("html"));
+    Login { binding, token }
+}
+
+async fn post_login(
+    env: &Env,
+    form: &Login,
+    user: &str,
+    pw: &str,
+    next: &str,
+    extra_cookie: Option<&str>,
+) -> reqwest::Response {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &form.token)
+        .append_pair("username", user)
+        .append_pair("password", pw)
+        .append_pair("next", next)
+        .finish();
+    let mut cookie = format!("__Host-portcullis-csrf={}", form.binding);
+    if let Some(c) = extra_cookie {
+        cookie.push_str("; ");
+        cookie.push_str(c);
+    }
+    env.client()
+        .post(env.gw.url("/.portcullis/login"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(COOKIE, cookie)
+        .body(body)
+        .send()
+        .await
+        .expect("login post")
+}
+
+async fn login(env: &Env, user: &str, pw: &str) -> String {
+    let form = login_form(env).await;
+    let resp = post_login(env, &form, user, pw, "/private", None).await;
+    assert_eq!(resp.status(), 303, "login as {user}");
+    set_cookie(&resp, "__Host-portcullis").expect("session cookie")
+}
+
+/// Status of an API (non-browser) GET with `cookie`.
+async fn api_status(env: &Env, path: &str, cookie: Option<&str>) -> u16 {
+    let mut req = env
+        .client()
+        .get(env.gw.url(path))
+        .header(ACCEPT, "application/json");
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    req.send().await.expect("request").status().as_u16()
+}
+
+fn echo(body: &str) -> SeenRequest {
+    SeenRequest::from_json(&serde_json::from_str(body).expect("echo json"))
+}
+
+#[tokio::test]
+async fn login_flow_sets_a_fresh_session_and_identity_headers() {
+    let env = Env::start();
+    let client = env.client();
+
+    // Browser navigation without a session: 303 to the login page with `next`.
+    let resp = client
+        .get(env.gw.url("/private/page?x=1"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .expect("nav");
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()[LOCATION],
+        "/.portcullis/login?next=%2Fprivate%2Fpage%3Fx%3D1"
+    );
+    // Anything else: 401 JSON.
+    let resp = client
+        .get(env.gw.url("/private"))
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.expect("json")["status"],
+        401
+    );
+    assert_eq!(env.up.hits(), 0);
+
+    // Wrong password and unknown user: the same generic answer.
+    let form = login_form(&env).await;
+    let wrong = post_login(&env, &form, "alice", "nope-nope-nope", "/private", None).await;
+    assert_eq!(wrong.status(), 401);
+    assert!(set_cookie(&wrong, "__Host-portcullis").is_none());
+    let wrong_body = wrong.text().await.expect("body");
+    let unknown = post_login(&env, &form, "mallory", "nope-nope-nope", "/private", None).await;
+    assert_eq!(unknown.status(), 401);
+    let unknown_body = unknown.text().await.expect("body");
+    assert!(wrong_body.contains("Wrong username or password."));
+    let strip = |s: &str, name: &str| s.replace(&csrf_field(s), "").replace(name, "");
+    assert_eq!(
+        strip(&wrong_body, "alice"),
+        strip(&unknown_body, "mallory"),
+        "same page but for the echoed name and token"
+    );
+
+    // Right password (names are case-insensitive): 303 to next, a fresh cookie.
+    let ok = post_login(&env, &form, "ALICE", ALICE_PW, "/private/page?x=1", None).await;
+    assert_eq!(ok.status(), 303);
+    assert_eq!(ok.headers()[LOCATION], "/private/page?x=1");
+    let line = set_cookie_line(&ok, "__Host-portcullis").expect("cookie");
+    for attr in [
+        "Secure",
+        "HttpOnly",
+        "Path=/",
+        "SameSite=Lax",
+        "Max-Age=3600",
+    ] {
+        assert!(line.contains(attr), "{line}");
+    }
+    let cookie = set_cookie(&ok, "__Host-portcullis").expect("value");
+
+    let resp = client
+        .get(env.gw.url("/private/page"))
+        .header(COOKIE, format!("theme=dark; __Host-portcullis={cookie}"))
+        .send()
+        .await
+        .expect("private");
+    assert_eq!(resp.status(), 200);
+    let seen = echo(&resp.text().await.expect("body"));
+    assert_eq!(
+        seen.header_all("x-forwarded-user"),
+        vec!["Alice"],
+        "the name as written in the users file"
+    );
+    assert_eq!(seen.header_all("x-forwarded-roles"), vec!["staff"]);
+    assert_eq!(
+        seen.header("cookie"),
+        Some("theme=dark"),
+        "the session token never reaches the app"
+    );
+    assert!(seen.header("x-forwarded-assertion").is_some());
+
+    // Wrong role: 403.
+    assert_eq!(
+        api_status(&env, "/admin", Some(&format!("__Host-portcullis={cookie}"))).await,
+        403
+    );
+    let bob = login(&env, "bob", BOB_PW).await;
+    assert_eq!(
+        api_status(&env, "/admin", Some(&format!("__Host-portcullis={bob}"))).await,
+        200
+    );
+
+    // Logout: CSRF-protected POST, revokes the session, clears the cookie.
+    let page = client
+        .get(env.gw.url("/.portcullis/logout"))
+        .header(COOKIE, format!("__Host-portcullis={cookie}"))
+        .send()
+        .await
+        .expect("logout page");
+    let binding = set_cookie(&page, "__Host-portcullis-csrf").expect("binding");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("Alice"), "{html}");
+    let token = csrf_field(&html);
+    let both = format!("__Host-portcullis={cookie}; __Host-portcullis-csrf={binding}");
+    let forged = client
+        .post(env.gw.url("/.portcullis/logout"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(COOKIE, &both)
+        .body("csrf=forged")
+        .send()
+        .await
+        .expect("forged logout");
+    assert_eq!(forged.status(), 403);
+    let out = client
+        .post(env.gw.url("/.portcullis/logout"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(COOKIE, &both)
+        .body(format!(
+            "csrf={}",
+            form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), 303);
+    assert!(set_cookie_line(&out, "__Host-portcullis")
+        .expect("clear")
+        .contains("Max-Age=0"));
+    assert_eq!(
+        api_status(
+            &env,
+            "/private",
+            Some(&format!("__Host-portcullis={cookie}"))
+        )
+        .await,
+        401,
+        "revoked"
+    );
+    let audit: Vec<String> = env
+        .gw
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["audit"] == true)
+        .map(|l| l["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    for e in ["login_failed", "login_ok", "logout"] {
+        assert!(audit.iter().any(|a| a == e), "{e} in {audit:?}");
+    }
+    assert!(
+        !env.gw.stdout().contains(ALICE_PW),
+        "no password in any log"
+    );
+}
+
+fn forge(keys: &[&str], s: &Session) -> String {
+    let keys =
+        SessionKeys::new(keys.iter().map(|k| k.as_bytes().to_vec()).collect()).expect("keys");
+    session::encode(s, &keys)
+}
+
+fn alice(generation: u64, issued: u64, seen: u64) -> Session {
+    Session {
+        id: session::new_id(),
+        user: "Alice".into(),
+        generation,
+        issued,
+        seen,
+    }
+}
+
+#[tokio::test]
+async fn cookie_attacks_are_treated_as_no_session() {
+    let env = Env::start();
+    let t = now();
+    let good = forge(&[KEY_A], &alice(1, t, t));
+    let c = |v: &str| format!("__Host-portcullis={v}");
+    assert_eq!(
+        api_status(&env, "/private", Some(&c(&good))).await,
+        200,
+        "control: a forged-with-the-real-key cookie works"
+    );
+
+    let flip = |s: &str, at: usize| {
+        let mut b = s.as_bytes().to_vec();
+        b[at] ^= 0x01;
+        String::from_utf8(b).expect("ascii")
+    };
+    let dot = good.rfind('.').expect("dot");
+    let attacks: Vec<(&str, String)> = vec![
+        ("flipped bit in payload", flip(&good, 5)),
+        ("flipped bit in user name", flip(&good, dot - 2)),
+        ("flipped bit in MAC", flip(&good, good.len() - 3)),
+        ("truncated", good[..good.len() - 4].to_string()),
+        ("MAC only", good[dot..].to_string()),
+        ("payload only", good[..dot].to_string()),
+        ("empty", String::new()),
+        ("another key set", forge(&[KEY_B], &alice(1, t, t))),
+        (
+            "expired (ttl 1h)",
+            forge(&[KEY_A], &alice(1, t - 3700, t - 10)),
+        ),
+        (
+            "idle expired (10m)",
+            forge(&[KEY_A], &alice(1, t - 1200, t - 700)),
+        ),
+        (
+            "from the future",
+            forge(&[KEY_A], &alice(1, t + 3600, t + 3600)),
+        ),
+        ("wrong generation", forge(&[KEY_A], &alice(2, t, t))),
+        (
+            "unknown user",
+            forge(
+                &[KEY_A],
+                &Session {
+                    user: "mallory".into(),
+                    ..alice(1, t, t)
+                },
+            ),
+        ),
+    ];
+    for (what, value) in &attacks {
+        let mut req = env
+            .client()
+            .get(env.gw.url("/private"))
+            .header(ACCEPT, "application/json");
+        req = req.header(COOKIE, c(value));
+        let resp = req.send().await.expect("request");
+        assert_eq!(resp.status(), 401, "{what}");
+        if !value.is_empty() {
+            let line = set_cookie_line(&resp, "__Host-portcullis").unwrap_or_default();
+            assert!(
+                line.contains("Max-Age=0"),
+                "{what}: a bad cookie is cleared: {line:?}"
+            );
+        }
+    }
+    // Two session cookies: believe neither, even when one is valid.
+    let two = format!("{}; {}", c(&good), c(&forge(&[KEY_A], &alice(1, t, t))));
+    assert_eq!(
+        api_status(&env, "/private", Some(&two)).await,
+        401,
+        "two cookies"
+    );
+    let two_headers = env
+        .client()
+        .get(env.gw.url("/private"))
+        .header(ACCEPT, "application/json")
+        .header(COOKIE, c(&good))
+        .header(COOKIE, c(&good))
+        .send()
+        .await
+        .expect("two headers");
+    assert_eq!(two_headers.status(), 401, "the same cookie twice");
+    assert_eq!(env.up.hits(), 1, "only the control reached the app");
+}
+
+#[tokio::test]
+async fn passwd_disable_and_deletion_void_existing_sessions() {
+    let env = Env::start();
+    let cookie = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);
+    assert_eq!(api_status(&env, "/private", Some(&cookie)).await, 200);
+    let users = env.users_path();
+    let users_arg = users.to_str().expect("utf8");
+
+    // `portcullis user passwd` bumps the generation; the gateway notices the file.
+    let out = run_cli(
+        &["user", "passwd", "alice", "--users", users_arg],
+        &[],
+        Some("a-new-password\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let voided = async {
+        for _ in 0..50 {
+            if api_status(&env, "/private", Some(&cookie)).await == 401 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(voided.await, "wrong generation after passwd");
+    let cookie = format!(
+        "__Host-portcullis={}",
+        login(&env, "alice", "a-new-password").await
+    );
+    assert_eq!(
+        api_status(&env, "/private", Some(&cookie)).await,
+        200,
+        "the new password works"
+    );
+
+    // Disabled.
+    let out = run_cli(
+        &["user", "disable", "alice", "--users", users_arg],
+        &[],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let mut disabled = false;
+    for _ in 0..50 {
+        if api_status(&env, "/private", Some(&cookie)).await == 401 {
+            disabled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(disabled, "disabled user");
+    let form = login_form(&env).await;
+    assert_eq!(
+        post_login(&env, &form, "alice", "a-new-password", "/", None)
+            .await
+            .status(),
+        401,
+        "disabled cannot log in"
+    );
+
+    // Deleted: a session of bob dies when bob leaves the file.
+    let bob = format!("__Host-portcullis={}", login(&env, "bob", BOB_PW).await);
+    assert_eq!(api_status(&env, "/private", Some(&bob)).await, 200);
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime second
+    std::fs::write(
+        &users,
+        users_toml(1, false, true).replace("[users.bob]", "[users.robert]"),
+    )
+    .expect("rewrite");
+    let mut gone = false;
+    for _ in 0..50 {
+        if api_status(&env, "/private", Some(&bob)).await == 401 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "deleted user");
+}
+
+#[tokio::test]
+async fn key_rotation_first_signs_all_verify() {
+    let users = users_toml(1, false, true);
+    let t = now();
+    let signed_by_a = format!("__Host-portcullis={}", forge(&[KEY_A], &alice(1, t, t)));
+    let rotated = Env::start_with("", &format!("{KEY_B},{KEY_A}"), &users);
+    assert_eq!(
+        api_status(&rotated, "/private", Some(&signed_by_a)).await,
+        200,
+        "old key listed second still verifies"
+    );
+    let fresh = login(&rotated, "alice", ALICE_PW).await;
+    assert!(
+        session::decode(
+            &fresh,
+            &SessionKeys::new(vec![KEY_B.as_bytes().to_vec()]).expect("k"),
+            now(),
+            session::Lifetimes {
+                ttl: 3600,
+                idle: 600
+            }
+        )
+        .is_ok(),
+        "new cookies are signed by the first key"
+    );
+    drop(rotated);
+    let removed = Env::start_with("", KEY_B, &users);
+    assert_eq!(
+        api_status(&removed, "/private", Some(&signed_by_a)).await,
+        401,
+        "a removed key no longer verifies"
+    );
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_never_reach_the_app() {
+    let env = Env::start_with(
+        "trusted_proxies = [\"127.0.0.1\"]",
+        KEY_A,
+        &users_toml(1, false, true),
+    );
+    let cookie = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);
+    let spoofs = [
+        ("X-Forwarded-User", "admin"),
+        ("x-forwarded-user", "admin"),
+        ("X_Forwarded_User", "admin"),
+        ("x_forwarded_USER", "admin"),
+        ("X-Forwarded-Roles", "admin"),
+        ("X_FORWARDED_ROLES", "admin"),
+        (
+            "X-Forwarded-Assertion",
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.",
+        ),
+        ("x_forwarded_assertion", "forged"),
+    ];
+    for with_session in [false, true] {
+        for (name, value) in spoofs {
+            for conn in [None, Some(name)] {
+                let mut req = env
+                    .client()
+                    .get(env.gw.url("/public"))
+                    .header(name, value)
+                    .header(name, value);
+                if let Some(c) = conn {
+                    req = req.header("connection", c);
+                }
+                if with_session {
+                    req = req.header(COOKIE, &cookie);
+                }
+                let resp = req.send().await.expect("request");
+                if resp.status() != 200 {
+                    assert!(
+                        resp.status().is_client_error(),
+                        "{name} {conn:?}: {}",
+                        resp.status()
+                    );
+                    continue;
+                }
+                let seen = echo(&resp.text().await.expect("body"));
+                let leaked: Vec<&(String, String)> = seen
+                    .headers
+                    .iter()
+                    .filter(|(n, v)| {
+                        n.replace('_', "-")
+                            .to_ascii_lowercase()
+                            .starts_with("x-forwarded-")
+                            && (v == value || v.contains("admin"))
+                    })
+                    .collect();
+                assert!(
+                    leaked.is_empty(),
+                    "{name} (session {with_session}, connection {conn:?}) leaked: {leaked:?}"
+                );
+                if with_session {
+                    assert_eq!(seen.header_all("x-forwarded-user"), vec!["Alice"]);
+                    assert_eq!(seen.header_all("x-forwarded-roles"), vec!["staff"]);
+                } else {
+                    assert!(
+                        seen.header("x-forwarded-user").is_none()
+                            && seen.header("x-forwarded-roles").is_none()
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .expect("base64url")
+}
+
+#[tokio::test]
+async fn the_assertion_verifies_with_its_key_only() {
+    let env = Env::start();
+    let cookie = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);
+    let resp = env
+        .client()
+        .get(env.gw.url("/private"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .expect("request");
+    let seen = echo(&resp.text().await.expect("body"));
+    let jwt = seen
+        .header("x-forwarded-assertion")
+        .expect("assertion")
+        .to_string();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let header: serde_json::Value = serde_json::from_slice(&b64(parts[0])).expect("header");
+    assert_eq!(header["alg"], "HS256");
+    let claims: serde_json::Value = serde_json::from_slice(&b64(parts[1])).expect("claims");
+    assert_eq!(claims["sub"], "Alice");
+    assert_eq!(claims["roles"], serde_json::json!(["staff"]));
+    assert_eq!(claims["aud"], "app");
+    assert_eq!(
+        claims["exp"].as_u64().expect("exp"),
+        claims["iat"].as_u64().expect("iat") + 60
+    );
+    let verify = |key: &str| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("key");
+        mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
+        mac.verify_slice(&b64(parts[2])).is_ok()
+    };
+    assert!(verify(ASSERTION_KEY), "verifies with the assertion key");
+    assert!(!verify(KEY_A), "and with no other key");
+}
+
+#[tokio::test]
+async fn login_next_is_always_a_local_path() {
+    let env = Env::start();
+    let hostile = [
+        "//evil.example",
+        "///evil.example",
+        "/\\evil.example",
+        "\\/evil.example",
+        "https://evil.example",
+        "http:evil.example",
+        "https:/evil.example",
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "/%2F%2Fevil.example",
+        "%2F%2Fevil.example",
+        "/%5Cevil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\r\n/evil.example",
+        " /evil",
+        "evil.example",
+        "//evil.example@good",
+        "/.//evil.example",
+        "/..//evil.example",
+        "/%2e%2e//evil.example",
+        "//%65vil.example",
+        "/\u{3000}/evil.example",
+        "@evil.example",
+        "?next=//evil.example",
+        "#//evil.example",
+        "",
+        "/\\/evil.example",
+        "/%09/evil.example",
+        "\u{0}//evil.example",
+        "//\tevil.example",
+    ];
+    let safe = |next: &str, loc: &str| {
+        let b = loc.as_bytes();
+        assert!(
+            b.first() == Some(&b'/') && b.get(1) != Some(&b'/') && b.get(1) != Some(&b'\\'),
+            "{next:?} → {loc:?}"
+        );
+        assert!(
+            !loc.bytes().any(|c| c.is_ascii_control() || c == b' '),
+            "{next:?} → {loc:?}"
+        );
+        assert!(
+            !loc.contains(':') || loc.find(':') > loc.find('/'),
+            "{next:?} → {loc:?}"
+        );
+    };
+    // Every value through the form (GET renders the `next` it will POST back),
+    // so the login limit is not spent on the corpus...
+    for next in hostile {
+        let url = format!(
+            "/.portcullis/login?next={}",
+            form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        );
+        let html = env
+            .client()
+            .get(env.gw.url(&url))
+            .send()
+            .await
+            .expect("form")
+            .text()
+            .await
+            .expect("html");
+        let at = html.find("name=\"next\" value=\"").expect("next field")
+            + "name=\"next\" value=\"".len();
+        let value = html[at..]
+            .split('"')
+            .next()
+            .expect("value")
+            .replace("&amp;", "&")
+            .replace("&#39;", "'");
+        safe(next, &value);
+    }
+    // ...and a few through a real login (the limit allows five a minute).
+    let form = login_form(&env).await;
+    for next in [
+        "//evil.example",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/%2F%2Fevil.example",
+    ] {
+        let resp = post_login(&env, &form, "alice", ALICE_PW, next, None).await;
+        assert_eq!(resp.status(), 303, "{next:?}");
+        safe(next, resp.headers()[LOCATION].to_str().expect("ascii"));
+    }
+    let resp = post_login(&env, &form, "alice", ALICE_PW, "/dashboard/a?b=1&c=2", None).await;
+    assert_eq!(
+        resp.headers()[LOCATION],
+        "/dashboard/a?b=1&c=2",
+        "a legitimate next survives"
+    );
+}
+
+#[tokio::test]
+async fn csrf_tokens_are_bound_to_one_browser() {
+    let env = Env::start();
+    let mine = login_form(&env).await;
+    let theirs = login_form(&env).await;
+    assert_ne!(mine.binding, theirs.binding);
+    // No token.
+    let none = Login {
+        binding: mine.binding.clone(),
+        token: String::new(),
+    };
+    assert_eq!(
+        post_login(&env, &none, "alice", ALICE_PW, "/", None)
+            .await
+            .status(),
+        403
+    );
+    // A token issued to another browser.
+    let stolen = Login {
+        binding: mine.binding.clone(),
+        token: theirs.token.clone(),
+    };
+    assert_eq!(
+        post_login(&env, &stolen, "alice", ALICE_PW, "/", None)
+            .await
+            .status(),
+        403
+    );
+    // No binding cookie at all.
+    let resp = env
+        .client()
+        .post(env.gw.url("/.portcullis/login"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={}&username=alice&password={ALICE_PW}",
+            mine.token
+        ))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 403);
+    // The right pair works.
+    assert_eq!(
+        post_login(&env, &mine, "alice", ALICE_PW, "/", None)
+            .await
+            .status(),
+        303
+    );
+}
+
+#[tokio::test]
+async fn login_issues_a_new_session_id_every_time() {
+    let env = Env::start();
+    let keys = SessionKeys::new(vec![KEY_A.as_bytes().to_vec()]).expect("keys");
+    let life = session::Lifetimes {
+        ttl: 3600,
+        idle: 600,
+    };
+    let first = login(&env, "alice", ALICE_PW).await;
+    let form = login_form(&env).await;
+    let again = post_login(
+        &env,
+        &form,
+        "alice",
+        ALICE_PW,
+        "/",
+        Some(&format!("__Host-portcullis={first}")),
+    )
+    .await;
+    let second = set_cookie(&again, "__Host-portcullis").expect("new cookie");
+    let id = |c: &str| session::decode(c, &keys, now(), life).expect("valid").0.id;
+    assert_ne!(
+        id(&first),
+        id(&second),
+        "the client's session is never reused"
+    );
+}
+
+#[tokio::test]
+async fn login_brute_force_is_limited_per_ip_and_per_user() {
+    // Per IP: the sixth attempt inside a minute is 429, whatever the names.
+    let env = Env::start();
+    let form = login_form(&env).await;
+    for i in 0..5 {
+        let resp = post_login(
+            &env,
+            &form,
+            &format!("user{i}"),
+            "wrong-password",
+            "/",
+            None,
+        )
+        .await;
+        assert_eq!(resp.status(), 401, "attempt {i}");
+    }
+    let sixth = post_login(&env, &form, "alice", ALICE_PW, "/", None).await;
+    assert_eq!(sixth.status(), 429, "even with the right password");
+    let retry: u64 = sixth.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+
+    // Per user name, from many IPs (behind a trusted proxy).
+    let env = Env::start_with(
+        "trusted_proxies = [\"127.0.0.1\"]",
+        KEY_A,
+        &users_toml(1, false, true),
+    );
+    let form = login_form(&env).await;
+    for i in 0..6 {
+        let body = format!(
+            "csrf={}&username=bob&password=wrong-{i}&next=/",
+            form_urlencoded::byte_serialize(form.token.as_bytes()).collect::<String>()
+        );
+        let resp = env
+            .client()
+            .post(env.gw.url("/.portcullis/login"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(COOKIE, format!("__Host-portcullis-csrf={}", form.binding))
+            .header("x-forwarded-for", format!("203.0.113.{}", i + 1))
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        let want = if i < 5 { 401 } else { 429 };
+        assert_eq!(
+            resp.status(),
+            want,
+            "attempt {i} on bob from 203.0.113.{}",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn user_commands_manage_the_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let users = dir.path().join("users.toml");
+    let u = users.to_str().expect("utf8");
+    let out = run_cli(
+        &[
+            "user",
+            "add",
+            "carol@example.com",
+            "--role",
+            "admin",
+            "--role",
+            "ops",
+            "--users",
+            u,
+        ],
+        &[],
+        Some("carol-password\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&users)
+            .expect("file")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&users).expect("read");
+    assert!(
+        text.contains("$argon2id$") && !text.contains("carol-password"),
+        "{text}"
+    );
+
+    let out = run_cli(
+        &["user", "add", "CAROL@example.com", "--users", u],
+        &[],
+        Some("another-password\n"),
+    );
+    assert_eq!(out.status.code(), Some(1), "duplicate, case-insensitively");
+    assert!(
+        stderr_of(&out).contains("exists already"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = run_cli(
+        &["user", "add", "bad name", "--users", u],
+        &[],
+        Some("whatever-password\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = run_cli(&["user", "add", "dave", "--users", u], &[], Some("short\n"));
+    assert_eq!(out.status.code(), Some(1), "short passwords refused");
+    let out = run_cli(
+        &["user", "passwd", "nobody", "--users", u],
+        &[],
+        Some("whatever-password\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    // Through the config's [session] users.
+    let cfg = dir.path().join("portcullis.toml");
+    std::fs::write(&cfg, "[session]\nusers = \"users.toml\"\n").expect("cfg");
+    let out = run_cli(
+        &[
+            "user",
+            "disable",
+            "carol@example.com",
+            "-c",
+            cfg.to_str().expect("utf8"),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let out = run_cli(
+        &["user", "list", "-c", cfg.to_str().expect("utf8")],
+        &[],
+        None,
+    );
+    let listing = stdout_of(&out);
+    assert!(
+        listing.contains("carol@example.com\tadmin,ops\tdisabled"),
+        "{listing}"
+    );
+}
