@@ -20,13 +20,6 @@ fn keys(list: &[&[u8]]) -> SessionKeys {
     SessionKeys::new(list.iter().map(|k| k.to_vec()).collect()).expect("at least one key")
 }
 
-fn resign(cookie: &str, key: &[u8]) -> String {
-    // Re-sign by encoding through csrf-free path: use assertion-free trick.
-    let payload = cookie.rsplit_once('.').unwrap().0;
-    let _ = key;
-    format!("{payload}.{}", policies::session::__tag(payload, key))
-}
-
 fn bench_session(c: &mut Criterion) {
     let key_a: &[u8] = b"session key A, at least thirty-two bytes long";
     let key_b: &[u8] = b"session key B, at least thirty-two bytes long";
@@ -58,15 +51,6 @@ fn bench_session(c: &mut Criterion) {
     });
     g.bench_function("malformed", |b| {
         b.iter(|| session::decode(black_box(malformed), &one, NOW, LIFE))
-    });
-    let v2 = session::encode(&s, &one).replacen("v1|", "v2|", 1);
-    let v2 = resign(&v2, key_a);
-    let baduser = resign(&format!("{}|al ice.", valid.rsplit_once('|').unwrap().0), key_a);
-    g.bench_function("EXP v2 signed", |b| {
-        b.iter(|| session::decode(black_box(&v2), &one, NOW, LIFE))
-    });
-    g.bench_function("EXP bad user signed", |b| {
-        b.iter(|| session::decode(black_box(&baduser), &one, NOW, LIFE))
     });
     g.finish();
 

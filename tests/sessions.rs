@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use policies::session::{self, Session, SessionKeys};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, LOCATION};
 use support::config::basic_with;
 use support::gateway::{stderr_of, stdout_of};
+use support::login::{csrf_field, set_cookie, set_cookie_line, LoginForm};
 use support::*;
 
 const KEY_A: &str = "key-A-0123456789abcdefghijklmnopqrstuvwxyz";
@@ -95,87 +96,34 @@ impl Env {
     }
 }
 
-/// Value of cookie `name` set by a response.
-fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| {
-            c.strip_prefix(&format!("{name}="))
-                .map(|rest| rest.split(';').next().unwrap_or("").to_string())
-        })
-}
-
-fn set_cookie_line(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with(&format!("{name}=")))
-        .map(str::to_string)
-}
-
-/// The hidden `csrf` field of a gateway form.
-fn csrf_field(html: &str) -> String {
-    let at =
-        html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
-    html[at..].split('"').next().expect("value").to_string()
-}
-
-/// A browser-like login: GET the form (binding cookie + token), POST it.
-struct Login {
-    binding: String,
-    token: String,
-}
-
-async fn login_form(env: &Env) -> Login {
-    let resp = env
-        .client()
-        .get(env.gw.url("/.portcullis/login?next=/private"))
-        .send()
-        .await
-        .expect("form");
-    assert_eq!(resp.status(), 200);
-    let binding = set_cookie(&resp, "__Host-portcullis-csrf").expect("binding cookie");
-    let token = csrf_field(&resp.text().await.expect("html"));
-    Login { binding, token }
+async fn login_form(env: &Env) -> LoginForm {
+    support::login::login_form(&env.client(), &env.gw.base()).await
 }
 
 async fn post_login(
     env: &Env,
-    form: &Login,
+    form: &LoginForm,
     user: &str,
     pw: &str,
     next: &str,
     extra_cookie: Option<&str>,
 ) -> reqwest::Response {
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("csrf", &form.token)
-        .append_pair("username", user)
-        .append_pair("password", pw)
-        .append_pair("next", next)
-        .finish();
-    let mut cookie = format!("__Host-portcullis-csrf={}", form.binding);
-    if let Some(c) = extra_cookie {
-        cookie.push_str("; ");
-        cookie.push_str(c);
-    }
-    env.client()
-        .post(env.gw.url("/.portcullis/login"))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(COOKIE, cookie)
-        .body(body)
-        .send()
-        .await
-        .expect("login post")
+    support::login::post_login(
+        &env.client(),
+        &env.gw.base(),
+        form,
+        user,
+        pw,
+        next,
+        extra_cookie,
+    )
+    .await
 }
 
+/// Logs in; returns the bare cookie value.
 async fn login(env: &Env, user: &str, pw: &str) -> String {
-    let form = login_form(env).await;
-    let resp = post_login(env, &form, user, pw, "/private", None).await;
-    assert_eq!(resp.status(), 303, "login as {user}");
-    set_cookie(&resp, "__Host-portcullis").expect("session cookie")
+    let c = support::login::login(&env.client(), &env.gw.base(), user, pw).await;
+    c.trim_start_matches("__Host-portcullis=").to_string()
 }
 
 /// Status of an API (non-browser) GET with `cookie`.
@@ -790,7 +738,7 @@ async fn csrf_tokens_are_bound_to_one_browser() {
     let theirs = login_form(&env).await;
     assert_ne!(mine.binding, theirs.binding);
     // No token.
-    let none = Login {
+    let none = LoginForm {
         binding: mine.binding.clone(),
         token: String::new(),
     };
@@ -801,7 +749,7 @@ async fn csrf_tokens_are_bound_to_one_browser() {
         403
     );
     // A token issued to another browser.
-    let stolen = Login {
+    let stolen = LoginForm {
         binding: mine.binding.clone(),
         token: theirs.token.clone(),
     };

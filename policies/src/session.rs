@@ -216,10 +216,6 @@ pub fn decode(
     Ok((session, refresh))
 }
 
-#[doc(hidden)]
-#[allow(missing_docs)]
-pub fn __tag(payload: &str, key: &[u8]) -> String { mac::b64(&mac::tag(&mac::keyed(key), &[payload.as_bytes()])) }
-
 /// A fresh random 128-bit session id.
 pub fn new_id() -> [u8; 16] {
     rand::random()
@@ -248,40 +244,29 @@ fn parse_payload(payload: &str) -> Result<Session, SessionError> {
     })
 }
 
-/// Plain decimal: 1–20 ASCII digits, no sign, no leading zero (except "0"),
+/// Plain decimal: ASCII digits only, no sign, no leading zero (except "0"),
 /// no overflow.
 pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
     let bytes = s.as_bytes();
-    let valid = !bytes.is_empty()
-        && bytes.len() <= 20
-        && bytes.iter().all(u8::is_ascii_digit)
-        && (bytes.len() == 1 || !s.starts_with('0'));
-    if !valid {
-        return None;
+    // `u64::from_str` also takes a leading `+`: require a digit first.
+    let plain = bytes.first().is_some_and(u8::is_ascii_digit)
+        && (bytes.len() == 1 || bytes.first() != Some(&b'0'));
+    if plain {
+        s.parse().ok()
+    } else {
+        None
     }
-    bytes.iter().try_fold(0u64, |acc, &b| {
-        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
 }
 
 fn parse_id(s: &str) -> Option<[u8; 16]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 32 {
-        return None;
-    }
-    let mut id = [0u8; 16];
-    for (out, pair) in id.iter_mut().zip(bytes.chunks_exact(2)) {
-        let [hi, lo] = pair else { return None };
-        *out = (lower_hex_value(*hi)? << 4) | lower_hex_value(*lo)?;
-    }
-    Some(id)
-}
-
-fn lower_hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+    // `from_str_radix` also takes uppercase and a leading `+`: check first.
+    let lower_hex = s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if lower_hex {
+        u128::from_str_radix(s, 16).ok().map(u128::to_be_bytes)
+    } else {
+        None
     }
 }
 

@@ -150,6 +150,11 @@ impl Gateway {
         self.dir.path().join(CONFIG_FILE)
     }
 
+    /// `https://localhost:PORT`, for helpers that take a base URL.
+    pub fn base(&self) -> String {
+        format!("https://localhost:{}", self.https_port)
+    }
+
     /// `https://localhost:PORT{path}`; `https_client` resolves localhost.
     pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.https_port)

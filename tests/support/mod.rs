@@ -7,6 +7,7 @@ pub mod browser;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod login;
 pub mod pki;
 pub mod ports;
 pub mod upstream;
