@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{self, Config, TlsMode};
+use crate::config::{self, Config, HeaderSet, SecurityHeader, TlsMode};
 
 pub fn run(path: &Path) -> ExitCode {
     let (cfg, warnings) = match config::load(path, &crate::env_lookup) {
@@ -34,6 +34,7 @@ pub fn run(path: &Path) -> ExitCode {
         return ExitCode::from(crate::EXIT_INVALID);
     }
     print!("{}", routes_table(&cfg));
+    print!("{}", headers_report(&cfg));
     println!("{}: ok", cfg.file.display());
     ExitCode::SUCCESS
 }
@@ -85,6 +86,32 @@ pub fn routes_table(cfg: &Config) -> String {
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// The effective security headers: the global set, then every route whose
+/// set differs (route overrides merge key by key into the global set).
+pub fn headers_report(cfg: &Config) -> String {
+    let mut out = String::from("\nHEADERS (* = the app's own value wins; HSTS only over https)\n");
+    let mut section = |label: &str, set: &HeaderSet| {
+        out.push_str(&format!("{label}\n"));
+        for h in SecurityHeader::ALL {
+            let star = if set.app_may_override(h) { "*" } else { " " };
+            match set.value(h) {
+                Some(v) => out.push_str(&format!("  {star} {}: {v}\n", h.header_name())),
+                None => out.push_str(&format!("  {star} {}: (not set)\n", h.header_name())),
+            }
+        }
+        if !set.remove().is_empty() {
+            out.push_str(&format!("    removed: {}\n", set.remove().join(", ")));
+        }
+    };
+    section("all routes:", &cfg.headers);
+    for (i, r) in cfg.routes.iter().enumerate() {
+        if r.headers != cfg.headers {
+            section(&format!("route #{} {}:", i + 1, r.path), &r.headers);
+        }
     }
     out
 }

@@ -18,6 +18,7 @@ use policies::{forwarding, head};
 
 use crate::access_log;
 use crate::auth::{self, Identity};
+use crate::config::CorsPolicy;
 use crate::login;
 use crate::pages;
 use crate::respond::{self, Extras};
@@ -154,6 +155,8 @@ impl Gateway {
                     .headers
                     .get("x-forwarded-proto")
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
+        ctx.out.https = ctx.https;
+        ctx.out.vary_origin = rt.cors.is_some();
         if client.peer_trusted {
             if let Some(id) = req.headers.get("x-request-id") {
                 if forwarding::is_valid_request_id(id.as_bytes()) {
@@ -255,6 +258,34 @@ impl Gateway {
             }
             None => &rt.fallback,
         };
+
+        ctx.out.headers = Some(rule.headers.clone());
+
+        // CORS: a preflight is answered here, before access rules (it carries
+        // no credentials) and without reaching the app.
+        if let Some(cors) = rt.cors.as_ref() {
+            let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+            if let Some(origin) = header("origin") {
+                let acr_method = header("access-control-request-method");
+                if CorsPolicy::is_preflight(method, Some(origin), acr_method) {
+                    ctx.out.cors = cors.preflight(
+                        origin,
+                        acr_method.unwrap_or_default(),
+                        header("access-control-request-headers"),
+                    );
+                    // A preflight's answer also varies with what it asked for.
+                    ctx.out.vary_origin = false;
+                    ctx.out
+                        .cors
+                        .push(("vary", policies::cors::PREFLIGHT_VARY.to_string()));
+                    ctx.status = 204;
+                    let h = respond::header(204, &ctx.out, None, 0)?;
+                    respond::send(session, h, Bytes::new()).await?;
+                    return Ok(true);
+                }
+                ctx.out.cors = cors.actual(origin);
+            }
+        }
 
         // 6. Access.
         let navigation = access::is_navigation(
@@ -369,12 +400,14 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        let rt = self.shared.runtime.load_full();
         Ctx {
-            rt: self.shared.runtime.load_full(),
+            rt: rt.clone(),
             started: Instant::now(),
             out: Extras {
                 request_id: new_request_id(),
-                set_cookies: Vec::new(),
+                headers: Some(rt.headers.clone()),
+                ..Extras::default()
             },
             identity: None,
             client: None,

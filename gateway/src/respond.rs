@@ -4,22 +4,60 @@
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
+use std::sync::Arc;
+
 use pingora::prelude::*;
+use policies::headers::HeaderSet;
 
 /// What every gateway response carries besides its own content: the request
 /// id and any cookies the pipeline decided to set or clear.
+///
+/// Both the gateway's own responses and proxied ones go through
+/// [`Extras::apply`], so security headers, CORS and cookies are the same on
+/// every response (pingora's `response_filter` never sees the former).
 #[derive(Debug, Default)]
 pub struct Extras {
     pub request_id: String,
     pub set_cookies: Vec<String>,
+    /// The security headers of the matched route (the global set before routing).
+    pub headers: Option<Arc<HeaderSet>>,
+    /// The client's scheme: HSTS only over https.
+    pub https: bool,
+    /// CORS headers for this request's Origin.
+    pub cors: Vec<(&'static str, String)>,
+    /// CORS is configured: responses vary by Origin.
+    pub vary_origin: bool,
 }
 
 impl Extras {
-    /// Adds the request id and pending cookies to a response header.
+    /// Adds everything a response must carry to its header.
     pub fn apply(&self, h: &mut ResponseHeader) -> Result<()> {
         h.insert_header("x-request-id", self.request_id.as_str())?;
         for c in &self.set_cookies {
             h.append_header(http::header::SET_COOKIE, c.as_str())?;
+        }
+        if let Some(set) = &self.headers {
+            for name in set.remove() {
+                h.remove_header(name.as_str());
+            }
+            let plan = set.plan(self.https, &|name| h.headers.contains_key(name));
+            for (name, value) in plan {
+                h.insert_header(name, value)?;
+            }
+        }
+        for (name, value) in &self.cors {
+            h.insert_header(*name, value.as_str())?;
+        }
+        if self.vary_origin {
+            let varies = h.headers.get_all(http::header::VARY).iter().any(|v| {
+                v.to_str().is_ok_and(|v| {
+                    v.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("origin") || t.trim() == "*")
+                })
+            });
+            if !varies {
+                h.append_header(http::header::VARY, "Origin")?;
+            }
         }
         Ok(())
     }

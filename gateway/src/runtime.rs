@@ -15,7 +15,7 @@ use policies::routes::{RouteMatcher, RouteTable};
 use http::HeaderName;
 use policies::session::{Lifetimes, SessionKeys};
 
-use crate::config::{Access, Config, SameSite, TlsMode};
+use crate::config::{Access, Config, CorsPolicy, HeaderSet, SameSite, TlsMode};
 
 /// Shared, atomically replaceable runtime.
 pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
@@ -29,6 +29,8 @@ pub struct RouteRule {
     /// `None` only for the fallback when several upstreams exist: 404.
     pub upstream: Option<usize>,
     pub max_body: u64,
+    /// Security headers for responses under this rule.
+    pub headers: Arc<HeaderSet>,
 }
 
 /// One named upstream with its balancer.
@@ -65,6 +67,9 @@ pub struct Runtime {
     /// `None` without `secrets.session_keys`: no login, no sessions.
     pub session: Option<SessionRt>,
     pub identity: IdentityRt,
+    /// `[headers]`: for responses before a route is known (and unmatched paths).
+    pub headers: Arc<HeaderSet>,
+    pub cors: Option<CorsPolicy>,
     pub trusted: TrustedProxies,
     pub table: RouteTable,
     pub routes: Vec<RouteRule>,
@@ -91,6 +96,7 @@ impl Runtime {
                 access: r.access.clone(),
                 upstream: Some(r.upstream),
                 max_body: r.max_body,
+                headers: Arc::new(r.headers.clone()),
             });
         }
         let table = RouteTable::new(matchers, config.server.case_insensitive_paths);
@@ -99,6 +105,7 @@ impl Runtime {
             access: config.access_default.clone(),
             upstream: (config.upstreams.len() == 1).then_some(0),
             max_body: config.server.max_body,
+            headers: Arc::new(config.headers.clone()),
         };
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
@@ -161,6 +168,8 @@ impl Runtime {
         Ok(Runtime {
             session,
             identity,
+            headers: Arc::new(config.headers.clone()),
+            cors: config.cors.clone(),
             trusted: TrustedProxies::new(config.server.trusted_proxies.clone()),
             table,
             routes,

@@ -34,13 +34,17 @@
 //! * [`access`] — `public` / `login` / `role:` / `deny` and the 303/401/403
 //!   decision (step 6).
 //! * [`assertion`] — the HS256 JWT for `X-Forwarded-Assertion` (step 7).
+//! * [`headers`] — security response headers, merged per route key by key (step 8).
+//! * [`cors`] — exact-origin CORS: preflight answers and response headers (step 8).
 
 pub mod access;
 pub mod assertion;
 pub mod client_ip;
+pub mod cors;
 pub mod csrf;
 pub mod forwarding;
 pub mod head;
+pub mod headers;
 mod mac;
 pub mod redirect;
 pub mod routes;

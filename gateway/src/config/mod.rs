@@ -38,6 +38,10 @@ pub struct Config {
     /// `[access] default`: access for routes without `access` and unmatched paths.
     pub access_default: Access,
     pub routes: Vec<Route>,
+    /// `[headers]` over the SPEC defaults; routes merge their overrides into it.
+    pub headers: HeaderSet,
+    /// `[cors]`: `None` unless `allow_origins` is set.
+    pub cors: Option<CorsPolicy>,
 }
 
 #[derive(Debug)]
@@ -89,6 +93,8 @@ pub struct Secrets {
 }
 
 pub use policies::access::Access;
+pub use policies::cors::CorsPolicy;
+pub use policies::headers::{HeaderSet, SecurityHeader};
 
 #[derive(Debug)]
 pub struct Route {
@@ -99,6 +105,8 @@ pub struct Route {
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
     pub max_body: u64,
+    /// The global headers with this route's overrides merged key by key.
+    pub headers: HeaderSet,
 }
 
 /// `SameSite` of the session cookie.
@@ -250,6 +258,18 @@ fn read_root(
     let identity = read_identity(&mut identity_sec, r);
     identity_sec.finish(r);
 
+    let mut headers_sec = root
+        .table("headers", r)
+        .unwrap_or_else(|| Section::new("headers", &empty));
+    let headers = read_headers(&mut headers_sec, r);
+    headers_sec.finish(r);
+
+    let mut cors_sec = root
+        .table("cors", r)
+        .unwrap_or_else(|| Section::new("cors", &empty));
+    let cors = read_cors(&mut cors_sec, r);
+    cors_sec.finish(r);
+
     let mut routes = Vec::new();
     if let Some(list) = root.table_list("route", r) {
         for mut sec in list {
@@ -258,6 +278,7 @@ fn read_root(
                 &upstreams,
                 access_default.as_ref(),
                 server.as_ref(),
+                &headers,
                 r,
             ) {
                 routes.push(route);
@@ -267,7 +288,7 @@ fn read_root(
     }
 
     // Sections whose behaviour lands later are refused, never silently ignored.
-    for key in ["rate_limit", "headers", "cors", "emergency"] {
+    for key in ["rate_limit", "emergency"] {
         root.unsupported(key, r);
     }
 
@@ -317,6 +338,8 @@ fn read_root(
         identity: identity?,
         access_default: access_default?,
         routes,
+        headers,
+        cors: cors?,
     })
 }
 
@@ -694,6 +717,7 @@ fn read_route(
     upstreams: &[Upstream],
     access_default: Option<&Access>,
     server: Option<&Server>,
+    global_headers: &HeaderSet,
     r: &mut Report,
 ) -> Option<Route> {
     let errors_before = r.errors.len();
@@ -735,9 +759,20 @@ fn read_route(
         }
     };
     let max_body = size(sec, "max_body", r);
-    for key in ["rate_limit", "rate_key", "headers"] {
+    for key in ["rate_limit", "rate_key"] {
         sec.unsupported(key, r);
     }
+    let route_headers = match sec.table("headers", r) {
+        Some(mut hs) => {
+            let values = header_values(&mut hs, r);
+            hs.finish(r);
+            global_headers
+                .with_route_overrides(&values)
+                .map_err(|e| r.error(sec.key("headers"), e.to_string()))
+                .ok()
+        }
+        None => Some(global_headers.clone()),
+    };
     // Validate the matcher now so a bad prefix is a config error, not a 404 later.
     if let Some(p) = path {
         if let Err(e) = policies::routes::RouteMatcher::new(host.as_deref(), p, methods.clone()) {
@@ -756,7 +791,69 @@ fn read_route(
         max_body: max_body
             .or(server.map(|s| s.max_body))
             .unwrap_or(DEFAULT_MAX_BODY),
+        headers: route_headers?,
     })
+}
+
+/// The seven header keys of a `[headers]` table or a route's `headers`.
+fn header_values(sec: &mut Section<'_>, r: &mut Report) -> Vec<(SecurityHeader, String)> {
+    SecurityHeader::ALL
+        .iter()
+        .filter_map(|h| sec.str(h.key(), r).map(|v| (*h, v.to_string())))
+        .collect()
+}
+
+fn read_headers(sec: &mut Section<'_>, r: &mut Report) -> HeaderSet {
+    let values = header_values(sec, r);
+    let app_may_override = sec.str_list("app_may_override", r).map(|keys| {
+        keys.iter()
+            .filter_map(|k| {
+                let h = SecurityHeader::from_key(k);
+                if h.is_none() {
+                    let known: Vec<&str> = SecurityHeader::ALL.iter().map(|h| h.key()).collect();
+                    r.error(
+                        sec.key("app_may_override"),
+                        format!("{k:?} is not one of {}", known.join(", ")),
+                    );
+                }
+                h
+            })
+            .collect::<Vec<_>>()
+    });
+    let remove = sec
+        .str_list("remove", r)
+        .map(|l| l.into_iter().map(str::to_string).collect());
+    HeaderSet::configure(&values, app_may_override.as_deref(), remove).unwrap_or_else(|e| {
+        r.error("headers", e.to_string());
+        HeaderSet::defaults()
+    })
+}
+
+fn read_cors(sec: &mut Section<'_>, r: &mut Report) -> Option<Option<CorsPolicy>> {
+    let owned = |l: Option<Vec<&str>>| {
+        l.unwrap_or_default()
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let origins = owned(sec.str_list("allow_origins", r));
+    let methods = sec
+        .str_list("allow_methods", r)
+        .map(|l| l.into_iter().map(str::to_string).collect::<Vec<_>>());
+    let methods = methods.unwrap_or_else(|| vec!["GET".into(), "HEAD".into(), "POST".into()]);
+    let headers = owned(sec.str_list("allow_headers", r));
+    let credentials = sec.bool("allow_credentials", r).unwrap_or(false);
+    let max_age = duration(sec, "max_age", r).unwrap_or(Duration::from_secs(600));
+    if origins.is_empty() {
+        return Some(None);
+    }
+    match CorsPolicy::new(&origins, &methods, &headers, credentials, max_age.as_secs()) {
+        Ok(p) => Some(Some(p)),
+        Err(e) => {
+            r.error("cors", e.to_string());
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -142,8 +142,6 @@ fn secrets_resolve_from_env_and_file() {
 fn unsupported_sections_are_refused_not_ignored() {
     for section in [
         "[rate_limit]\ndefault = \"off\"",
-        "[headers]\nhsts = \"\"",
-        "[cors]\nallow_origins = []",
         "[emergency]\nenabled = false",
     ] {
         let errs = errors(&format!("{BASE}\n{section}\n"));
@@ -346,6 +344,64 @@ fn sessions_and_identity() {
         (
             "[[route]]\npath = \"/x\"\naccess = \"role:\"",
             "route[0].access",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let errs = errors(&format!("{BASE}\n{extra}\n"));
+        assert!(has(&errs, needle), "{needle}: {errs:?}");
+    }
+}
+
+#[test]
+fn headers_and_cors() {
+    let text = format!(
+        "{BASE}\n[headers]\nhsts = \"max-age=63072000\"\napp_may_override = [\"csp\", \"coop\"]\n\
+         [[route]]\npath = \"/embed\"\nheaders = {{ frame_options = \"\" }}\n\
+         [cors]\nallow_origins = [\"https://App.Example.com:443\"]\nallow_credentials = true\n"
+    );
+    let cfg = parse_with(&text, &[]).expect("valid").config;
+    assert_eq!(
+        cfg.headers.value(SecurityHeader::Hsts),
+        Some("max-age=63072000")
+    );
+    assert!(cfg.headers.app_may_override(SecurityHeader::Coop));
+    assert_eq!(
+        cfg.routes[0].headers.value(SecurityHeader::FrameOptions),
+        None
+    );
+    assert_eq!(
+        cfg.routes[0].headers.value(SecurityHeader::Hsts),
+        Some("max-age=63072000"),
+        "merged, not replaced"
+    );
+    let cors = cfg.cors.expect("cors on");
+    assert!(cors.allowed_origin("https://app.example.com"));
+
+    let cases = [
+        (
+            "[headers]\nframe_options = \"DENY\\r\\nSet-Cookie: x=1\"",
+            "headers",
+        ),
+        (
+            "[headers]\napp_may_override = [\"server\"]",
+            "headers.app_may_override",
+        ),
+        ("[headers]\nxss = \"1\"", "headers.xss: unknown key"),
+        (
+            "[[route]]\npath = \"/x\"\nheaders = { hsts = \"\\n\" }",
+            "route[0].headers",
+        ),
+        (
+            "[[route]]\npath = \"/x\"\nheaders = { server = \"x\" }",
+            "route[0].headers.server: unknown key",
+        ),
+        (
+            "[cors]\nallow_origins = [\"*\"]\nallow_credentials = true",
+            "cors",
+        ),
+        (
+            "[cors]\nallow_origins = [\"https://*.example.com\"]",
+            "cors",
         ),
     ];
     for (extra, needle) in cases {
