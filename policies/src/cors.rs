@@ -29,6 +29,7 @@
 //! * **`*` in methods or headers is refused**: it is a wildcard only without
 //!   credentials, which would make the same config mean two things.
 
+use crate::token::is_tchar;
 use std::net::Ipv6Addr;
 
 /// `Vary` value for every response when CORS is configured.
@@ -338,28 +339,6 @@ fn is_hostname(host: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //!   be both set and removed (refused at load), and the framing headers
 //!   `content-length` / `transfer-encoding` cannot be removed.
 
+use crate::token::is_tchar;
 use std::fmt;
 
 /// The seven headers portcullis sets, by config key.
@@ -301,28 +302,6 @@ fn normalize_name(name: String) -> Result<String, HeaderError> {
         return Err(HeaderError::ProtectedName(lower));
     }
     Ok(lower)
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
 }
 
 #[cfg(test)]

@@ -50,4 +50,5 @@ pub mod redirect;
 pub mod routes;
 pub mod session;
 pub mod target;
+mod token;
 pub mod users;

@@ -25,6 +25,7 @@
 //!
 //! Matching allocates nothing.
 
+use crate::token::is_tchar;
 use std::net::Ipv6Addr;
 
 use crate::target::{normalize_path, TargetError};
@@ -306,28 +307,6 @@ fn normalize_methods(methods: Vec<String>) -> Result<Vec<String>, RouteError> {
             }
         })
         .collect()
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
 }
 
 #[cfg(test)]
