@@ -33,7 +33,8 @@ fn check_prints_the_routes_table_for_a_valid_config() {
     let (pki, up) = (TestPki::new(), Upstream::start());
     let extra =
         "[[route]]\npath = \"/admin\"\naccess = \"deny\"\nmethods = [\"GET\", \"POST\"]\n\n\
-                 [[route]]\npath = \"/\"\nhost = \"app.example.com\"\nmax_body = \"1MB\"\n";
+                 [[route]]\npath = \"/\"\nhost = \"app.example.com\"\nmax_body = \"1MB\"\n\
+                 headers = { csp = \"default-src 'self' 'unsafe-inline'\" }\n";
     let (out, _dir) = with_config(&basic(&pki, &[up.addr()], extra), &["check"], &[]);
     let stdout = stdout_of(&out);
     assert_eq!(exit_code(&out), 0, "{}", stderr_of(&out));
@@ -55,6 +56,26 @@ fn check_prints_the_routes_table_for_a_valid_config() {
         "{stdout}"
     );
     assert!(stdout.trim_end().ends_with(": ok"), "{stdout}");
+    // The effective headers: the global set, then the route that differs.
+    let headers = &stdout[stdout.find("HEADERS").expect("headers section")..];
+    assert!(headers.contains("all routes:\n"), "{headers}");
+    assert!(
+        headers.contains("* content-security-policy: default-src 'self'; frame-ancestors 'none'"),
+        "{headers}"
+    );
+    let route = &headers[headers.find("route #2 /:").expect("route 2 differs")..];
+    assert!(
+        route.contains("content-security-policy: default-src 'self' 'unsafe-inline'"),
+        "{route}"
+    );
+    assert!(
+        route.contains("x-frame-options: DENY"),
+        "inherited: {route}"
+    );
+    assert!(
+        !headers.contains("route #1"),
+        "route 1 has no overrides: {headers}"
+    );
 }
 
 #[test]
