@@ -103,12 +103,15 @@ async fn the_flask_example_trusts_only_the_gateway_assertion() {
         policies::users::hash_password("alice-password").expect("hash"),
         policies::users::hash_password("bob-password").expect("hash"),
     );
+    let start_gateway = || {
+        GatewayBuilder::new(&cfg)
+            .env("PORTCULLIS_SESSION_KEYS", SESSION_KEYS)
+            .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
+            .file("users.toml", &users)
+            .start()
+    };
     let _flask = start_flask(app, ASSERTION_KEY);
-    let gw = GatewayBuilder::new(&cfg)
-        .env("PORTCULLIS_SESSION_KEYS", SESSION_KEYS)
-        .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
-        .file("users.toml", &users)
-        .start();
+    let gw = start_gateway();
     let client = https_client(&pki.ca_pem, gw.https_port, false);
     let get = |path: &str, cookie: Option<&str>| {
         let mut req = client.get(gw.url(path)).header(ACCEPT, "application/json");
@@ -151,11 +154,7 @@ async fn the_flask_example_trusts_only_the_gateway_assertion() {
     drop(gw);
     drop(_flask);
     let _other = start_flask(app, "some-other-key-0123456789abcdefghijkl");
-    let gw = GatewayBuilder::new(&cfg)
-        .env("PORTCULLIS_SESSION_KEYS", SESSION_KEYS)
-        .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
-        .file("users.toml", &users)
-        .start();
+    let gw = start_gateway();
     let client = https_client(&pki.ca_pem, gw.https_port, false);
     let alice = login(&client, &gw.base(), "alice", "alice-password").await;
     let resp = client

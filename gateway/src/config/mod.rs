@@ -195,18 +195,9 @@ fn read_root(
     env: EnvLookup<'_>,
     r: &mut Report,
 ) -> Option<Config> {
-    let empty = toml::Table::new();
-    let mut server_sec = root
-        .table("server", r)
-        .unwrap_or_else(|| Section::new("server", &empty));
-    let server = read_server(&mut server_sec, r);
-    server_sec.finish(r);
+    let server = root.section("server", r, read_server);
 
-    let mut tls_sec = root
-        .table("tls", r)
-        .unwrap_or_else(|| Section::new("tls", &empty));
-    let tls = read_tls(&mut tls_sec, base, r);
-    tls_sec.finish(r);
+    let tls = root.section("tls", r, |s, r| read_tls(s, base, r));
 
     let upstreams = match root.table("upstreams", r) {
         Some(mut sec) => {
@@ -231,44 +222,20 @@ fn read_root(
         );
     }
 
-    let mut secrets_sec = root
-        .table("secrets", r)
-        .unwrap_or_else(|| Section::new("secrets", &empty));
-    let secrets = read_secrets(&mut secrets_sec, base, env, r);
-    secrets_sec.finish(r);
+    let secrets = root.section("secrets", r, |s, r| read_secrets(s, base, env, r));
 
-    let mut access_sec = root
-        .table("access", r)
-        .unwrap_or_else(|| Section::new("access", &empty));
-    let access_default = match access_sec.str("default", r) {
-        Some(s) => parse_access(s, &access_sec.key("default"), r),
+    let access_default = root.section("access", r, |sec, r| match sec.str("default", r) {
+        Some(s) => parse_access(s, &sec.key("default"), r),
         None => Some(Access::Login),
-    };
-    access_sec.finish(r);
+    });
 
-    let mut session_sec = root
-        .table("session", r)
-        .unwrap_or_else(|| Section::new("session", &empty));
-    let session = read_session(&mut session_sec, base, r);
-    session_sec.finish(r);
+    let session = root.section("session", r, |s, r| read_session(s, base, r));
 
-    let mut identity_sec = root
-        .table("identity", r)
-        .unwrap_or_else(|| Section::new("identity", &empty));
-    let identity = read_identity(&mut identity_sec, r);
-    identity_sec.finish(r);
+    let identity = root.section("identity", r, read_identity);
 
-    let mut headers_sec = root
-        .table("headers", r)
-        .unwrap_or_else(|| Section::new("headers", &empty));
-    let headers = read_headers(&mut headers_sec, r);
-    headers_sec.finish(r);
+    let headers = root.section("headers", r, read_headers);
 
-    let mut cors_sec = root
-        .table("cors", r)
-        .unwrap_or_else(|| Section::new("cors", &empty));
-    let cors = read_cors(&mut cors_sec, r);
-    cors_sec.finish(r);
+    let cors = root.section("cors", r, read_cors);
 
     let mut routes = Vec::new();
     if let Some(list) = root.table_list("route", r) {

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use toml::{Table, Value};
 
@@ -194,6 +195,24 @@ impl<'a> Section<'a> {
                 None => r.error(path, format!("expected a table, found {}", type_name(v))),
             }
         }
+        out
+    }
+
+    /// Reads the sub-table `key` (an empty one when absent) with `read`, then
+    /// reports its unknown keys.
+    pub fn section<T>(
+        &mut self,
+        key: &'a str,
+        r: &mut Report,
+        read: impl FnOnce(&mut Section<'a>, &mut Report) -> T,
+    ) -> T {
+        static EMPTY: LazyLock<Table> = LazyLock::new(Table::new);
+        let path = self.key(key);
+        let mut sec = self
+            .table(key, r)
+            .unwrap_or_else(|| Section::new(path, &EMPTY));
+        let out = read(&mut sec, r);
+        sec.finish(r);
         out
     }
 
