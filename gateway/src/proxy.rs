@@ -13,12 +13,13 @@ use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
 use pingora::proxy::FailToProxy;
 use policies::access::{self, Decision};
 use policies::client_ip::{self, ClientAddr};
+use policies::ratelimit::{self, Outcome, Rate};
 use policies::target::{self, RequestTarget};
 use policies::{forwarding, head};
 
 use crate::access_log;
 use crate::auth::{self, Identity};
-use crate::config::CorsPolicy;
+use crate::config::{CorsPolicy, RateKey};
 use crate::login;
 use crate::pages;
 use crate::respond::{self, Extras};
@@ -72,6 +73,19 @@ impl Ctx {
             None => "",
         }
     }
+}
+
+/// The limiter key of a client IP (prefixed: keys of every kind share a store).
+fn ip_key(ip: IpAddr) -> String {
+    format!("i:{ip}")
+}
+
+/// `RateLimit-Policy` and `RateLimit` for one rule's outcome.
+fn limit_headers(name: &str, rate: Rate, outcome: Outcome) -> Vec<(&'static str, String)> {
+    vec![
+        ("ratelimit-policy", ratelimit::policy_header(name, rate)),
+        ("ratelimit", ratelimit::ratelimit_header(name, outcome)),
+    ]
 }
 
 /// A 128-bit random id in hex.
@@ -236,6 +250,16 @@ impl Gateway {
             };
         }
 
+        // 4. The global per-IP limit, over all traffic.
+        let client_ip = ctx.client.as_ref().map(|c| c.ip);
+        if let (Some(store), Some(ip)) = (rt.default_limit.as_ref(), client_ip) {
+            let outcome = store.check(&ip_key(ip));
+            if let Outcome::Limited { retry_after } = outcome {
+                ctx.out.ratelimit = limit_headers("default", store.rate(), outcome);
+                return self.limited(session, ctx, retry_after).await;
+            }
+        }
+
         // 5. Session (before reserved paths: logout needs to know who).
         if let Some(srt) = rt.session.as_ref() {
             let auth = auth::authenticate(srt, &self.shared, req, state::now());
@@ -284,6 +308,32 @@ impl Gateway {
                     return Ok(true);
                 }
                 ctx.out.cors = cors.actual(origin);
+            }
+        }
+
+        // 4. The route's own limit, keyed by IP, user or a header.
+        if let Some(limit) = rule.limit.as_ref() {
+            let ip = client_ip.map(ip_key).unwrap_or_default();
+            let key = match &limit.key {
+                RateKey::Ip => ip,
+                RateKey::User => ctx
+                    .identity
+                    .as_ref()
+                    .map_or(ip, |i| format!("u:{}", i.user.to_ascii_lowercase())),
+                RateKey::Header(name) => req
+                    .headers
+                    .get(name.as_str())
+                    .map(|v| v.as_bytes())
+                    .filter(|v| !v.is_empty())
+                    // Bounded: a huge header value must not become a huge key.
+                    .map_or(ip, |v| {
+                        format!("h:{}", String::from_utf8_lossy(&v[..v.len().min(256)]))
+                    }),
+            };
+            let outcome = limit.store.check(&key);
+            ctx.out.ratelimit = limit_headers(&limit.name, limit.store.rate(), outcome);
+            if let Outcome::Limited { retry_after } = outcome {
+                return self.limited(session, ctx, retry_after).await;
             }
         }
 
@@ -372,6 +422,29 @@ impl Gateway {
             }
             _ => self.fail(session, ctx, 404).await,
         }
+    }
+
+    /// 429 with `Retry-After` (and the `RateLimit` headers already in `ctx.out`).
+    async fn limited(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        retry_after: std::time::Duration,
+    ) -> Result<bool> {
+        ctx.status = 429;
+        if session
+            .req_header()
+            .headers
+            .contains_key(http::header::CONTENT_LENGTH)
+            || session
+                .req_header()
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING)
+        {
+            session.set_keepalive(None);
+        }
+        respond::too_many(session, &ctx.out, retry_after).await?;
+        Ok(true)
     }
 
     /// Writes a gateway error and ends the request.

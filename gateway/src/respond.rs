@@ -27,6 +27,8 @@ pub struct Extras {
     pub cors: Vec<(&'static str, String)>,
     /// CORS is configured: responses vary by Origin.
     pub vary_origin: bool,
+    /// `RateLimit-Policy` / `RateLimit` of the rule that applied.
+    pub ratelimit: Vec<(&'static str, String)>,
 }
 
 impl Extras {
@@ -45,7 +47,7 @@ impl Extras {
                 h.insert_header(name, value)?;
             }
         }
-        for (name, value) in &self.cors {
+        for (name, value) in self.cors.iter().chain(&self.ratelimit) {
             h.insert_header(*name, value.as_str())?;
         }
         if self.vary_origin {

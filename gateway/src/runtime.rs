@@ -15,7 +15,9 @@ use policies::routes::{RouteMatcher, RouteTable};
 use http::HeaderName;
 use policies::session::{Lifetimes, SessionKeys};
 
-use crate::config::{Access, Config, CorsPolicy, HeaderSet, SameSite, TlsMode};
+use policies::ratelimit::MemoryStore;
+
+use crate::config::{Access, Config, CorsPolicy, HeaderSet, RateKey, SameSite, TlsMode};
 
 /// Shared, atomically replaceable runtime.
 pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
@@ -31,6 +33,16 @@ pub struct RouteRule {
     pub max_body: u64,
     /// Security headers for responses under this rule.
     pub headers: Arc<HeaderSet>,
+    /// The route's own rate limit.
+    pub limit: Option<RouteLimit>,
+}
+
+/// A route's `rate_limit`, its key and its policy name in headers.
+#[derive(Debug)]
+pub struct RouteLimit {
+    pub name: String,
+    pub store: MemoryStore,
+    pub key: RateKey,
 }
 
 /// One named upstream with its balancer.
@@ -70,6 +82,8 @@ pub struct Runtime {
     /// `[headers]`: for responses before a route is known (and unmatched paths).
     pub headers: Arc<HeaderSet>,
     pub cors: Option<CorsPolicy>,
+    /// `[rate_limit] default`: per client IP over all traffic.
+    pub default_limit: Option<MemoryStore>,
     pub trusted: TrustedProxies,
     pub table: RouteTable,
     pub routes: Vec<RouteRule>,
@@ -86,7 +100,17 @@ impl Runtime {
     pub fn build(config: Config) -> Result<Runtime, String> {
         let mut matchers = Vec::with_capacity(config.routes.len());
         let mut routes = Vec::with_capacity(config.routes.len());
-        for r in &config.routes {
+        for (i, r) in config.routes.iter().enumerate() {
+            let limit = match &r.rate_limit {
+                Some((rate, key)) => Some(RouteLimit {
+                    name: format!("route-{}", i + 1),
+                    store: MemoryStore::new(*rate).ok_or_else(|| {
+                        format!("route {}: rate_limit is too fast to express", r.path)
+                    })?,
+                    key: key.clone(),
+                }),
+                None => None,
+            };
             matchers.push(
                 RouteMatcher::new(r.host.as_deref(), &r.path, r.methods.clone())
                     .map_err(|e| format!("route {}: {e}", r.path))?,
@@ -97,6 +121,7 @@ impl Runtime {
                 upstream: Some(r.upstream),
                 max_body: r.max_body,
                 headers: Arc::new(r.headers.clone()),
+                limit,
             });
         }
         let table = RouteTable::new(matchers, config.server.case_insensitive_paths);
@@ -106,6 +131,7 @@ impl Runtime {
             upstream: (config.upstreams.len() == 1).then_some(0),
             max_body: config.server.max_body,
             headers: Arc::new(config.headers.clone()),
+            limit: None,
         };
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
@@ -170,6 +196,12 @@ impl Runtime {
             identity,
             headers: Arc::new(config.headers.clone()),
             cors: config.cors.clone(),
+            default_limit: match config.rate_limit.default {
+                Some(rate) => Some(
+                    MemoryStore::new(rate).ok_or("rate_limit.default is too fast to express")?,
+                ),
+                None => None,
+            },
             trusted: TrustedProxies::new(config.server.trusted_proxies.clone()),
             table,
             routes,

@@ -4,14 +4,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use policies::ratelimit::{MemoryStore, Outcome, Rate};
 
 use crate::runtime::SharedRuntime;
 use crate::users_file::{self, Users};
@@ -49,44 +47,42 @@ impl Revocations {
 }
 
 /// Login attempts per client IP and, separately, per user name (SPEC: the
-/// sixth attempt inside a minute, from one IP or on one name, is refused).
+/// sixth attempt inside a minute, from one IP or on one name, is refused
+/// with the default `[rate_limit] login = "5/minute"`).
 pub struct LoginLimits {
-    by_ip: DefaultKeyedRateLimiter<IpAddr>,
-    by_name: DefaultKeyedRateLimiter<String>,
-}
-
-/// The login limit until `[rate_limit] login` is configurable: 5/minute.
-const LOGIN_PER_MINUTE: u32 = 5;
-
-impl Default for LoginLimits {
-    fn default() -> Self {
-        let quota = Quota::per_minute(NonZeroU32::new(LOGIN_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
-        LoginLimits {
-            by_ip: RateLimiter::keyed(quota),
-            by_name: RateLimiter::keyed(quota),
-        }
-    }
+    stores: Option<(MemoryStore, MemoryStore)>,
 }
 
 impl LoginLimits {
+    /// `None`: login attempts are not limited (`login = "off"`).
+    pub fn new(rate: Option<Rate>) -> LoginLimits {
+        LoginLimits {
+            stores: rate.and_then(|r| Some((MemoryStore::new(r)?, MemoryStore::new(r)?))),
+        }
+    }
+
     /// Counts one attempt. `Err(retry_after)` when either budget is spent;
     /// both are charged so a spray across names still exhausts the IP.
     pub fn check(&self, ip: IpAddr, name: &str) -> Result<(), Duration> {
-        let clock = DefaultClock::default();
-        let a = self.by_ip.check_key(&ip);
-        let b = self.by_name.check_key(&name.to_ascii_lowercase());
+        let Some((by_ip, by_name)) = &self.stores else {
+            return Ok(());
+        };
+        let a = by_ip.check(&ip.to_string());
+        let b = by_name.check(&name.to_ascii_lowercase());
         match (a, b) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(n), _) | (_, Err(n)) => Err(n.wait_time_from(clock.now())),
+            (Outcome::Limited { retry_after }, _) | (_, Outcome::Limited { retry_after }) => {
+                Err(retry_after)
+            }
+            _ => Ok(()),
         }
     }
 
     /// Drops keys whose budget is full again, so memory follows live attackers.
     pub fn prune(&self) {
-        self.by_ip.retain_recent();
-        self.by_name.retain_recent();
-        self.by_ip.shrink_to_fit();
-        self.by_name.shrink_to_fit();
+        if let Some((a, b)) = &self.stores {
+            a.prune();
+            b.prune();
+        }
     }
 }
 
@@ -171,6 +167,13 @@ impl pingora::services::background::BackgroundService for Housekeeping {
             self.shared.users.refresh();
             if n.is_multiple_of(60) {
                 self.shared.login_limits.prune();
+                let rt = self.shared.runtime.load();
+                if let Some(store) = &rt.default_limit {
+                    store.prune();
+                }
+                for limit in rt.routes.iter().filter_map(|r| r.limit.as_ref()) {
+                    limit.store.prune();
+                }
                 self.shared.revocations.prune(now());
             }
         }

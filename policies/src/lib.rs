@@ -24,6 +24,7 @@
 //! * [`client_ip`] — client address from the peer and `X-Forwarded-For` (step 1).
 //! * [`forwarding`] — header-name rules for the upstream request (step 7).
 //! * [`head`] — facts from the raw HTTP/1 request head: verbatim target, framing (step 2).
+//! * [`ratelimit`] — rate rules, in-process GCRA, `RateLimit` headers (step 4).
 //! * [`routes`] — `[[route]]` matching on host, path prefix and method.
 //! * [`users`] — user names and argon2id password hashing with one-shape
 //!   verification (unknown users cost the same as wrong passwords).
@@ -46,6 +47,7 @@ pub mod forwarding;
 pub mod head;
 pub mod headers;
 mod mac;
+pub mod ratelimit;
 pub mod redirect;
 pub mod routes;
 pub mod session;

@@ -42,6 +42,26 @@ pub struct Config {
     pub headers: HeaderSet,
     /// `[cors]`: `None` unless `allow_origins` is set.
     pub cors: Option<CorsPolicy>,
+    pub rate_limit: RateLimitConf,
+}
+
+/// `[rate_limit]` (the in-process store; Redis lands later).
+#[derive(Debug)]
+pub struct RateLimitConf {
+    /// Per client IP over all traffic; `None` for "off".
+    pub default: Option<Rate>,
+    /// Login attempts per IP and per user name; `None` for "off".
+    pub login: Option<Rate>,
+}
+
+/// What a route's `rate_limit` counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateKey {
+    Ip,
+    /// The session's user; the client IP without a session.
+    User,
+    /// A request header (lowercase); the client IP when it is missing.
+    Header(String),
 }
 
 #[derive(Debug)]
@@ -95,6 +115,7 @@ pub struct Secrets {
 pub use policies::access::Access;
 pub use policies::cors::CorsPolicy;
 pub use policies::headers::{HeaderSet, SecurityHeader};
+pub use policies::ratelimit::Rate;
 
 #[derive(Debug)]
 pub struct Route {
@@ -107,6 +128,7 @@ pub struct Route {
     pub max_body: u64,
     /// The global headers with this route's overrides merged key by key.
     pub headers: HeaderSet,
+    pub rate_limit: Option<(Rate, RateKey)>,
 }
 
 /// `SameSite` of the session cookie.
@@ -236,6 +258,7 @@ fn read_root(
     let headers = root.section("headers", r, read_headers);
 
     let cors = root.section("cors", r, read_cors);
+    let rate_limit = root.section("rate_limit", r, read_rate_limit);
 
     let mut routes = Vec::new();
     if let Some(list) = root.table_list("route", r) {
@@ -255,9 +278,7 @@ fn read_root(
     }
 
     // Sections whose behaviour lands later are refused, never silently ignored.
-    for key in ["rate_limit", "emergency"] {
-        root.unsupported(key, r);
-    }
+    root.unsupported("emergency", r);
 
     // Login and role rules need the keys that sign sessions.
     let secrets = secrets.unwrap_or_default();
@@ -307,6 +328,7 @@ fn read_root(
         routes,
         headers,
         cors: cors?,
+        rate_limit: rate_limit?,
     })
 }
 
@@ -726,8 +748,36 @@ fn read_route(
         }
     };
     let max_body = size(sec, "max_body", r);
-    for key in ["rate_limit", "rate_key"] {
-        sec.unsupported(key, r);
+    let route_rate = sec.str("rate_limit", r).and_then(|s| {
+        Rate::parse(s)
+            .map_err(|e| r.error(sec.key("rate_limit"), e.to_string()))
+            .ok()
+    });
+    let rate_key = match sec.str("rate_key", r) {
+        None | Some("ip") => Some(RateKey::Ip),
+        Some("user") => Some(RateKey::User),
+        Some(h) if h.starts_with("header:") => {
+            let name = &h["header:".len()..];
+            if http::HeaderName::from_bytes(name.as_bytes()).is_ok() {
+                Some(RateKey::Header(name.to_ascii_lowercase()))
+            } else {
+                r.error(
+                    sec.key("rate_key"),
+                    format!("{name:?} is not a header name"),
+                );
+                None
+            }
+        }
+        Some(other) => {
+            r.error(
+                sec.key("rate_key"),
+                format!("{other:?} is not one of \"ip\", \"user\", \"header:NAME\""),
+            );
+            None
+        }
+    };
+    if sec.has("rate_key") && !sec.has("rate_limit") {
+        r.error(sec.key("rate_key"), "needs rate_limit on the same route");
     }
     let route_headers = match sec.table("headers", r) {
         Some(mut hs) => {
@@ -759,7 +809,43 @@ fn read_route(
             .or(server.map(|s| s.max_body))
             .unwrap_or(DEFAULT_MAX_BODY),
         headers: route_headers?,
+        rate_limit: route_rate.zip(rate_key),
     })
+}
+
+fn read_rate_limit(sec: &mut Section<'_>, r: &mut Report) -> Option<RateLimitConf> {
+    let errors_before = r.errors.len();
+    match sec.str("store", r) {
+        None | Some("memory") => {}
+        Some("redis") => r.error(
+            sec.key("store"),
+            "\"redis\" is not supported yet by this version; use \"memory\"",
+        ),
+        Some(other) => r.error(
+            sec.key("store"),
+            format!("{other:?} is not one of \"memory\", \"redis\""),
+        ),
+    }
+    for key in ["redis", "on_store_error"] {
+        sec.unsupported(key, r);
+    }
+    let mut rate =
+        |key: &'static str, default: &str, r: &mut Report| match sec.str(key, r).unwrap_or(default)
+        {
+            "off" => None,
+            s => Rate::parse(s)
+                .map_err(|e| r.error(sec.key(key), e.to_string()))
+                .ok(),
+        };
+    let default = rate("default", "600/minute", r);
+    let login = rate("login", "5/minute", r);
+    if login.is_none() && sec.has("login") && r.errors.len() == errors_before {
+        r.warn(
+            sec.key("login"),
+            "is \"off\": login attempts are not limited (brute force)",
+        );
+    }
+    (r.errors.len() == errors_before).then_some(RateLimitConf { default, login })
 }
 
 /// The seven header keys of a `[headers]` table or a route's `headers`.

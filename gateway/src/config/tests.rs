@@ -141,7 +141,9 @@ fn secrets_resolve_from_env_and_file() {
 #[test]
 fn unsupported_sections_are_refused_not_ignored() {
     for section in [
-        "[rate_limit]\ndefault = \"off\"",
+        "[rate_limit]\nstore = \"redis\"",
+        "[rate_limit]\nredis = \"redis://127.0.0.1\"",
+        "[rate_limit]\non_store_error = \"deny\"",
         "[emergency]\nenabled = false",
     ] {
         let errs = errors(&format!("{BASE}\n{section}\n"));
@@ -157,12 +159,37 @@ fn unsupported_sections_are_refused_not_ignored() {
         ),
         "{errs:?}"
     );
-    let errs = errors(&format!(
-        "{BASE}\n[[route]]\npath = \"/api\"\nrate_limit = \"5/minute\"\n"
-    ));
-    assert!(
-        has(&errs, "route[0].rate_limit: not supported yet"),
-        "{errs:?}"
+}
+
+#[test]
+fn rate_limits() {
+    let cfg = parse_with(BASE, &[]).expect("valid").config;
+    assert_eq!(
+        cfg.rate_limit.default,
+        Some(Rate::parse("600/minute").expect("rate"))
+    );
+    assert_eq!(
+        cfg.rate_limit.login,
+        Some(Rate::parse("5/minute").expect("rate"))
+    );
+    let text = format!(
+        "{BASE}\n[rate_limit]\ndefault = \"off\"\nlogin = \"3/15m\"\n\
+         [[route]]\npath = \"/api\"\nrate_limit = \"100/min\"\nrate_key = \"header:X-Api-Key\"\n\
+         [[route]]\npath = \"/me\"\nrate_limit = \"10/s\"\nrate_key = \"user\"\n"
+    );
+    let cfg = parse_with(&text, &[]).expect("valid").config;
+    assert_eq!(cfg.rate_limit.default, None);
+    assert_eq!(
+        cfg.rate_limit.login.map(|r| r.per),
+        Some(Duration::from_secs(900))
+    );
+    assert_eq!(
+        cfg.routes[0].rate_limit.as_ref().map(|(_, k)| k.clone()),
+        Some(RateKey::Header("x-api-key".into()))
+    );
+    assert_eq!(
+        cfg.routes[1].rate_limit.as_ref().map(|(_, k)| k.clone()),
+        Some(RateKey::User)
     );
 }
 
