@@ -1,6 +1,6 @@
 //! Wires a validated config into a pingora server and runs it.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -75,9 +75,19 @@ pub fn cert_error_line(cfg: &Config, e: &certs::CertError) -> String {
 }
 
 /// Fails fast, with the address, when a port is taken: pingora would panic.
+///
+/// The probe binds without listening: a socket that listened for even a
+/// moment would accept a client's connection that nobody then answers.
 fn probe_listeners(cfg: &Config) -> Result<(), ServeError> {
+    use socket2::{Domain, Socket, Type};
     for addr in [cfg.server.https, cfg.server.http].into_iter().flatten() {
-        TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+        let bind = || -> std::io::Result<()> {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            // As pingora's listener does, so a TIME_WAIT socket is no obstacle.
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())
+        };
+        bind().map_err(|source| ServeError::Bind { addr, source })?;
     }
     Ok(())
 }
