@@ -292,6 +292,14 @@ fn usage_errors_exit_1_without_a_panic() {
 #[tokio::test]
 async fn demo_serves_the_demo_page_on_loopback() {
     let (https, http) = (free_port(), free_port());
+    /// Kills the demo even when an assertion fails first.
+    struct Demo(std::process::Child);
+    impl Drop for Demo {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut child = std::process::Command::new(support::gateway::binary())
         .args([
             "demo",
@@ -301,9 +309,11 @@ async fn demo_serves_the_demo_page_on_loopback() {
             &http.to_string(),
         ])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn demo");
+    let stdout_pipe = child.stdout.take().expect("stdout");
+    let mut demo = Demo(child);
     let up = wait_until(Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", https)).is_ok()
     });
@@ -349,9 +359,10 @@ async fn demo_serves_the_demo_page_on_loopback() {
         .await
         .expect("http");
     assert_eq!(redirect.status(), 301);
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("wait");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = demo.0.kill();
+    let _ = demo.0.wait();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut { stdout_pipe }, &mut stdout).expect("demo stdout");
     assert!(
         stdout.contains(&format!("https://localhost:{https}/")),
         "prints what to open: {stdout}"
