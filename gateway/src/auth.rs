@@ -9,6 +9,7 @@ use policies::session::{self, Session};
 use crate::config::SameSite;
 use crate::runtime::SessionRt;
 use crate::state::Shared;
+use crate::store::StoreDown;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "__Host-portcullis";
@@ -107,21 +108,29 @@ pub fn csrf_cookie(binding: &str) -> String {
 
 /// Verifies the session cookie: MAC, lifetimes, then the user (exists, not
 /// disabled, same generation) and revocation. A bad cookie is no cookie,
-/// and is cleared.
-pub fn authenticate(rt: &SessionRt, shared: &Shared, req: &RequestHeader, now: u64) -> Auth {
+/// and is cleared. `Err` only when revocations cannot be read and
+/// `on_store_error = "deny"`.
+pub async fn authenticate(
+    rt: &SessionRt,
+    shared: &Shared,
+    req: &RequestHeader,
+    now: u64,
+) -> Result<Auth, StoreDown> {
     let value = match single_cookie(req, SESSION_COOKIE) {
         Ok(Some(v)) => v,
-        Ok(None) => return Auth::default(),
+        Ok(None) => return Ok(Auth::default()),
         Err(()) => {
-            return Auth {
+            return Ok(Auth {
                 identity: None,
                 set_cookie: Some(clear_cookie(SESSION_COOKIE)),
-            }
+            })
         }
     };
-    let cleared = || Auth {
-        identity: None,
-        set_cookie: Some(clear_cookie(SESSION_COOKIE)),
+    let cleared = || {
+        Ok(Auth {
+            identity: None,
+            set_cookie: Some(clear_cookie(SESSION_COOKIE)),
+        })
     };
     let Ok((mut s, refresh)) = session::decode(value, &rt.keys, now, rt.life) else {
         return cleared();
@@ -130,21 +139,26 @@ pub fn authenticate(rt: &SessionRt, shared: &Shared, req: &RequestHeader, now: u
     let Some(user) = users.get(&s.user) else {
         return cleared();
     };
-    if user.disabled || user.generation != s.generation || shared.revocations.is_revoked(&s.id) {
+    if user.disabled || user.generation != s.generation {
+        return cleared();
+    }
+    let (name, roles) = (user.name.clone(), user.roles.clone());
+    drop(users);
+    if shared.revocations.is_revoked(&s.id).await? {
         return cleared();
     }
     let set_cookie = refresh.then(|| {
         s.seen = now;
         session_cookie(rt, &s, now)
     });
-    Auth {
+    Ok(Auth {
         identity: Some(Identity {
-            user: user.name.clone(),
-            roles: user.roles.clone(),
+            user: name,
+            roles,
             session: s,
         }),
         set_cookie,
-    }
+    })
 }
 
 /// The request's `Cookie` header without the gateway's own cookies, or

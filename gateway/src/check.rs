@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::config::{self, Config, HeaderSet, SecurityHeader, TlsMode};
 
-pub fn run(path: &Path) -> ExitCode {
+pub fn run(path: &Path, online: bool) -> ExitCode {
     let (cfg, warnings) = match config::load(path, &crate::env_lookup) {
         Ok(l) => (l.config, l.warnings),
         Err(report) => {
@@ -24,6 +24,16 @@ pub fn run(path: &Path) -> ExitCode {
             errors.push(crate::serve::cert_error_line(&cfg, &e));
         }
     }
+    if online {
+        if let Some(conf) = &cfg.rate_limit.redis {
+            if let Err(e) = ping_redis(conf) {
+                errors.push(format!(
+                    "{}: rate_limit.redis: cannot reach the store: {e}",
+                    cfg.file.display()
+                ));
+            }
+        }
+    }
     for w in warnings.iter().chain(&safety.warnings) {
         eprintln!("warning: {w}");
     }
@@ -37,6 +47,15 @@ pub fn run(path: &Path) -> ExitCode {
     print!("{}", headers_report(&cfg));
     println!("{}: ok", cfg.file.display());
     ExitCode::SUCCESS
+}
+
+fn ping_redis(conf: &config::RedisConf) -> Result<(), String> {
+    let store = crate::store::RedisStore::new(conf)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(store.ping())
 }
 
 /// The effective routes, in match order, unmatched paths last.

@@ -48,6 +48,9 @@ pub enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also connect to what the config names (the Redis store) and ping it.
+        #[arg(long)]
+        online: bool,
     },
     /// Start a demo app behind the gateway on https://localhost:8443.
     Demo {

@@ -10,7 +10,10 @@ use pingora::prelude::*;
 use policies::{csrf, redirect, session, users};
 use serde_json::json;
 
+use policies::ratelimit::Outcome;
+
 use crate::auth::{self, Identity};
+use crate::limits::Verdict;
 use crate::pages;
 use crate::proxy::Ctx;
 use crate::respond;
@@ -124,16 +127,21 @@ pub async fn login_submit(
 
     // Limits first: a refused attempt costs no password work.
     if let Some(ip) = ip {
-        if let Err(wait) = shared.login_limits.check(ip, username) {
-            crate::audit::event(
-                "login_limited",
-                &ctx.out.request_id,
-                Some(ip),
-                json!({ "user": username }),
-            );
-            ctx.status = 429;
-            respond::too_many(session, &ctx.out, wait).await?;
-            return Ok(true);
+        match shared.login_limits.check(ip, username).await {
+            Verdict::Counted(Outcome::Limited { retry_after }) => {
+                crate::audit::event(
+                    "login_limited",
+                    &ctx.out.request_id,
+                    Some(ip),
+                    json!({ "user": username }),
+                );
+                ctx.status = 429;
+                respond::too_many(session, &ctx.out, retry_after).await?;
+                return Ok(true);
+            }
+            // Attempts cannot be counted: no password is checked uncounted.
+            Verdict::Refused => return fail(session, ctx, 503).await,
+            Verdict::Counted(_) | Verdict::Unknown => {}
         }
     }
 
@@ -255,7 +263,8 @@ pub async fn logout_submit(
     if let Some(who) = who {
         shared
             .revocations
-            .revoke(who.session.id, who.session.issued + rt.life.ttl);
+            .revoke(who.session.id, who.session.issued + rt.life.ttl)
+            .await;
         crate::audit::event(
             "logout",
             &ctx.out.request_id,

@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod config;
 mod demo;
+mod limits;
 mod login;
 mod pages;
 mod proxy;
@@ -15,6 +16,7 @@ mod respond;
 mod runtime;
 mod serve;
 mod state;
+mod store;
 mod user_cmd;
 mod users_file;
 
@@ -62,7 +64,7 @@ fn main() -> ExitCode {
             println!("{}", new_secret());
             ExitCode::SUCCESS
         }
-        Command::Check { config } => check::run(&config.path()),
+        Command::Check { config, online } => check::run(&config.path(), online),
         Command::Run {
             config,
             daemon,
@@ -140,7 +142,17 @@ fn start(
     flags: serve::RunFlags,
     extra: impl FnOnce(&mut pingora::server::Server),
 ) -> ExitCode {
-    let runtime = match runtime::Runtime::build(cfg) {
+    let store = match &cfg.rate_limit.redis {
+        None => limits::Store::Memory,
+        Some(conf) => match store::RedisStore::new(conf) {
+            Ok(s) => limits::Store::Redis(std::sync::Arc::new(s)),
+            Err(e) => {
+                eprintln!("{}: rate_limit.redis: {e}", cfg.file.display());
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+    };
+    let runtime = match runtime::Runtime::build(cfg, store) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("portcullis: {e}");

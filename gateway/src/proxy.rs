@@ -20,6 +20,7 @@ use policies::{forwarding, head};
 use crate::access_log;
 use crate::auth::{self, Identity};
 use crate::config::{CorsPolicy, RateKey};
+use crate::limits::Verdict;
 use crate::login;
 use crate::pages;
 use crate::respond::{self, Extras};
@@ -252,17 +253,22 @@ impl Gateway {
 
         // 4. The global per-IP limit, over all traffic.
         let client_ip = ctx.client.as_ref().map(|c| c.ip);
-        if let (Some(store), Some(ip)) = (rt.default_limit.as_ref(), client_ip) {
-            let outcome = store.check(&ip_key(ip));
-            if let Outcome::Limited { retry_after } = outcome {
-                ctx.out.ratelimit = limit_headers("default", store.rate(), outcome);
-                return self.limited(session, ctx, retry_after).await;
+        if let (Some(limiter), Some(ip)) = (rt.default_limit.as_ref(), client_ip) {
+            match limiter.check(&ip_key(ip)).await {
+                Verdict::Counted(outcome @ Outcome::Limited { retry_after }) => {
+                    ctx.out.ratelimit = limit_headers(&limiter.name, limiter.rate(), outcome);
+                    return self.limited(session, ctx, retry_after).await;
+                }
+                Verdict::Refused => return self.fail(session, ctx, 503).await,
+                Verdict::Counted(_) | Verdict::Unknown => {}
             }
         }
 
         // 5. Session (before reserved paths: logout needs to know who).
         if let Some(srt) = rt.session.as_ref() {
-            let auth = auth::authenticate(srt, &self.shared, req, state::now());
+            let Ok(auth) = auth::authenticate(srt, &self.shared, req, state::now()).await else {
+                return self.fail(session, ctx, 503).await;
+            };
             ctx.identity = auth.identity;
             ctx.out.set_cookies.extend(auth.set_cookie);
         }
@@ -330,10 +336,15 @@ impl Gateway {
                         format!("h:{}", String::from_utf8_lossy(&v[..v.len().min(256)]))
                     }),
             };
-            let outcome = limit.store.check(&key);
-            ctx.out.ratelimit = limit_headers(&limit.name, limit.store.rate(), outcome);
-            if let Outcome::Limited { retry_after } = outcome {
-                return self.limited(session, ctx, retry_after).await;
+            match limit.store.check(&key).await {
+                Verdict::Counted(outcome) => {
+                    ctx.out.ratelimit = limit_headers(&limit.name, limit.store.rate(), outcome);
+                    if let Outcome::Limited { retry_after } = outcome {
+                        return self.limited(session, ctx, retry_after).await;
+                    }
+                }
+                Verdict::Unknown => {}
+                Verdict::Refused => return self.fail(session, ctx, 503).await,
             }
         }
 

@@ -15,7 +15,7 @@ use policies::routes::{RouteMatcher, RouteTable};
 use http::HeaderName;
 use policies::session::{Lifetimes, SessionKeys};
 
-use policies::ratelimit::MemoryStore;
+use crate::limits::{Limiter, Store};
 
 use crate::config::{Access, Config, CorsPolicy, HeaderSet, RateKey, SameSite, TlsMode};
 
@@ -41,7 +41,7 @@ pub struct RouteRule {
 #[derive(Debug)]
 pub struct RouteLimit {
     pub name: String,
-    pub store: MemoryStore,
+    pub store: Limiter,
     pub key: RateKey,
 }
 
@@ -83,7 +83,9 @@ pub struct Runtime {
     pub headers: Arc<HeaderSet>,
     pub cors: Option<CorsPolicy>,
     /// `[rate_limit] default`: per client IP over all traffic.
-    pub default_limit: Option<MemoryStore>,
+    pub default_limit: Option<Limiter>,
+    /// Where limiter state lives (kept for the attempt limits and revocations).
+    pub store: Store,
     pub trusted: TrustedProxies,
     pub table: RouteTable,
     pub routes: Vec<RouteRule>,
@@ -97,18 +99,21 @@ pub struct Runtime {
 impl Runtime {
     /// Compiles a validated config. Fails only on what validation cannot see
     /// (e.g. a balancer that cannot be built), with one sentence.
-    pub fn build(config: Config) -> Result<Runtime, String> {
+    pub fn build(config: Config, store: Store) -> Result<Runtime, String> {
         let mut matchers = Vec::with_capacity(config.routes.len());
         let mut routes = Vec::with_capacity(config.routes.len());
         for (i, r) in config.routes.iter().enumerate() {
             let limit = match &r.rate_limit {
-                Some((rate, key)) => Some(RouteLimit {
-                    name: format!("route-{}", i + 1),
-                    store: MemoryStore::new(*rate).ok_or_else(|| {
-                        format!("route {}: rate_limit is too fast to express", r.path)
-                    })?,
-                    key: key.clone(),
-                }),
+                Some((rate, key)) => {
+                    let name = format!("route-{}", i + 1);
+                    Some(RouteLimit {
+                        store: Limiter::new(name.clone(), *rate, &store).ok_or_else(|| {
+                            format!("route {}: rate_limit is too fast to express", r.path)
+                        })?,
+                        name,
+                        key: key.clone(),
+                    })
+                }
                 None => None,
             };
             matchers.push(
@@ -198,10 +203,12 @@ impl Runtime {
             cors: config.cors.clone(),
             default_limit: match config.rate_limit.default {
                 Some(rate) => Some(
-                    MemoryStore::new(rate).ok_or("rate_limit.default is too fast to express")?,
+                    Limiter::new("default", rate, &store)
+                        .ok_or("rate_limit.default is too fast to express")?,
                 ),
                 None => None,
             },
+            store,
             trusted: TrustedProxies::new(config.server.trusted_proxies.clone()),
             table,
             routes,

@@ -13,7 +13,7 @@ use pingora::services::background::background_service;
 use crate::config::{Config, TlsMode};
 use crate::proxy::Gateway;
 use crate::runtime::{HealthChecks, Runtime};
-use crate::state::{Housekeeping, LoginLimits, Shared, UsersStore};
+use crate::state::{Housekeeping, LoginLimits, Revocations, Shared, UsersStore};
 
 /// Flags `run` passes through to pingora.
 #[derive(Debug, Default, Clone, Copy)]
@@ -126,12 +126,13 @@ pub fn build(
 
     let users =
         UsersStore::load(runtime.config.session.users.clone()).map_err(ServeError::Users)?;
-    let login_limits = LoginLimits::new(runtime.config.rate_limit.login);
+    let login_limits = LoginLimits::new(runtime.config.rate_limit.login, &runtime.store);
+    let revocations = Revocations::new(&runtime.store);
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let shared = Arc::new(Shared {
         runtime: runtime.clone(),
         users,
-        revocations: Default::default(),
+        revocations,
         login_limits,
     });
     let mut proxy = pingora::proxy::http_proxy_service_with_name(

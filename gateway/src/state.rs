@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use policies::ratelimit::{MemoryStore, Outcome, Rate};
+use policies::ratelimit::{Outcome, Rate};
 
+use crate::config::OnStoreError;
+use crate::limits::{Limiter, Store, Verdict};
 use crate::runtime::SharedRuntime;
+use crate::store::{RedisStore, StoreDown};
 use crate::users_file::{self, Users};
 
 /// Unix seconds now.
@@ -22,20 +25,47 @@ pub fn now() -> u64 {
 }
 
 /// Sessions ended by logout before their expiry: id → expiry (unix secs).
+/// With Redis, every instance sees every logout; the local map still
+/// answers for this instance's own logouts while Redis is away.
 #[derive(Default)]
 pub struct Revocations {
     ids: Mutex<HashMap<[u8; 16], u64>>,
+    redis: Option<Arc<RedisStore>>,
 }
 
 impl Revocations {
-    pub fn revoke(&self, id: [u8; 16], until: u64) {
-        if let Ok(mut ids) = self.ids.lock() {
-            ids.insert(id, until);
+    pub fn new(store: &Store) -> Revocations {
+        Revocations {
+            ids: Mutex::default(),
+            redis: store.redis().cloned(),
         }
     }
 
-    pub fn is_revoked(&self, id: &[u8; 16]) -> bool {
-        self.ids.lock().map_or(true, |ids| ids.contains_key(id))
+    /// Records the logout locally and, with Redis, for every instance. A
+    /// Redis failure leaves it local (logged by the store); the browser's
+    /// cookie is cleared either way.
+    pub async fn revoke(&self, id: [u8; 16], until: u64) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.insert(id, until);
+        }
+        if let Some(r) = &self.redis {
+            let _ = r.revoke(&id, until).await;
+        }
+    }
+
+    /// `Err` only when Redis is unreachable and `on_store_error = "deny"`.
+    pub async fn is_revoked(&self, id: &[u8; 16]) -> Result<bool, StoreDown> {
+        if self.ids.lock().map_or(true, |ids| ids.contains_key(id)) {
+            return Ok(true);
+        }
+        match &self.redis {
+            None => Ok(false),
+            Some(r) => match r.is_revoked(id).await {
+                Ok(revoked) => Ok(revoked),
+                Err(_) if r.on_error == OnStoreError::Allow => Ok(false),
+                Err(e) => Err(e),
+            },
+        }
     }
 
     /// Forgets revocations of sessions that have expired anyway.
@@ -50,36 +80,41 @@ impl Revocations {
 /// sixth attempt inside a minute, from one IP or on one name, is refused
 /// with the default `[rate_limit] login = "5/minute"`).
 pub struct LoginLimits {
-    stores: Option<(MemoryStore, MemoryStore)>,
+    limiters: Option<(Limiter, Limiter)>,
 }
 
 impl LoginLimits {
     /// `None`: login attempts are not limited (`login = "off"`).
-    pub fn new(rate: Option<Rate>) -> LoginLimits {
+    pub fn new(rate: Option<Rate>, store: &Store) -> LoginLimits {
         LoginLimits {
-            stores: rate.and_then(|r| Some((MemoryStore::new(r)?, MemoryStore::new(r)?))),
+            limiters: rate.and_then(|r| {
+                Some((
+                    Limiter::new("login-ip", r, store)?,
+                    Limiter::new("login-user", r, store)?,
+                ))
+            }),
         }
     }
 
-    /// Counts one attempt. `Err(retry_after)` when either budget is spent;
-    /// both are charged so a spray across names still exhausts the IP.
-    pub fn check(&self, ip: IpAddr, name: &str) -> Result<(), Duration> {
-        let Some((by_ip, by_name)) = &self.stores else {
-            return Ok(());
+    /// Counts one attempt on both budgets, so a spray across names still
+    /// exhausts the IP; limited when either is spent.
+    pub async fn check(&self, ip: IpAddr, name: &str) -> Verdict {
+        let Some((by_ip, by_name)) = &self.limiters else {
+            return Verdict::Unknown;
         };
-        let a = by_ip.check(&ip.to_string());
-        let b = by_name.check(&name.to_ascii_lowercase());
+        let a = by_ip.check(&ip.to_string()).await;
+        let b = by_name.check(&name.to_ascii_lowercase()).await;
         match (a, b) {
-            (Outcome::Limited { retry_after }, _) | (_, Outcome::Limited { retry_after }) => {
-                Err(retry_after)
-            }
-            _ => Ok(()),
+            (v @ Verdict::Counted(Outcome::Limited { .. }), _)
+            | (_, v @ Verdict::Counted(Outcome::Limited { .. })) => v,
+            (Verdict::Refused, _) | (_, Verdict::Refused) => Verdict::Refused,
+            (v, _) => v,
         }
     }
 
     /// Drops keys whose budget is full again, so memory follows live attackers.
     pub fn prune(&self) {
-        if let Some((a, b)) = &self.stores {
+        if let Some((a, b)) = &self.limiters {
             a.prune();
             b.prune();
         }

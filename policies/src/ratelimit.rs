@@ -175,6 +175,73 @@ impl MemoryStore {
     }
 }
 
+/// The same GCRA as one Redis script, so several gateway instances share one
+/// budget. It runs atomically on the server and reads the server's clock
+/// (`TIME`), so instances with skewed clocks still agree.
+///
+/// `KEYS[1]` is the key; `ARGV` are [`SharedGcra::args`]. The key holds the
+/// theoretical arrival time in microseconds and expires when the budget is
+/// full again, so Redis memory follows the clients being limited, as the
+/// in-process store's does. The reply is `{allowed, remaining, wait_us}`:
+/// read it with [`SharedGcra::outcome`].
+pub const REDIS_GCRA_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tau = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local wait = new_tat - tau - now
+if wait > 0 then
+  return {0, 0, wait}
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+return {1, math.floor((tau - (new_tat - now)) / interval), new_tat - now}
+";
+
+/// A rule's parameters for [`REDIS_GCRA_SCRIPT`], computed once at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedGcra {
+    rate: Rate,
+    interval_us: u64,
+}
+
+impl SharedGcra {
+    /// `None` when one request per window slot is shorter than a microsecond
+    /// (the script's clock resolution).
+    pub fn new(rate: Rate) -> Option<SharedGcra> {
+        let interval_us = u64::try_from((rate.per / rate.count.get()).as_micros()).ok()?;
+        (interval_us > 0).then_some(SharedGcra { rate, interval_us })
+    }
+
+    /// The rule's rate.
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    /// `ARGV` for the script: the emission interval (µs) and the burst.
+    pub fn args(&self) -> [u64; 2] {
+        [self.interval_us, u64::from(self.rate.count.get())]
+    }
+
+    /// Reads the script's reply; `None` for a reply it cannot have sent.
+    pub fn outcome(&self, reply: &[i64]) -> Option<Outcome> {
+        let [allowed, remaining, wait_us] = *reply else {
+            return None;
+        };
+        let wait = Duration::from_micros(u64::try_from(wait_us).ok()?);
+        match allowed {
+            1 => Some(Outcome::Allowed {
+                remaining: u32::try_from(remaining).ok()?.min(self.rate.count.get()),
+                reset: ceil_secs(wait),
+            }),
+            0 => Some(Outcome::Limited { retry_after: wait }),
+            _ => None,
+        }
+    }
+}
+
 /// `RateLimit-Policy` value: `"name";q=COUNT;w=WINDOW`.
 pub fn policy_header(name: &str, rate: Rate) -> String {
     format!("\"{name}\";q={};w={}", rate.count, rate.window_secs())
@@ -295,5 +362,45 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         store.prune();
         assert!(store.len() < 1000, "idle keys are evicted: {}", store.len());
+    }
+
+    #[test]
+    fn shared_gcra_arguments_and_replies() {
+        let g = SharedGcra::new(rate("5/minute")).expect("expressible");
+        assert_eq!(g.args(), [12_000_000, 5]);
+        assert_eq!(
+            g.outcome(&[1, 4, 12_000_000]),
+            Some(Outcome::Allowed {
+                remaining: 4,
+                reset: 12
+            })
+        );
+        assert_eq!(
+            g.outcome(&[0, 0, 1_500_000]),
+            Some(Outcome::Limited {
+                retry_after: Duration::from_millis(1500)
+            })
+        );
+        // Anything else is not our script's reply: the caller fails closed or open by policy.
+        for bad in [
+            &[][..],
+            &[1, 4],
+            &[2, 0, 0],
+            &[1, -1, 0],
+            &[0, 0, -5],
+            &[1, 2, 3, 4],
+        ] {
+            assert_eq!(g.outcome(bad), None, "{bad:?}");
+        }
+        // A remaining count above the burst is clamped, never trusted.
+        assert!(matches!(
+            g.outcome(&[1, 99, 1]),
+            Some(Outcome::Allowed { remaining: 5, .. })
+        ));
+        assert!(SharedGcra::new(Rate {
+            count: NonZeroU32::new(2_000_000).expect("nz"),
+            per: Duration::from_secs(1)
+        })
+        .is_none());
     }
 }

@@ -88,3 +88,31 @@ pub async fn login(client: &reqwest::Client, base: &str, user: &str, password: &
         set_cookie(&resp, "__Host-portcullis").expect("session cookie")
     )
 }
+
+/// Logs out the session in `cookie` (`__Host-portcullis=VALUE`) through the
+/// CSRF-protected form; asserts the 303.
+pub async fn logout(client: &reqwest::Client, base: &str, cookie: &str) {
+    let page = client
+        .get(format!("{base}/.portcullis/logout"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .expect("logout page");
+    let binding = set_cookie(&page, "__Host-portcullis-csrf").expect("binding cookie");
+    let token = csrf_field(&page.text().await.expect("html"));
+    let resp = client
+        .post(format!("{base}/.portcullis/logout"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            COOKIE,
+            format!("{cookie}; __Host-portcullis-csrf={binding}"),
+        )
+        .body(format!(
+            "csrf={}",
+            form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(resp.status(), 303, "logout");
+}

@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod login;
 pub mod pki;
 pub mod ports;
+pub mod redis;
 pub mod upstream;
 
 // Re-exports are for convenience; a test file need not use them all.
@@ -26,6 +27,8 @@ pub use gateway::{run_cli, run_cli_in, wait_until, Gateway, GatewayBuilder};
 pub use pki::TestPki;
 #[allow(unused_imports)]
 pub use ports::{dead_addr, free_port};
+#[allow(unused_imports)]
+pub use redis::RedisServer;
 #[allow(unused_imports)]
 pub use upstream::{SeenRequest, Upstream};
 

@@ -140,15 +140,8 @@ fn secrets_resolve_from_env_and_file() {
 
 #[test]
 fn unsupported_sections_are_refused_not_ignored() {
-    for section in [
-        "[rate_limit]\nstore = \"redis\"",
-        "[rate_limit]\nredis = \"redis://127.0.0.1\"",
-        "[rate_limit]\non_store_error = \"deny\"",
-        "[emergency]\nenabled = false",
-    ] {
-        let errs = errors(&format!("{BASE}\n{section}\n"));
-        assert!(has(&errs, "not supported yet"), "{section}: {errs:?}");
-    }
+    let errs = errors(&format!("{BASE}\n[emergency]\nenabled = false\n"));
+    assert!(has(&errs, "not supported yet"), "{errs:?}");
     let errs = errors(&BASE.replace("mode = \"self-signed\"", "mode = \"acme\""));
     assert!(has(&errs, "tls.mode: \"acme\""), "{errs:?}");
     let errs = errors(&BASE.replace("default = \"public\"", "default = \"login\""));
@@ -158,6 +151,96 @@ fn unsupported_sections_are_refused_not_ignored() {
             "access.default: \"login\" and \"role:\" need secrets.session_keys"
         ),
         "{errs:?}"
+    );
+}
+
+#[test]
+fn redis_store() {
+    let load = |rl: &str, vars: &[(&str, &str)]| {
+        parse_with(&format!("{BASE}\n[rate_limit]\n{rl}\n"), vars)
+    };
+    let cfg = load(
+        "store = \"redis\"\nredis = \"env:R\"\non_store_error = \"deny\"",
+        &[("R", "redis://:hunter2@cache.internal:6380/2")],
+    )
+    .expect("loads")
+    .config;
+    let redis = cfg.rate_limit.redis.expect("redis store");
+    assert_eq!(redis.on_error, OnStoreError::Deny);
+    assert_eq!(redis.info.addr().to_string(), "cache.internal:6380");
+    assert_eq!(redis.info.redis_settings().db(), 2);
+    assert!(!format!("{redis:?}").contains("hunter2"), "{redis:?}");
+    let cfg = load("store = \"redis\"\nredis = \"redis://127.0.0.1:6379\"", &[])
+        .expect("a literal URL without a password is fine")
+        .config;
+    assert_eq!(
+        cfg.rate_limit.redis.expect("redis").on_error,
+        OnStoreError::Allow
+    );
+
+    let errs = |rl: &str, vars: &[(&str, &str)]| -> Vec<String> {
+        match load(rl, vars) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    };
+    for (rl, vars, needle) in [
+        (
+            "store = \"redis\"",
+            &[][..],
+            "rate_limit.redis: required with store = \"redis\"",
+        ),
+        (
+            "store = \"redis\"\nredis = \"redis://:pw@10.0.0.1\"",
+            &[],
+            "a literal URL with a password is refused",
+        ),
+        (
+            "store = \"redis\"\nredis = \"http://10.0.0.1\"",
+            &[],
+            "\"http://10.0.0.1\" is not a redis://",
+        ),
+        (
+            "store = \"redis\"\nredis = \"env:R\"",
+            &[("R", "rediss://10.0.0.1")],
+            "the value is not a redis://",
+        ),
+        (
+            "store = \"redis\"\nredis = \"env:R\"",
+            &[],
+            "rate_limit.redis: environment variable R is not set",
+        ),
+        (
+            "store = \"redis\"\nredis = \"redis://h:notaport\"",
+            &[],
+            "rate_limit.redis: not a usable Redis URL",
+        ),
+        (
+            "store = \"redis\"\nredis = \"redis://h\"\non_store_error = \"maybe\"",
+            &[],
+            "rate_limit.on_store_error: \"maybe\" is not one of",
+        ),
+        (
+            "store = \"disk\"",
+            &[],
+            "rate_limit.store: \"disk\" is not one of",
+        ),
+    ] {
+        let e = errs(rl, vars);
+        assert!(has(&e, needle), "{rl}: {e:?}");
+    }
+    // An env URL with a password is never echoed in an error.
+    let e = errs(
+        "store = \"redis\"\nredis = \"env:R\"",
+        &[("R", "mysql://u:s3cret@h")],
+    );
+    assert!(!e.iter().any(|l| l.contains("s3cret")), "{e:?}");
+    let warned = load("redis = \"redis://h\"", &[]).expect("loads").warnings;
+    assert!(
+        warned.iter().any(|w| w
+            .to_string()
+            .contains("has no effect with store = \"memory\"")),
+        "{warned:?}"
     );
 }
 

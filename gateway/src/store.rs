@@ -1,0 +1,298 @@
+//! The shared store behind `[rate_limit] store = "redis"`: rate-limit and
+//! attempt-limit decisions (one atomic GCRA script call each) and session
+//! revocations, so several instances act as one.
+//!
+//! One multiplexed connection carries every request's commands (redis-rs
+//! pipelines them; a pool of connections would only add sockets). A failure
+//! drops the connection and opens a short circuit: for [`RETRY_AFTER`] no
+//! request waits on Redis, each gets [`StoreDown`] at once and follows
+//! `on_store_error`. After that one request probes with a fresh connection;
+//! success closes the circuit. The outage is logged once when it starts and
+//! once when it ends, and counted.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use policies::ratelimit::{Outcome, SharedGcra, REDIS_GCRA_SCRIPT};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError};
+
+use crate::config::{OnStoreError, RedisConf};
+
+/// Longest a request waits for a connection to Redis.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+/// Longest a request waits for Redis to answer one command.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long after a failure requests skip Redis before one probes again.
+pub const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+const KEY_PREFIX: &str = "portcullis:";
+
+/// Redis could not decide: the caller applies `on_store_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreDown;
+
+/// Counters for the operations endpoint (and the recovery log line).
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Outages that began (a working store became unreachable).
+    pub outages: AtomicU64,
+    /// Operations answered with [`StoreDown`].
+    pub failed_ops: AtomicU64,
+}
+
+struct Outage {
+    since: Instant,
+    failed_ops_before: u64,
+}
+
+pub struct RedisStore {
+    client: Client,
+    /// For logs: host and port, never the password.
+    target: String,
+    pub on_error: OnStoreError,
+    gcra: redis::Script,
+    conn: ArcSwapOption<MultiplexedConnection>,
+    /// Held while connecting, so one request connects and the rest wait for it.
+    connecting: tokio::sync::Mutex<()>,
+    down: AtomicBool,
+    /// Milliseconds after `epoch` before which no request probes.
+    retry_at_ms: AtomicU64,
+    epoch: Instant,
+    outage: Mutex<Option<Outage>>,
+    pub stats: StoreStats,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("target", &self.target)
+            .field("down", &self.down.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Connects lazily: a gateway starts (and follows `on_store_error`) while
+    /// Redis is still coming up.
+    pub fn new(conf: &RedisConf) -> Result<RedisStore, String> {
+        let client = Client::open(conf.info.clone()).map_err(|e| e.to_string())?;
+        Ok(RedisStore {
+            client,
+            target: conf.info.addr().to_string(),
+            on_error: conf.on_error,
+            gcra: redis::Script::new(REDIS_GCRA_SCRIPT),
+            conn: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+            down: AtomicBool::new(false),
+            retry_at_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            outage: Mutex::new(None),
+            stats: StoreStats::default(),
+        })
+    }
+
+    /// One GCRA decision for `key` under the rule `rule`.
+    pub async fn check(&self, rule: &str, key: &str, g: &SharedGcra) -> Result<Outcome, StoreDown> {
+        let key = format!("{KEY_PREFIX}rl:{rule}:{key}");
+        let [interval, burst] = g.args();
+        let reply: Vec<i64> = self
+            .with_conn(|mut c| async move {
+                self.gcra
+                    .key(&key)
+                    .arg(interval)
+                    .arg(burst)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        g.outcome(&reply).ok_or_else(|| {
+            self.failed("the rate-limit script returned an unexpected reply");
+            StoreDown
+        })
+    }
+
+    /// Records a logout everywhere until the session would have expired.
+    pub async fn revoke(&self, id: &[u8; 16], until_unix: u64) -> Result<(), StoreDown> {
+        let key = revoked_key(id);
+        self.with_conn(|mut c| async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("EXAT")
+                .arg(until_unix.max(1))
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Whether any instance recorded a logout of this session.
+    pub async fn is_revoked(&self, id: &[u8; 16]) -> Result<bool, StoreDown> {
+        let key = revoked_key(id);
+        self.with_conn(|mut c| async move {
+            redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async::<bool>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// `check --online`: connects and pings, reporting the reason on failure.
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut c = tokio::time::timeout(CONNECT_TIMEOUT * 4, self.connect())
+            .await
+            .map_err(|_| {
+                format!(
+                    "{}: no answer within {:?}",
+                    self.target,
+                    CONNECT_TIMEOUT * 4
+                )
+            })?
+            .map_err(|e| format!("{}: {e}", self.target))?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map(drop)
+            .map_err(|e| format!("{}: {e}", self.target))
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// Runs one operation on the shared connection, opening it when needed,
+    /// within the timeouts; any failure opens the circuit.
+    async fn with_conn<T, F, Fut>(&self, op: F) -> Result<T, StoreDown>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let conn = match self.conn.load_full() {
+            Some(c) => (*c).clone(),
+            None => self.open().await?,
+        };
+        match tokio::time::timeout(RESPONSE_TIMEOUT + CONNECT_TIMEOUT, op(conn)).await {
+            Ok(Ok(v)) => {
+                self.recovered();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.conn.store(None);
+                self.failed(&e.to_string());
+                Err(StoreDown)
+            }
+            Err(_) => {
+                self.conn.store(None);
+                self.failed("no answer in time");
+                Err(StoreDown)
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<MultiplexedConnection, StoreDown> {
+        let guard = if self.down.load(Ordering::Relaxed) {
+            if self.ms_now() < self.retry_at_ms.load(Ordering::Relaxed) {
+                self.stats.failed_ops.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreDown);
+            }
+            // One probe at a time during an outage; the rest do not queue.
+            match self.connecting.try_lock() {
+                Ok(g) => g,
+                Err(_) => {
+                    self.stats.failed_ops.fetch_add(1, Ordering::Relaxed);
+                    return Err(StoreDown);
+                }
+            }
+        } else {
+            self.connecting.lock().await
+        };
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
+        }
+        let result = tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await;
+        drop(guard);
+        match result {
+            Ok(Ok(c)) => {
+                self.conn.store(Some(Arc::new(c.clone())));
+                Ok(c)
+            }
+            Ok(Err(e)) => {
+                self.failed(&e.to_string());
+                Err(StoreDown)
+            }
+            Err(_) => {
+                self.failed("connect timed out");
+                Err(StoreDown)
+            }
+        }
+    }
+
+    fn ms_now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn failed(&self, why: &str) {
+        let failed_before = self.stats.failed_ops.fetch_add(1, Ordering::Relaxed);
+        let retry_ms = u64::try_from(RETRY_AFTER.as_millis()).unwrap_or(500);
+        self.retry_at_ms
+            .store(self.ms_now() + retry_ms, Ordering::Relaxed);
+        if !self.down.swap(true, Ordering::AcqRel) {
+            self.stats.outages.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut o) = self.outage.lock() {
+                *o = Some(Outage {
+                    since: Instant::now(),
+                    failed_ops_before: failed_before,
+                });
+            }
+            tracing::error!(
+                store = "redis",
+                target = %self.target,
+                error = why,
+                on_store_error = self.on_error.as_str(),
+                "shared store unreachable; requests follow on_store_error until it is back"
+            );
+        }
+    }
+
+    fn recovered(&self) {
+        if !self.down.load(Ordering::Relaxed) || !self.down.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let outage = self.outage.lock().ok().and_then(|mut o| o.take());
+        let (secs, failed) = outage.map_or((0.0, 0), |o| {
+            (
+                o.since.elapsed().as_secs_f64(),
+                self.stats
+                    .failed_ops
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(o.failed_ops_before),
+            )
+        });
+        tracing::warn!(
+            store = "redis",
+            target = %self.target,
+            outage_seconds = secs,
+            failed_ops = failed,
+            "shared store reachable again"
+        );
+    }
+}
+
+fn revoked_key(id: &[u8; 16]) -> String {
+    use std::fmt::Write;
+    let mut key = format!("{KEY_PREFIX}revoked:");
+    for b in id {
+        let _ = write!(key, "{b:02x}");
+    }
+    key
+}

@@ -1,0 +1,306 @@
+//! `[rate_limit] store = "redis"` against a real `redis-server`: one budget
+//! across instances, the same answers as the in-process store, outages that
+//! follow `on_store_error` and end by themselves, and logouts and login
+//! attempts shared across instances.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, COOKIE};
+use support::config::basic_with;
+use support::*;
+
+const KEYS: &str = "rs-test-key-0123456789abcdefghijklmnopqrstuvwxyz";
+const PW: &str = "correct horse battery staple";
+
+fn store(redis: &RedisServer, on_error: &str) -> String {
+    format!(
+        "[rate_limit]\nstore = \"redis\"\nredis = \"env:PORTCULLIS_REDIS_URL\"\non_store_error = \"{on_error}\"\ndefault = \"off\"\n",
+    )
+    .replace("env:PORTCULLIS_REDIS_URL", &redis.url())
+}
+
+/// A gateway on the shared store with `routes`.
+fn gateway(
+    pki: &TestPki,
+    up: &Upstream,
+    redis: &RedisServer,
+    on_error: &str,
+    routes: &str,
+) -> Gateway {
+    Gateway::start(&basic_with(
+        pki,
+        &[up.addr()],
+        "",
+        &format!("{}{routes}", store(redis, on_error)),
+    ))
+}
+
+async fn status(c: &reqwest::Client, url: String) -> u16 {
+    c.get(url)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test]
+async fn two_instances_together_allow_the_configured_rate() {
+    let (pki, up, redis) = (TestPki::new(), Upstream::start(), RedisServer::start());
+    let routes = "[[route]]\npath = \"/api\"\nrate_limit = \"10/minute\"\n";
+    let a = gateway(&pki, &up, &redis, "deny", routes);
+    let b = gateway(&pki, &up, &redis, "deny", routes);
+    let ca = https_client(&pki.ca_pem, a.https_port, false);
+    let cb = https_client(&pki.ca_pem, b.https_port, false);
+    let mut statuses = Vec::new();
+    let mut remaining = Vec::new();
+    for i in 0..16 {
+        let (c, gw) = if i % 2 == 0 { (&ca, &a) } else { (&cb, &b) };
+        let resp = c.get(gw.url("/api")).send().await.expect("request");
+        statuses.push(resp.status().as_u16());
+        remaining.push(header(&resp, "ratelimit"));
+    }
+    assert_eq!(
+        statuses,
+        [vec![200; 10], vec![429; 6]].concat(),
+        "10 across both, not 10 each"
+    );
+    assert_eq!(up.hits(), 10);
+    // One budget: the remaining count falls across instances, 9 down to 0.
+    for (i, rl) in remaining.iter().take(10).enumerate() {
+        assert!(
+            rl.starts_with(&format!("\"route-1\";r={};t=", 9 - i)),
+            "request {}: {rl}",
+            i + 1
+        );
+    }
+}
+
+#[tokio::test]
+async fn five_per_minute_with_retry_after_and_no_escape_by_forwarded_for() {
+    let (pki, up, redis) = (TestPki::new(), Upstream::start(), RedisServer::start());
+    let routes = "[[route]]\npath = \"/login\"\nmethods = [\"POST\"]\nrate_limit = \"5/minute\"\n\
+                  [[route]]\npath = \"/fast\"\nrate_limit = \"1/2s\"\n";
+    let gw = gateway(&pki, &up, &redis, "deny", routes);
+    let c = https_client(&pki.ca_pem, gw.https_port, false);
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let resp = c
+            .post(gw.url("/login"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .header("x-real-ip", format!("198.51.100.{i}"))
+            .header(ACCEPT, "application/json")
+            .body("user=x")
+            .send()
+            .await
+            .expect("post");
+        statuses.push(resp.status().as_u16());
+        if i == 5 {
+            let retry: u64 = header(&resp, "retry-after").parse().expect("whole seconds");
+            assert!((1..=12).contains(&retry), "{retry}");
+            assert_eq!(header(&resp, "ratelimit-policy"), "\"route-1\";q=5;w=60");
+            assert_eq!(
+                header(&resp, "ratelimit"),
+                format!("\"route-1\";r=0;t={retry}")
+            );
+        }
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 429],
+        "spoofed XFF changes nothing"
+    );
+
+    // After Retry-After, the next request passes.
+    assert_eq!(status(&c, gw.url("/fast")).await, 200);
+    let limited = c.get(gw.url("/fast")).send().await.expect("fast");
+    assert_eq!(limited.status(), 429);
+    let wait: u64 = header(&limited, "retry-after").parse().expect("seconds");
+    assert!((1..=2).contains(&wait), "{wait}");
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(status(&c, gw.url("/fast")).await, 200);
+}
+
+#[tokio::test]
+async fn outage_with_allow_serves_everything_then_limiting_resumes() {
+    let (pki, up) = (TestPki::new(), Upstream::start());
+    let mut redis = RedisServer::start();
+    let routes = "[[route]]\npath = \"/api\"\nrate_limit = \"3/minute\"\n";
+    let gw = gateway(&pki, &up, &redis, "allow", routes);
+    let c = https_client(&pki.ca_pem, gw.https_port, false);
+    let mut before = Vec::new();
+    for _ in 0..4 {
+        before.push(status(&c, gw.url("/api")).await);
+    }
+    assert_eq!(before, [200, 200, 200, 429]);
+
+    redis.stop();
+    let mut during = Vec::new();
+    for _ in 0..30 {
+        during.push(status(&c, gw.url("/api")).await);
+    }
+    assert!(
+        during.iter().all(|s| *s == 200),
+        "allow: served, no 5xx: {during:?}"
+    );
+    let logged = gw.stderr().matches("shared store unreachable").count();
+    assert_eq!(logged, 1, "one log line per outage, not per request");
+
+    redis.restart();
+    // Past the circuit's retry delay, the next request reconnects and counts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut after = Vec::new();
+    for _ in 0..4 {
+        after.push(status(&c, gw.url("/api")).await);
+    }
+    assert_eq!(
+        after,
+        [200, 200, 200, 429],
+        "shared limiting resumed (empty Redis)"
+    );
+    assert!(gw.wait_for_log("shared store reachable again", Duration::from_secs(5)));
+}
+
+#[tokio::test]
+async fn outage_with_deny_answers_503_promptly_then_recovers() {
+    let (pki, up) = (TestPki::new(), Upstream::start());
+    let mut redis = RedisServer::start();
+    let gw = gateway(
+        &pki,
+        &up,
+        &redis,
+        "deny",
+        "[[route]]\npath = \"/api\"\nrate_limit = \"100/minute\"\n",
+    );
+    let c = https_client(&pki.ca_pem, gw.https_port, false);
+    assert_eq!(status(&c, gw.url("/api")).await, 200);
+    redis.stop();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let resp = c
+            .get(gw.url("/api"))
+            .header(ACCEPT, "application/json")
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("an answer, not a hang");
+        assert_eq!(resp.status(), 503);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!header(&resp, "x-request-id").is_empty());
+        let body = resp.text().await.expect("body");
+        assert!(
+            !body.contains(&redis.port.to_string()),
+            "no store address: {body}"
+        );
+    }
+    // Paths without a limit are not affected by the store.
+    assert_eq!(status(&c, gw.url("/other")).await, 200);
+    assert_eq!(up.hits(), 2, "no denied request reached the app");
+    redis.restart();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        status(&c, gw.url("/api")).await,
+        200,
+        "recovered without a restart"
+    );
+}
+
+fn users_toml() -> String {
+    let hash = policies::users::hash_password(PW).expect("hash");
+    format!("[users.alice]\npassword = \"{hash}\"\nroles = [\"staff\"]\ngeneration = 1\n")
+}
+
+/// A gateway with sessions on the shared store; both instances share keys
+/// and a users file (as two machines would through deployment).
+fn session_gateway(pki: &TestPki, up: &Upstream, redis: &RedisServer) -> Gateway {
+    let extra = format!(
+        "{}login = \"5/minute\"\n[secrets]\nsession_keys = \"env:PORTCULLIS_SESSION_KEYS\"\n\
+         [session]\nusers = \"users.toml\"\n[[route]]\npath = \"/private\"\naccess = \"login\"\n",
+        store(redis, "deny")
+    );
+    GatewayBuilder::new(&basic_with(pki, &[up.addr()], "", &extra))
+        .env("PORTCULLIS_SESSION_KEYS", KEYS)
+        .file("users.toml", &users_toml())
+        .start()
+}
+
+#[tokio::test]
+async fn logouts_and_login_attempts_are_shared_across_instances() {
+    let (pki, up, redis) = (TestPki::new(), Upstream::start(), RedisServer::start());
+    let a = session_gateway(&pki, &up, &redis);
+    let b = session_gateway(&pki, &up, &redis);
+    let ca = https_client(&pki.ca_pem, a.https_port, false);
+    let cb = https_client(&pki.ca_pem, b.https_port, false);
+
+    let cookie = support::login::login(&ca, &a.base(), "alice", PW).await;
+    let private = |c: &reqwest::Client, gw: &Gateway| {
+        c.get(gw.url("/private"))
+            .header(ACCEPT, "application/json")
+            .header(COOKIE, &cookie)
+            .send()
+    };
+    assert_eq!(
+        private(&cb, &b).await.expect("b").status(),
+        200,
+        "the session works on B"
+    );
+    support::login::logout(&ca, &a.base(), &cookie).await;
+    assert_eq!(
+        private(&cb, &b).await.expect("b").status(),
+        401,
+        "a logout on A ends the session on B"
+    );
+
+    // Login attempts on one name: 1 success above + 4 failures across A and
+    // B spend the 5/minute budget; the next is refused on either instance
+    // before any password is checked.
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let (c, gw) = if i % 2 == 0 { (&cb, &b) } else { (&ca, &a) };
+        let form = support::login::login_form(c, &gw.base()).await;
+        let resp =
+            support::login::post_login(c, &gw.base(), &form, "alice", "wrong", "/", None).await;
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 429]);
+    let form = support::login::login_form(&ca, &a.base()).await;
+    let resp = support::login::post_login(&ca, &a.base(), &form, "alice", PW, "/", None).await;
+    assert_eq!(resp.status(), 429, "even the right password waits");
+}
+
+#[test]
+fn check_online_pings_the_store() {
+    let pki = TestPki::new();
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = basic_with(&pki, &[dead_addr()], "", &store(&redis, "allow"));
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config).expect("write");
+    let p = path.to_str().expect("utf8");
+    let ok = run_cli(&["check", "-c", p, "--online"], &[], None);
+    assert!(ok.status.success(), "{}", support::gateway::stderr_of(&ok));
+    redis.stop();
+    let offline = run_cli(&["check", "-c", p], &[], None);
+    assert!(
+        offline.status.success(),
+        "without --online nothing connects"
+    );
+    let down = run_cli(&["check", "-c", p, "--online"], &[], None);
+    assert_eq!(down.status.code(), Some(1));
+    let err = support::gateway::stderr_of(&down);
+    assert!(
+        err.contains("portcullis.toml: rate_limit.redis: cannot reach the store"),
+        "{err}"
+    );
+}
