@@ -213,7 +213,7 @@ fn rate_limit_config_is_validated() {
         ("[rate_limit]\ndefault = \"lots\"", "rate_limit.default"),
         (
             "[rate_limit]\nstore = \"redis\"",
-            "rate_limit.store: \"redis\" is not supported yet",
+            "rate_limit.redis: required with store = \"redis\"",
         ),
         (
             "[[route]]\npath = \"/x\"\nrate_limit = \"0/m\"",

@@ -290,6 +290,12 @@ fn check_online_pings_the_store() {
     let p = path.to_str().expect("utf8");
     let ok = run_cli(&["check", "-c", p, "--online"], &[], None);
     assert!(ok.status.success(), "{}", support::gateway::stderr_of(&ok));
+    let out = support::gateway::stdout_of(&ok);
+    assert!(
+        out.contains(&format!("shared in Redis at 127.0.0.1:{}", redis.port))
+            && out.contains("reachable"),
+        "{out}"
+    );
     redis.stop();
     let offline = run_cli(&["check", "-c", p], &[], None);
     assert!(

@@ -45,6 +45,19 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
     }
     print!("{}", routes_table(&cfg));
     print!("{}", headers_report(&cfg));
+    match &cfg.rate_limit.redis {
+        None => println!("rate limits: in process (store = \"memory\")"),
+        Some(r) => println!(
+            "rate limits: shared in Redis at {} (on_store_error = \"{}\"{})",
+            r.info.addr(),
+            r.on_error.as_str(),
+            if online {
+                ", reachable"
+            } else {
+                "; --online to ping it"
+            }
+        ),
+    }
     println!("{}: ok", cfg.file.display());
     ExitCode::SUCCESS
 }
