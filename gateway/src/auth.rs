@@ -7,14 +7,20 @@ use pingora::http::RequestHeader;
 use policies::session::{self, Session};
 
 use crate::config::SameSite;
-use crate::runtime::SessionRt;
+use crate::runtime::{EmergencyRt, SessionRt};
 use crate::state::Shared;
 use crate::store::StoreDown;
+use policies::emergency::Grant;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "__Host-portcullis";
 /// The browser binding that CSRF tokens are tied to.
 pub const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
+/// The emergency session (SPEC `[emergency]`).
+pub const EMERGENCY_COOKIE: &str = "__Host-portcullis-emergency";
+/// The user name apps see for an emergency session: parentheses are not
+/// allowed in user names, so it can never be a real account.
+pub const EMERGENCY_USER: &str = "(emergency)";
 /// Every cookie the gateway owns starts with this; none reaches the app.
 pub const OWN_COOKIE_PREFIX: &str = "__Host-portcullis";
 
@@ -24,8 +30,8 @@ pub struct Identity {
     /// The name as written in the users file.
     pub user: String,
     pub roles: Vec<String>,
-    /// The session, to revoke it at logout.
-    pub session: Session,
+    /// The session, to revoke it at logout; `None` for an emergency session.
+    pub session: Option<Session>,
 }
 
 /// The outcome of step 5.
@@ -82,6 +88,44 @@ pub fn session_cookie(rt: &SessionRt, s: &Session, now: u64) -> String {
         .max_age(cookie::time::Duration::seconds(max_age as i64))
         .build()
         .to_string()
+}
+
+/// `Set-Cookie` for an emergency grant: strict same-site, until it expires.
+pub fn emergency_cookie(value: String, max_age: u64) -> String {
+    Cookie::build((EMERGENCY_COOKIE, value))
+        .secure(true)
+        .http_only(true)
+        .path("/")
+        .same_site(CookieSameSite::Strict)
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age).unwrap_or(0),
+        ))
+        .build()
+        .to_string()
+}
+
+/// Step 5 for the emergency gate (only called while it is enabled for this
+/// client): the grant in the emergency cookie, if valid — signed with a key
+/// from the current secret, unexpired, not longer than `ttl`, not logged
+/// out. A bad cookie is no grant, and is cleared.
+pub async fn emergency(
+    em: &EmergencyRt,
+    shared: &Shared,
+    req: &RequestHeader,
+    now: u64,
+) -> Result<(Option<Grant>, Option<String>), StoreDown> {
+    let value = match single_cookie(req, EMERGENCY_COOKIE) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Ok((None, None)),
+        Err(()) => return Ok((None, Some(clear_cookie(EMERGENCY_COOKIE)))),
+    };
+    let Some(grant) = em.verifier.decode(value, now, em.ttl) else {
+        return Ok((None, Some(clear_cookie(EMERGENCY_COOKIE))));
+    };
+    if shared.revocations.is_revoked(&grant.id).await? {
+        return Ok((None, Some(clear_cookie(EMERGENCY_COOKIE))));
+    }
+    Ok((Some(grant), None))
 }
 
 /// `Set-Cookie` that removes cookie `name`.
@@ -155,7 +199,7 @@ pub async fn authenticate(
         identity: Some(Identity {
             user: name,
             roles,
-            session: s,
+            session: Some(s),
         }),
         set_cookie,
     })

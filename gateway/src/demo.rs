@@ -28,6 +28,12 @@ addrs = ["127.0.0.1:{APP}"]
 
 [secrets]
 session_keys = "{KEY}"
+emergency = "{EMERGENCY}"
+
+[emergency]
+enabled = true
+ttl = "15m"
+roles = ["admin"]
 
 [session]
 users = "{USERS}"
@@ -99,8 +105,10 @@ pub fn run(https_port: u16, http_port: u16) -> ExitCode {
             return ExitCode::from(crate::EXIT_RUNTIME);
         }
     };
+    let emergency_secret = crate::new_secret();
     let text = DEMO_CONFIG
         .replace("{KEY}", &crate::new_secret())
+        .replace("{EMERGENCY}", &emergency_secret)
         .replace("{USERS}", &users.display().to_string())
         .replace("{APP}", &app_port.to_string())
         .replace("{HTTPS}", &https_port.to_string())
@@ -132,6 +140,9 @@ pub fn run(https_port: u16, http_port: u16) -> ExitCode {
          \n         https://localhost:{https_port}/blocked   denied by a route rule (403)\
          \n         https://localhost:{https_port}/.portcullis/health\
          \n         curl -k https://localhost:{https_port}/a/../b   unsafe path (400)\
+         \n  break  https://localhost:{https_port}/.portcullis/emergency   the emergency gate, enabled for the demo:\
+         \n         secret \"{emergency_secret}\" -> dashboard -> create an admin user,\
+         \n         then sign in as it at /.portcullis/login and open /admin\
          \n\n  stop with Ctrl-C\n"
     );
     crate::start(

@@ -21,14 +21,14 @@ use crate::runtime::SessionRt;
 use crate::state::{now, Shared};
 
 /// CSRF tokens are good for this long (a login form left open over lunch).
-const CSRF_MAX_AGE: u64 = 2 * 3600;
+pub(crate) const CSRF_MAX_AGE: u64 = 2 * 3600;
 /// Largest login/logout form body accepted.
 const FORM_LIMIT: usize = 16 * 1024;
 /// The one failure message, for unknown users and wrong passwords alike.
 const FAILED: &str = "Wrong username or password.";
 
 /// The browser binding from its cookie, or a new one to set.
-fn binding(session: &Session, ctx: &mut Ctx) -> String {
+pub(crate) fn binding(session: &Session, ctx: &mut Ctx) -> String {
     match auth::single_cookie(session.req_header(), auth::CSRF_COOKIE) {
         Ok(Some(b)) if !b.is_empty() && b.len() <= 64 => b.to_string(),
         _ => {
@@ -40,7 +40,7 @@ fn binding(session: &Session, ctx: &mut Ctx) -> String {
 }
 
 /// Reads an urlencoded form body; `None` when it is too large or not a form.
-async fn read_form(session: &mut Session) -> Result<Option<Vec<(String, String)>>> {
+pub(crate) async fn read_form(session: &mut Session) -> Result<Option<Vec<(String, String)>>> {
     let is_form = session
         .req_header()
         .headers
@@ -65,7 +65,7 @@ async fn read_form(session: &mut Session) -> Result<Option<Vec<(String, String)>
 }
 
 /// First value of a form field.
-fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+pub(crate) fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
     form.iter()
         .find(|(k, _)| k == name)
         .map_or("", |(_, v)| v.as_str())
@@ -78,7 +78,12 @@ fn query_next(session: &Session) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-async fn html(session: &mut Session, ctx: &mut Ctx, status: u16, page: String) -> Result<bool> {
+pub(crate) async fn html(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    status: u16,
+    page: String,
+) -> Result<bool> {
     ctx.status = status;
     respond::body(
         session,
@@ -260,10 +265,10 @@ pub async fn logout_submit(
         return fail(session, ctx, 403).await;
     }
     let ip = ctx.client.as_ref().map(|c| c.ip);
-    if let Some(who) = who {
+    if let Some((who, s)) = who.and_then(|w| Some((w, w.session.as_ref()?))) {
         shared
             .revocations
-            .revoke(who.session.id, who.session.issued + rt.life.ttl)
+            .revoke(s.id, s.issued + rt.life.ttl)
             .await;
         crate::audit::event(
             "logout",
@@ -280,7 +285,7 @@ pub async fn logout_submit(
     Ok(true)
 }
 
-async fn fail(session: &mut Session, ctx: &mut Ctx, status: u16) -> Result<bool> {
+pub(crate) async fn fail(session: &mut Session, ctx: &mut Ctx, status: u16) -> Result<bool> {
     ctx.status = status;
     session.set_keepalive(None);
     respond::error(session, &ctx.out, status).await?;

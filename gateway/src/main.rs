@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod config;
 mod demo;
+mod emergency;
 mod limits;
 mod login;
 mod pages;

@@ -20,6 +20,7 @@ use policies::{forwarding, head};
 use crate::access_log;
 use crate::auth::{self, Identity};
 use crate::config::{CorsPolicy, RateKey};
+use crate::emergency;
 use crate::limits::Verdict;
 use crate::login;
 use crate::pages;
@@ -52,6 +53,8 @@ pub struct Ctx {
     pub out: Extras,
     /// Step 5's result: who is asking, if anyone.
     pub identity: Option<Identity>,
+    /// A valid emergency session (only while the gate is enabled for this client).
+    pub emergency: Option<policies::emergency::Grant>,
     pub client: Option<ClientAddr>,
     pub https: bool,
     /// Host as received (Host header or HTTP/2 :authority), port included.
@@ -271,6 +274,22 @@ impl Gateway {
             };
             ctx.identity = auth.identity;
             ctx.out.set_cookies.extend(auth.set_cookie);
+            // The emergency session: only while the gate is on for this client.
+            if let Some(em) = rt.emergency.as_ref().filter(|e| e.admits(client_ip)) {
+                let Ok((grant, clear)) = auth::emergency(em, &self.shared, req, state::now()).await
+                else {
+                    return self.fail(session, ctx, 503).await;
+                };
+                ctx.out.set_cookies.extend(clear);
+                ctx.emergency = grant;
+                if grant.is_some() && ctx.identity.is_none() {
+                    ctx.identity = Some(Identity {
+                        user: auth::EMERGENCY_USER.to_string(),
+                        roles: em.roles.clone(),
+                        session: None,
+                    });
+                }
+            }
         }
 
         // 3. Reserved paths.
@@ -431,6 +450,20 @@ impl Gateway {
             ("/.portcullis/logout", Some(srt)) if post => {
                 login::logout_submit(session, ctx, srt, &self.shared, identity.as_ref()).await
             }
+            (p, Some(srt))
+                if p == "/.portcullis/emergency" || p.starts_with("/.portcullis/emergency/") =>
+            {
+                // Disabled, or not for this client: exactly the generic 404.
+                let ip = ctx.client.as_ref().map(|c| c.ip);
+                let Some(em) = rt.emergency.as_ref().filter(|e| e.admits(ip)) else {
+                    return self.fail(session, ctx, 404).await;
+                };
+                let grant = ctx.emergency;
+                match emergency::handle(session, ctx, em, srt, &self.shared, p, grant).await {
+                    Some(result) => result,
+                    None => self.fail(session, ctx, 404).await,
+                }
+            }
             _ => self.fail(session, ctx, 404).await,
         }
     }
@@ -494,6 +527,7 @@ impl ProxyHttp for Gateway {
                 ..Extras::default()
             },
             identity: None,
+            emergency: None,
             client: None,
             https: false,
             host: None,

@@ -74,8 +74,29 @@ pub struct IdentityRt {
     pub assertion_key: Option<Vec<u8>>,
 }
 
+/// `[emergency]` when the gate is enabled (validation guarantees its secret
+/// and the session keys its forms need).
+pub struct EmergencyRt {
+    pub verifier: Arc<policies::emergency::Verifier>,
+    /// Seconds an emergency session lasts.
+    pub ttl: u64,
+    pub roles: Vec<String>,
+    /// Empty: any client.
+    pub allow_from: Vec<ipnet::IpNet>,
+}
+
+impl EmergencyRt {
+    /// Whether the gate exists at all for this client (others get the 404).
+    pub fn admits(&self, ip: Option<std::net::IpAddr>) -> bool {
+        self.allow_from.is_empty()
+            || ip.is_some_and(|ip| self.allow_from.iter().any(|n| n.contains(&ip)))
+    }
+}
+
 pub struct Runtime {
     pub config: Config,
+    /// `Some` only while the gate is enabled.
+    pub emergency: Option<EmergencyRt>,
     /// `None` without `secrets.session_keys`: no login, no sessions.
     pub session: Option<SessionRt>,
     pub identity: IdentityRt,
@@ -196,7 +217,22 @@ impl Runtime {
                 .as_ref()
                 .map(|k| k.value.clone()),
         };
+        let emergency = match (&config.secrets.emergency, config.emergency.enabled) {
+            (Some(secret), true) if session.is_some() => Some(EmergencyRt {
+                verifier: secret.value.clone(),
+                ttl: config.emergency.ttl.as_secs(),
+                roles: config.emergency.roles.clone(),
+                allow_from: config.emergency.allow_from.clone(),
+            }),
+            (_, true) => {
+                return Err(
+                    "emergency.enabled needs secrets.emergency and secrets.session_keys".into(),
+                )
+            }
+            _ => None,
+        };
         Ok(Runtime {
+            emergency,
             session,
             identity,
             headers: Arc::new(config.headers.clone()),

@@ -13,7 +13,7 @@ use pingora::services::background::background_service;
 use crate::config::{Config, TlsMode};
 use crate::proxy::Gateway;
 use crate::runtime::{HealthChecks, Runtime};
-use crate::state::{Housekeeping, LoginLimits, Revocations, Shared, UsersStore};
+use crate::state::{EmergencyLimits, Housekeeping, LoginLimits, Revocations, Shared, UsersStore};
 
 /// Flags `run` passes through to pingora.
 #[derive(Debug, Default, Clone, Copy)]
@@ -128,12 +128,14 @@ pub fn build(
         UsersStore::load(runtime.config.session.users.clone()).map_err(ServeError::Users)?;
     let login_limits = LoginLimits::new(runtime.config.rate_limit.login, &runtime.store);
     let revocations = Revocations::new(&runtime.store);
+    let emergency_limits = EmergencyLimits::new(runtime.config.emergency.attempts, &runtime.store);
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let shared = Arc::new(Shared {
         runtime: runtime.clone(),
         users,
         revocations,
         login_limits,
+        emergency_limits,
     });
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use policies::ratelimit::{Outcome, Rate};
 
-use crate::config::OnStoreError;
+use crate::config::{OnStoreError, EMERGENCY_GLOBAL_ATTEMPTS, EMERGENCY_GLOBAL_WINDOW};
 use crate::limits::{Limiter, Store, Verdict};
 use crate::runtime::SharedRuntime;
 use crate::store::{RedisStore, StoreDown};
@@ -121,6 +121,84 @@ impl LoginLimits {
     }
 }
 
+/// What the emergency gate's limits say about one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Go on and check the secret.
+    Open,
+    /// This client's budget (`[emergency] attempts`) is spent.
+    Limited(Duration),
+    /// The global cap is reached: every attempt waits out the window.
+    /// `true` for the attempt that caused the lockout.
+    LockedOut(Duration, bool),
+    /// The shared store is down and `on_store_error = "deny"`.
+    Refused,
+}
+
+/// The emergency gate's attempt limits: per client IP and a global cap of
+/// [`EMERGENCY_GLOBAL_ATTEMPTS`] per [`EMERGENCY_GLOBAL_WINDOW`], counted in
+/// the shared store when there is one. Every attempt counts, before the
+/// secret is checked, so no guess goes uncounted. Reaching the cap locks the
+/// gate for a whole window; each instance locks at its first attempt after
+/// the shared budget is spent.
+pub struct EmergencyLimits {
+    limiters: Option<(Limiter, Limiter)>,
+    locked_until: std::sync::atomic::AtomicU64,
+}
+
+impl EmergencyLimits {
+    pub fn new(per_ip: Rate, store: &Store) -> EmergencyLimits {
+        let global = std::num::NonZeroU32::new(EMERGENCY_GLOBAL_ATTEMPTS).map(|count| Rate {
+            count,
+            per: EMERGENCY_GLOBAL_WINDOW,
+        });
+        EmergencyLimits {
+            limiters: global.and_then(|g| {
+                Some((
+                    Limiter::new("emergency-ip", per_ip, store)?,
+                    Limiter::new("emergency-global", g, store)?,
+                ))
+            }),
+            locked_until: Default::default(),
+        }
+    }
+
+    pub async fn attempt(&self, ip: IpAddr, now: u64) -> Attempt {
+        use std::sync::atomic::Ordering;
+        let until = self.locked_until.load(Ordering::Relaxed);
+        if now < until {
+            return Attempt::LockedOut(Duration::from_secs(until - now), false);
+        }
+        // Limits that cannot be built (an absurd rate) fail closed.
+        let Some((per_ip, global)) = &self.limiters else {
+            return Attempt::Refused;
+        };
+        match per_ip.check(&ip.to_string()).await {
+            Verdict::Counted(Outcome::Limited { retry_after }) => {
+                return Attempt::Limited(retry_after)
+            }
+            Verdict::Refused => return Attempt::Refused,
+            Verdict::Counted(_) | Verdict::Unknown => {}
+        }
+        match global.check("all").await {
+            Verdict::Counted(Outcome::Limited { .. }) => {
+                self.locked_until
+                    .store(now + EMERGENCY_GLOBAL_WINDOW.as_secs(), Ordering::Relaxed);
+                Attempt::LockedOut(EMERGENCY_GLOBAL_WINDOW, true)
+            }
+            Verdict::Refused => Attempt::Refused,
+            Verdict::Counted(_) | Verdict::Unknown => Attempt::Open,
+        }
+    }
+
+    pub fn prune(&self) {
+        if let Some((a, b)) = &self.limiters {
+            a.prune();
+            b.prune();
+        }
+    }
+}
+
 /// The users file, reloaded when it changes on disk.
 pub struct UsersStore {
     pub path: PathBuf,
@@ -181,6 +259,7 @@ pub struct Shared {
     pub users: UsersStore,
     pub revocations: Revocations,
     pub login_limits: LoginLimits,
+    pub emergency_limits: EmergencyLimits,
 }
 
 /// Reloads the users file and prunes limiter and revocation memory.
@@ -202,6 +281,7 @@ impl pingora::services::background::BackgroundService for Housekeeping {
             self.shared.users.refresh();
             if n.is_multiple_of(60) {
                 self.shared.login_limits.prune();
+                self.shared.emergency_limits.prune();
                 let rt = self.shared.runtime.load();
                 if let Some(store) = &rt.default_limit {
                     store.prune();

@@ -43,6 +43,7 @@ pub mod assertion;
 pub mod client_ip;
 pub mod cors;
 pub mod csrf;
+pub mod emergency;
 pub mod forwarding;
 pub mod head;
 pub mod headers;

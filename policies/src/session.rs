@@ -258,7 +258,7 @@ pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
     }
 }
 
-fn parse_id(s: &str) -> Option<[u8; 16]> {
+pub(crate) fn parse_id(s: &str) -> Option<[u8; 16]> {
     // Lowercase hex only, exactly 32 digits: one spelling per id. Decoded by
     // hand: `u128::from_str_radix` costs several times more on this path.
     fn nibble(b: u8) -> Option<u8> {
@@ -288,7 +288,7 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-fn push_hex(bytes: &[u8], out: &mut String) {
+pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for &b in bytes {
         for nibble in [b >> 4, b & 0x0F] {

@@ -43,6 +43,7 @@ pub struct Config {
     /// `[cors]`: `None` unless `allow_origins` is set.
     pub cors: Option<CorsPolicy>,
     pub rate_limit: RateLimitConf,
+    pub emergency: Emergency,
 }
 
 /// `[rate_limit]`.
@@ -55,6 +56,29 @@ pub struct RateLimitConf {
     /// Login attempts per IP and per user name; `None` for "off".
     pub login: Option<Rate>,
 }
+
+/// `[emergency]`: the break-glass gate.
+#[derive(Debug, Clone)]
+pub struct Emergency {
+    /// After `PORTCULLIS_EMERGENCY_ENABLED`, which wins over the file.
+    pub enabled: bool,
+    pub ttl: Duration,
+    pub roles: Vec<String>,
+    /// Empty: any client IP.
+    pub allow_from: Vec<IpNet>,
+    /// Attempts per client IP.
+    pub attempts: Rate,
+}
+
+/// The emergency gate's global cap: this many attempts per window from all
+/// clients together, then every attempt is 429 until the window passes.
+pub const EMERGENCY_GLOBAL_ATTEMPTS: u32 = 20;
+/// The window of [`EMERGENCY_GLOBAL_ATTEMPTS`].
+pub const EMERGENCY_GLOBAL_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The longest emergency session.
+pub const EMERGENCY_MAX_TTL: Duration = Duration::from_secs(3600);
+/// The environment variable that overrides `[emergency] enabled`.
+pub const EMERGENCY_ENV: &str = "PORTCULLIS_EMERGENCY_ENABLED";
 
 /// `store = "redis"`: where, and what to do while it is unreachable.
 #[derive(Clone)]
@@ -145,7 +169,8 @@ pub struct Upstream {
 pub struct Secrets {
     /// First signs, all verify.
     pub session_keys: Option<Secret<Vec<Vec<u8>>>>,
-    pub emergency: Option<Secret<Vec<u8>>>,
+    /// Only the derived verifier is kept; the secret itself is zeroed at load.
+    pub emergency: Option<Secret<std::sync::Arc<policies::emergency::Verifier>>>,
     pub assertion_key: Option<Secret<Vec<u8>>>,
 }
 
@@ -314,8 +339,27 @@ fn read_root(
         }
     }
 
-    // Sections whose behaviour lands later are refused, never silently ignored.
-    root.unsupported("emergency", r);
+    let emergency = root.section("emergency", r, |s, r| read_emergency(s, env, r));
+    if let (Some(e), Some(sec)) = (&emergency, &secrets) {
+        if e.enabled
+            && sec.emergency.is_none()
+            && !r.errors.iter().any(|e| e.key == "secrets.emergency")
+        {
+            r.error(
+                "emergency.enabled",
+                "the gate needs secrets.emergency (e.g. \"env:PORTCULLIS_EMERGENCY_SECRET\", 32+ characters)",
+            );
+        }
+        if e.enabled
+            && sec.session_keys.is_none()
+            && !r.errors.iter().any(|e| e.key == "secrets.session_keys")
+        {
+            r.error(
+                "emergency.enabled",
+                "the gate needs secrets.session_keys (its forms are CSRF-protected with them)",
+            );
+        }
+    }
 
     // Login and role rules need the keys that sign sessions.
     let secrets = secrets.unwrap_or_default();
@@ -366,6 +410,70 @@ fn read_root(
         headers,
         cors: cors?,
         rate_limit: rate_limit?,
+        emergency: emergency?,
+    })
+}
+
+fn read_emergency(sec: &mut Section<'_>, env: EnvLookup<'_>, r: &mut Report) -> Option<Emergency> {
+    let errors_before = r.errors.len();
+    let mut enabled = sec.bool("enabled", r).unwrap_or(false);
+    match env(EMERGENCY_ENV).as_deref() {
+        None => {}
+        Some("true") => enabled = true,
+        Some("false") => enabled = false,
+        Some(other) => r.error(
+            "emergency.enabled",
+            format!("environment variable {EMERGENCY_ENV} is {other:?}; use \"true\" or \"false\""),
+        ),
+    }
+    let ttl = duration(sec, "ttl", r).unwrap_or(Duration::from_secs(15 * 60));
+    if ttl.is_zero() || ttl > EMERGENCY_MAX_TTL {
+        r.error(sec.key("ttl"), "must be more than 0 and at most 1h");
+    }
+    let roles: Vec<String> = match sec.str_list("roles", r) {
+        None => vec!["admin".to_string()],
+        Some(list) => list.iter().map(|s| s.trim().to_string()).collect(),
+    };
+    if roles.is_empty() {
+        r.error(
+            sec.key("roles"),
+            "needs at least one role (e.g. [\"admin\"])",
+        );
+    }
+    if let Some(bad) = roles.iter().find(|x| !policies::access::valid_role_name(x)) {
+        r.error(
+            sec.key("roles"),
+            format!("invalid role name {bad:?}: use A-Z a-z 0-9 . _ -"),
+        );
+    }
+    let mut allow_from = Vec::new();
+    for (i, s) in sec
+        .str_list("allow_from", r)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match parse_cidr(s) {
+            Some(net) => allow_from.push(net),
+            None => r.error(
+                format!("{}[{i}]", sec.key("allow_from")),
+                format!("{s:?} is not an IP address or CIDR (e.g. \"203.0.113.0/24\")"),
+            ),
+        }
+    }
+    let attempts = match Rate::parse(sec.str("attempts", r).unwrap_or("5/15m")) {
+        Ok(rate) => Some(rate),
+        Err(e) => {
+            r.error(sec.key("attempts"), e.to_string());
+            None
+        }
+    };
+    (r.errors.len() == errors_before).then_some(Emergency {
+        enabled,
+        ttl,
+        roles,
+        allow_from,
+        attempts: attempts?,
     })
 }
 
@@ -635,24 +743,33 @@ fn read_secrets(
             Some(sec.map(|_| keys))
         });
     }
-    for (name, slot) in [
-        ("emergency", &mut out.emergency),
-        ("assertion_key", &mut out.assertion_key),
-    ] {
-        if let Some(s) = sec.str(name, r) {
-            let key = sec.key(name);
-            *slot = secret::resolve(s, base, env)
-                .map_err(|e| r.error(&key, e))
-                .ok()
-                .map(|s| s.map(|v| v.trim_ascii_end().to_vec()));
-        }
+    if let Some(s) = sec.str("assertion_key", r) {
+        let key = sec.key("assertion_key");
+        out.assertion_key = secret::resolve(s, base, env)
+            .map_err(|e| r.error(&key, e))
+            .ok()
+            .map(|s| s.map(|v| v.trim_ascii_end().to_vec()));
     }
-    if let Some(k) = &out.emergency {
-        if k.value.len() < 32 {
-            r.error(
-                sec.key("emergency"),
-                format!("is {} characters; it needs at least 32", k.value.len()),
-            );
+    if let Some(s) = sec.str("emergency", r) {
+        let key = sec.key("emergency");
+        let resolved = secret::resolve(s, base, env);
+        if let Err(e) = &resolved {
+            r.error(&key, e.clone());
+        }
+        if let Ok(mut raw) = resolved {
+            let secret = raw.value.trim_ascii_end();
+            if secret.len() < 32 {
+                r.error(
+                    &key,
+                    format!("is {} characters; it needs at least 32", secret.len()),
+                );
+            } else {
+                out.emergency = Some(Secret {
+                    source: raw.source.clone(),
+                    value: std::sync::Arc::new(policies::emergency::Verifier::derive(secret)),
+                });
+            }
+            zeroize::Zeroize::zeroize(&mut raw.value);
         }
     }
     if let Some(k) = &out.assertion_key {

@@ -140,8 +140,6 @@ fn secrets_resolve_from_env_and_file() {
 
 #[test]
 fn unsupported_sections_are_refused_not_ignored() {
-    let errs = errors(&format!("{BASE}\n[emergency]\nenabled = false\n"));
-    assert!(has(&errs, "not supported yet"), "{errs:?}");
     let errs = errors(&BASE.replace("mode = \"self-signed\"", "mode = \"acme\""));
     assert!(has(&errs, "tls.mode: \"acme\""), "{errs:?}");
     let errs = errors(&BASE.replace("default = \"public\"", "default = \"login\""));
@@ -151,6 +149,124 @@ fn unsupported_sections_are_refused_not_ignored() {
             "access.default: \"login\" and \"role:\" need secrets.session_keys"
         ),
         "{errs:?}"
+    );
+}
+
+#[test]
+fn emergency_gate() {
+    const SECRET: &str = "an-emergency-secret-of-32-or-more-chars";
+    const KEYS: &str = "k0123456789abcdef0123456789abcdef";
+    let text = |em: &str| {
+        format!(
+            "{BASE}\n[secrets]\nsession_keys = \"env:K\"\nemergency = \"env:E\"\n[emergency]\n{em}\n"
+        )
+    };
+    let load = |em: &str, vars: &[(&str, &str)]| parse_with(&text(em), vars);
+    let base_vars = [("K", KEYS), ("E", SECRET)];
+    // Off by default, with the SPEC defaults.
+    let cfg = load("", &base_vars).expect("loads").config;
+    assert!(!cfg.emergency.enabled);
+    assert_eq!(cfg.emergency.ttl, Duration::from_secs(900));
+    assert_eq!(cfg.emergency.roles, ["admin"]);
+    assert_eq!(cfg.emergency.attempts, Rate::parse("5/15m").expect("rate"));
+    // Only the verifier is kept, and it never prints.
+    let verifier = &cfg.secrets.emergency.as_ref().expect("secret").value;
+    assert!(verifier.verify(SECRET.as_bytes()));
+    assert!(!format!("{cfg:?}").contains(SECRET));
+    // The environment wins over the file, both ways.
+    let on = [("K", KEYS), ("E", SECRET), (EMERGENCY_ENV, "true")];
+    assert!(
+        load("enabled = false", &on)
+            .expect("loads")
+            .config
+            .emergency
+            .enabled
+    );
+    let off = [("K", KEYS), ("E", SECRET), (EMERGENCY_ENV, "false")];
+    assert!(
+        !load("enabled = true", &off)
+            .expect("loads")
+            .config
+            .emergency
+            .enabled
+    );
+    let cfg = load(
+        "enabled = true\nttl = \"1h\"\nroles = [\"admin\", \"ops\"]\nallow_from = [\"203.0.113.0/24\", \"2001:db8::1\"]\nattempts = \"3/10m\"",
+        &base_vars,
+    )
+    .expect("loads")
+    .config;
+    assert!(cfg.emergency.enabled);
+    assert_eq!(cfg.emergency.allow_from.len(), 2);
+
+    let errs = |em: &str, vars: &[(&str, &str)]| -> Vec<String> {
+        match load(em, vars) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    };
+    let bad_env = [("K", KEYS), ("E", SECRET), (EMERGENCY_ENV, "yes")];
+    for (em, vars, needle) in [
+        (
+            "ttl = \"2h\"",
+            &base_vars[..],
+            "emergency.ttl: must be more than 0 and at most 1h",
+        ),
+        ("ttl = \"0s\"", &base_vars[..], "emergency.ttl"),
+        (
+            "roles = []",
+            &base_vars[..],
+            "emergency.roles: needs at least one role",
+        ),
+        (
+            "roles = [\"ad min\"]",
+            &base_vars[..],
+            "emergency.roles: invalid role name",
+        ),
+        (
+            "allow_from = [\"everyone\"]",
+            &base_vars[..],
+            "emergency.allow_from[0]",
+        ),
+        ("attempts = \"lots\"", &base_vars[..], "emergency.attempts"),
+        ("enabled = \"yes\"", &base_vars[..], "emergency.enabled"),
+        ("", &bad_env[..], "PORTCULLIS_EMERGENCY_ENABLED is \"yes\""),
+        (
+            "enabled = true\nsecret = \"x\"",
+            &base_vars[..],
+            "emergency.secret: unknown key",
+        ),
+    ] {
+        let e = errs(em, vars);
+        assert!(has(&e, needle), "{em}: {e:?}");
+    }
+    let short = [("K", KEYS), ("E", "too short")];
+    assert!(has(
+        &errs("", &short),
+        "secrets.emergency: is 9 characters; it needs at least 32"
+    ));
+    // Enabled without a secret, or without session keys for its forms.
+    let e = match parse_with(
+        &format!("{BASE}\n[secrets]\nsession_keys = \"env:K\"\n[emergency]\nenabled = true\n"),
+        &[("K", KEYS)],
+    ) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    };
+    assert!(
+        has(&e, "emergency.enabled: the gate needs secrets.emergency"),
+        "{e:?}"
+    );
+    let e = match parse_with(
+        &format!("{BASE}\n[secrets]\nemergency = \"env:E\"\n[emergency]\nenabled = true\n"),
+        &[("E", SECRET)],
+    ) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    };
+    assert!(
+        has(&e, "emergency.enabled: the gate needs secrets.session_keys"),
+        "{e:?}"
     );
 }
 

@@ -8,6 +8,10 @@ use maud::{html, Markup, DOCTYPE};
 pub const STYLE: &str = include_str!("style.css");
 
 fn layout(title: &str, content: Markup) -> String {
+    layout_class(title, "", content)
+}
+
+fn layout_class(title: &str, class: &str, content: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -19,7 +23,7 @@ fn layout(title: &str, content: Markup) -> String {
                 link rel="stylesheet" href="/.portcullis/style.css";
             }
             body {
-                main {
+                main class=[(!class.is_empty()).then_some(class)] {
                     (content)
                     footer { "Protected by portcullis" }
                 }
@@ -66,6 +70,114 @@ pub fn logout(csrf: &str, user: Option<&str>) -> String {
             form method="post" action="/.portcullis/logout" {
                 input type="hidden" name="csrf" value=(csrf);
                 button id="sign-out" type="submit" { "Sign out" }
+            }
+        },
+    )
+}
+
+/// `GET /.portcullis/emergency`: the form for the emergency secret.
+pub fn emergency(csrf: &str, error: Option<&str>, note: Option<&str>) -> String {
+    layout(
+        "Emergency access",
+        html! {
+            h1 { "Emergency access" }
+            p.warn { "Break-glass access for when no administrator can sign in. Every attempt is logged." }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            @if let Some(n) = note { p.note role="status" { (n) } }
+            form method="post" action="/.portcullis/emergency" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="secret" { "Emergency secret" }
+                input id="secret" name="secret" type="password" autocomplete="off" required autofocus;
+                button id="grant" type="submit" { "Grant emergency access" }
+            }
+        },
+    )
+}
+
+/// One row of the dashboard's user list.
+pub struct UserRow<'a> {
+    pub name: &'a str,
+    pub roles: &'a [String],
+    pub disabled: bool,
+}
+
+/// A result line on the dashboard: a fixed sentence plus, maybe, a name.
+pub struct Notice<'a> {
+    pub ok: bool,
+    pub text: &'a str,
+}
+
+/// `GET /.portcullis/emergency/dashboard`.
+pub fn emergency_dashboard(
+    csrf: &str,
+    users: &[UserRow<'_>],
+    minutes_left: u64,
+    notice: Option<Notice<'_>>,
+) -> String {
+    layout_class(
+        "Emergency dashboard",
+        "wide",
+        html! {
+            h1 { "Emergency dashboard" }
+            p.warn {
+                "Emergency session: " (minutes_left) " min left. When you are done, end it "
+                "and disable the gate (" code { "PORTCULLIS_EMERGENCY_ENABLED=false" } ")."
+            }
+            @if let Some(n) = notice {
+                @if n.ok { p.ok role="status" { (n.text) } } @else { p.error role="alert" { (n.text) } }
+            }
+            section {
+                h2 { "Users" }
+                @if users.is_empty() { p { "The users file has no users yet." } }
+                @else {
+                    table {
+                        thead { tr { th { "Name" } th { "Roles" } th { "State" } } }
+                        tbody {
+                            @for u in users {
+                                tr {
+                                    td { (u.name) }
+                                    td { (u.roles.join(", ")) }
+                                    td { @if u.disabled { "disabled" } @else { "active" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { "Create a user" }
+                form method="post" action="/.portcullis/emergency/create-user" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="new-name" { "User name" }
+                    input id="new-name" name="username" type="text" autocomplete="off" required;
+                    label for="new-password" { "Password (8+ characters)" }
+                    input id="new-password" name="password" type="password" autocomplete="new-password" required minlength="8";
+                    label for="new-roles" { "Roles (comma-separated)" }
+                    input id="new-roles" name="roles" type="text" value="admin";
+                    button id="create-user" type="submit" { "Create user" }
+                }
+            }
+            @if !users.is_empty() {
+                section {
+                    h2 { "Reset a password" }
+                    p { "Also enables the account and ends its existing sessions." }
+                    form method="post" action="/.portcullis/emergency/reset-password" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        label for="reset-name" { "User" }
+                        select id="reset-name" name="username" {
+                            @for u in users { option value=(u.name) { (u.name) } }
+                        }
+                        label for="reset-password" { "New password (8+ characters)" }
+                        input id="reset-password" name="password" type="password" autocomplete="new-password" required minlength="8";
+                        button id="reset" type="submit" { "Reset password" }
+                    }
+                }
+            }
+            section {
+                form method="post" action="/.portcullis/emergency/logout" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button.secondary id="end-emergency" type="submit" { "End emergency session" }
+                }
             }
         },
     )
