@@ -647,3 +647,40 @@ async fn allow_from_hides_the_gate_from_other_clients() {
         .expect("elsewhere");
     assert_eq!(elsewhere.status(), 404);
 }
+
+#[tokio::test]
+async fn disabling_the_gate_by_reload_voids_its_cookies_at_once() {
+    let (pki, up) = (TestPki::new(), Upstream::start());
+    let text = config(&pki, &up, "", "enabled = true");
+    let gw = start(&text, SECRET, "", &[]);
+    let c = https_client(&pki.ca_pem, gw.https_port, false);
+    let em = grant(&c, &gw).await;
+    let admin = |cookie: String| {
+        c.get(gw.url("/admin"))
+            .header(ACCEPT, "application/json")
+            .header(COOKIE, cookie)
+            .send()
+    };
+    assert_eq!(admin(em.clone()).await.expect("admin").status(), 200);
+    gw.reload(&text.replace("enabled = true", "enabled = false"));
+    assert!(
+        wait_until(Duration::from_secs(15), || audit_events(&gw)
+            .iter()
+            .any(|e| e["event"] == "config_reload" && e["ok"] == true)),
+        "reloaded: {}",
+        gw.stderr()
+    );
+    assert_eq!(dashboard_status(&c, &gw, &em).await, 404);
+    assert_eq!(admin(em.clone()).await.expect("admin").status(), 401);
+    assert_hidden(&c, &gw, &[]).await;
+    // Enabled again by reload: the same cookie, still inside its ttl and
+    // signed with the same secret, is good again. (Change the secret to void
+    // it for good.)
+    gw.reload(&text);
+    assert!(wait_until(Duration::from_secs(15), || audit_events(&gw)
+        .iter()
+        .filter(|e| e["event"] == "config_reload" && e["ok"] == true)
+        .count()
+        == 2));
+    assert_eq!(dashboard_status(&c, &gw, &em).await, 200);
+}

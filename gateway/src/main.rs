@@ -13,6 +13,7 @@ mod limits;
 mod login;
 mod pages;
 mod proxy;
+mod reload;
 mod respond;
 mod runtime;
 mod serve;

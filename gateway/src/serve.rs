@@ -12,6 +12,7 @@ use pingora::services::background::background_service;
 
 use crate::config::{Config, TlsMode};
 use crate::proxy::Gateway;
+use crate::reload::Reloader;
 use crate::runtime::{HealthChecks, Runtime};
 use crate::state::{EmergencyLimits, Housekeeping, LoginLimits, Revocations, Shared, UsersStore};
 
@@ -136,6 +137,7 @@ pub fn build(
         revocations,
         login_limits,
         emergency_limits,
+        reloads: Default::default(),
     });
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -144,8 +146,11 @@ pub fn build(
         },
         "portcullis",
     );
+    let config_path = shared.runtime.load().config.file.clone();
+    let mut resolver_handle = None;
     if let Some(addr) = https {
         let resolver = Arc::new(Resolver::new(certs));
+        resolver_handle = Some(resolver.clone());
         let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks))
             .map_err(|e| ServeError::Other(format!("TLS settings: {e}")))?;
         tls.set_cert_resolver(resolver);
@@ -159,6 +164,14 @@ pub fn build(
     server.add_service(background_service(
         "health checks",
         HealthChecks { runtime },
+    ));
+    server.add_service(background_service(
+        "reload",
+        Reloader {
+            path: config_path,
+            shared: shared.clone(),
+            resolver: resolver_handle,
+        },
     ));
     server.add_service(background_service("housekeeping", Housekeeping { shared }));
     extra(&mut server);

@@ -260,6 +260,7 @@ pub struct Shared {
     pub revocations: Revocations,
     pub login_limits: LoginLimits,
     pub emergency_limits: EmergencyLimits,
+    pub reloads: crate::reload::ReloadStats,
 }
 
 /// Reloads the users file and prunes limiter and revocation memory.

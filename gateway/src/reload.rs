@@ -1,0 +1,181 @@
+//! `SIGHUP`: re-read the config, the users file and the certificate files,
+//! validate everything as `run` would, then swap the whole runtime at once.
+//! A request in flight keeps the `Arc<Runtime>` it started with, so it
+//! finishes under the old rules; an open WebSocket is not touched. Anything
+//! invalid refuses the whole reload (logged, audited, counted) and the old
+//! state keeps serving.
+//!
+//! What a running process cannot change is handled in two ways. Listeners,
+//! worker threads, TLS on/off and the users file's path refuse the reload
+//! (a half-applied config would redirect to ports nobody serves); restart,
+//! or upgrade with `run -u`. The rate-limit store and the attempt limits
+//! built on it are kept as they are, with a warning that the new values take
+//! effect at restart.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use certs::resolver::Resolver;
+use serde_json::json;
+
+use crate::config::{self, Config, TlsMode};
+use crate::runtime::Runtime;
+use crate::state::Shared;
+
+/// Reload outcomes, for the operations endpoint.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+pub struct Reloader {
+    pub path: PathBuf,
+    pub shared: Arc<Shared>,
+    /// `None` with `tls.mode = "off"`.
+    pub resolver: Option<Arc<Resolver>>,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload is unavailable");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            // Reading files and building balancers blocks: keep it off this runtime's workers.
+            let reloader = Reloader {
+                path: self.path.clone(),
+                shared: self.shared.clone(),
+                resolver: self.resolver.clone(),
+            };
+            let _ = tokio::task::spawn_blocking(move || reloader.reload_now()).await;
+        }
+    }
+}
+
+impl Reloader {
+    /// One reload: everything or nothing.
+    pub fn reload_now(&self) {
+        let file = self.path.display().to_string();
+        match self.prepare() {
+            Ok((runtime, certs, kept)) => {
+                for k in &kept {
+                    tracing::warn!(
+                        key = k,
+                        "changed, but takes effect only at restart; the running value is kept"
+                    );
+                }
+                if let (Some(resolver), Some(certs)) = (&self.resolver, certs) {
+                    resolver.replace(certs);
+                }
+                self.shared.runtime.store(Arc::new(runtime));
+                self.shared.users.refresh();
+                self.shared.reloads.ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(file, "config reloaded");
+                crate::audit::event(
+                    "config_reload",
+                    "",
+                    None,
+                    json!({ "ok": true, "file": file, "kept_until_restart": kept }),
+                );
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(error = %e, "config reload refused; the running config keeps serving");
+                }
+                self.shared.reloads.failed.fetch_add(1, Ordering::Relaxed);
+                crate::audit::event(
+                    "config_reload",
+                    "",
+                    None,
+                    json!({ "ok": false, "file": file, "errors": errors }),
+                );
+            }
+        }
+    }
+
+    /// Validates and builds the new state without touching the running one.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+    ) -> Result<(Runtime, Option<certs::resolver::CertSet>, Vec<&'static str>), Vec<String>> {
+        let loaded = config::load(&self.path, &crate::env_lookup)
+            .map_err(|r| r.errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let cfg = loaded.config;
+        let safety = config::startup_safety(&cfg);
+        if !safety.errors.is_empty() {
+            return Err(safety.errors.iter().map(ToString::to_string).collect());
+        }
+        let current = self.shared.runtime.load_full();
+        let refused: Vec<String> = listener_changes(&current.config, &cfg)
+            .into_iter()
+            .map(|k| format!("{}: {k}: cannot change while running; restart (or `portcullis run -u`) to apply it", cfg.file.display()))
+            .collect();
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        let kept = restart_only(&current.config, &cfg);
+        let certs = match (&self.resolver, &cfg.tls.mode) {
+            (Some(_), TlsMode::Files { .. } | TlsMode::SelfSigned) => Some(
+                crate::serve::load_certs(&cfg, false)
+                    .map_err(|e| vec![crate::serve::cert_error_line(&cfg, &e)])?,
+            ),
+            _ => None,
+        };
+        let runtime = Runtime::build(cfg, current.store.clone()).map_err(|e| vec![e])?;
+        Ok((runtime, certs, kept))
+    }
+}
+
+/// Keys that refuse a reload when changed.
+fn listener_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let off = |c: &Config| c.tls.mode == TlsMode::Off;
+    [
+        ("server.https", old.server.https != new.server.https),
+        ("server.http", old.server.http != new.server.http),
+        ("server.threads", old.server.threads != new.server.threads),
+        ("tls.mode", off(old) != off(new)),
+        ("session.users", old.session.users != new.session.users),
+    ]
+    .into_iter()
+    .filter_map(|(k, changed)| changed.then_some(k))
+    .collect()
+}
+
+/// Keys whose new value waits for a restart; the running value is kept.
+fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
+    let redis = |c: &Config| {
+        c.rate_limit.redis.as_ref().map(|r| {
+            (
+                r.info.addr().to_string(),
+                r.info.redis_settings().db(),
+                r.on_error,
+            )
+        })
+    };
+    [
+        ("rate_limit.store", redis(old) != redis(new)),
+        (
+            "rate_limit.login",
+            old.rate_limit.login != new.rate_limit.login,
+        ),
+        (
+            "emergency.attempts",
+            old.emergency.attempts != new.emergency.attempts,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, changed)| changed.then_some(k))
+    .collect()
+}
