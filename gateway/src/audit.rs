@@ -1,5 +1,6 @@
 //! Security events as JSON lines with `"audit": true` on stdout, beside the
-//! access log. Never a secret or a password.
+//! access log. Never a secret or a password. Each is also counted
+//! (`metrics::audit_event`).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -9,6 +10,7 @@ use serde_json::{json, Value};
 
 /// Writes one audit line. `fields` is merged into the line.
 pub fn event(event: &str, request_id: &str, client_ip: Option<IpAddr>, fields: Value) {
+    crate::metrics::audit_event(event, &fields);
     let time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| (d.as_millis() as f64) / 1e3);

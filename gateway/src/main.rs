@@ -11,6 +11,8 @@ mod demo;
 mod emergency;
 mod limits;
 mod login;
+mod metrics;
+mod ops;
 mod pages;
 mod proxy;
 mod reload;

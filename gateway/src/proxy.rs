@@ -73,6 +73,14 @@ impl Ctx {
     fn label(&self) -> &str {
         match self.route {
             Some(i) => self.rt.routes.get(i).map_or("", |r| r.label.as_str()),
+            // Answered by the gateway itself, never routed.
+            None if self
+                .upstream_target
+                .as_deref()
+                .is_some_and(|t| t.starts_with("/.portcullis")) =>
+            {
+                "(gateway)"
+            }
             None if self.upstream_target.is_some() => self.rt.fallback.label.as_str(),
             None => "",
         }
@@ -90,6 +98,39 @@ fn limit_headers(name: &str, rate: Rate, outcome: Outcome) -> Vec<(&'static str,
         ("ratelimit-policy", ratelimit::policy_header(name, rate)),
         ("ratelimit", ratelimit::ratelimit_header(name, outcome)),
     ]
+}
+
+/// The status as a metric label without allocating for the usual codes.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        206 => "206",
+        301 => "301",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        307 => "307",
+        308 => "308",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        0 => "0",
+        s if s < 200 => "1xx",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
 }
 
 /// A 128-bit random id in hex.
@@ -392,8 +433,20 @@ impl Gateway {
                 .await?;
                 return Ok(true);
             }
-            Decision::Unauthorized => return self.fail(session, ctx, 401).await,
-            Decision::Forbidden => return self.fail(session, ctx, 403).await,
+            Decision::Unauthorized => {
+                crate::metrics::METRICS
+                    .auth_failures
+                    .with_label_values(&["unauthorized"])
+                    .inc();
+                return self.fail(session, ctx, 401).await;
+            }
+            Decision::Forbidden => {
+                crate::metrics::METRICS
+                    .auth_failures
+                    .with_label_values(&["forbidden"])
+                    .inc();
+                return self.fail(session, ctx, 403).await;
+            }
         }
         let Some(upstream) = rule.upstream else {
             return self.fail(session, ctx, 404).await;
@@ -709,6 +762,17 @@ impl ProxyHttp for Gateway {
                 ErrorSource::Internal | ErrorSource::Unset => 502,
             },
         };
+        if matches!(status, 502 | 504) {
+            let upstream = ctx
+                .upstream
+                .and_then(|i| ctx.rt.upstreams.get(i))
+                .map_or("", |u| u.name.as_str());
+            let kind = if status == 504 { "timeout" } else { "error" };
+            crate::metrics::METRICS
+                .upstream_errors
+                .with_label_values(&[upstream, kind])
+                .inc();
+        }
         if status > 0 && session.response_written().is_none() {
             ctx.status = status;
             // The request body may be unread: say `Connection: close` rather
@@ -735,6 +799,17 @@ impl ProxyHttp for Gateway {
             .upstream
             .and_then(|i| ctx.rt.upstreams.get(i))
             .map(|u| u.name.as_str());
+        let route = ctx.label();
+        let m = &crate::metrics::METRICS;
+        m.requests
+            .with_label_values(&[route, status_label(status)])
+            .inc();
+        m.latency
+            .with_label_values(&[route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if status == 429 {
+            m.rate_limited.with_label_values(&[route]).inc();
+        }
         access_log::write(&access_log::Line {
             request_id: &ctx.out.request_id,
             client_ip: ctx.client.as_ref().map(|c| c.ip),

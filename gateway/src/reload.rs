@@ -144,6 +144,7 @@ fn listener_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     [
         ("server.https", old.server.https != new.server.https),
         ("server.http", old.server.http != new.server.http),
+        ("server.ops", old.server.ops != new.server.ops),
         ("server.threads", old.server.threads != new.server.threads),
         ("tls.mode", off(old) != off(new)),
         ("session.users", old.session.users != new.session.users),

@@ -81,7 +81,10 @@ pub fn cert_error_line(cfg: &Config, e: &certs::CertError) -> String {
 /// moment would accept a client's connection that nobody then answers.
 fn probe_listeners(cfg: &Config) -> Result<(), ServeError> {
     use socket2::{Domain, Socket, Type};
-    for addr in [cfg.server.https, cfg.server.http].into_iter().flatten() {
+    for addr in [cfg.server.https, cfg.server.http, cfg.server.ops]
+        .into_iter()
+        .flatten()
+    {
         let bind = || -> std::io::Result<()> {
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
             // As pingora's listener does, so a TIME_WAIT socket is no obstacle.
@@ -106,6 +109,7 @@ pub fn build(
     }
     let https = runtime.config.server.https;
     let http = runtime.config.server.http;
+    let ops = runtime.config.server.ops;
     let id = https.or(http).map_or(0, |a| a.port());
     let conf = ServerConf {
         threads: runtime.config.server.threads,
@@ -165,6 +169,17 @@ pub fn build(
         "health checks",
         HealthChecks { runtime },
     ));
+    if let Some(addr) = ops {
+        let mut app = pingora::services::listening::Service::new(
+            "ops".to_string(),
+            crate::ops::OpsApp {
+                shared: shared.clone(),
+                resolver: resolver_handle.clone(),
+            },
+        );
+        app.add_tcp(&addr.to_string());
+        server.add_service(app);
+    }
     server.add_service(background_service(
         "reload",
         Reloader {

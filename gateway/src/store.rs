@@ -161,6 +161,11 @@ impl RedisStore {
             .map_err(|e| format!("{}: {e}", self.target))
     }
 
+    /// Whether the circuit is open (Redis currently considered unreachable).
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
     async fn connect(&self) -> Result<MultiplexedConnection, RedisError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -203,6 +208,7 @@ impl RedisStore {
         let guard = if self.down.load(Ordering::Relaxed) {
             if self.ms_now() < self.retry_at_ms.load(Ordering::Relaxed) {
                 self.stats.failed_ops.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::METRICS.store_failed_ops.inc();
                 return Err(StoreDown);
             }
             // One probe at a time during an outage; the rest do not queue.
@@ -210,6 +216,7 @@ impl RedisStore {
                 Ok(g) => g,
                 Err(_) => {
                     self.stats.failed_ops.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::METRICS.store_failed_ops.inc();
                     return Err(StoreDown);
                 }
             }
@@ -243,11 +250,13 @@ impl RedisStore {
 
     fn failed(&self, why: &str) {
         let failed_before = self.stats.failed_ops.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::METRICS.store_failed_ops.inc();
         let retry_ms = u64::try_from(RETRY_AFTER.as_millis()).unwrap_or(500);
         self.retry_at_ms
             .store(self.ms_now() + retry_ms, Ordering::Relaxed);
         if !self.down.swap(true, Ordering::AcqRel) {
             self.stats.outages.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::METRICS.store_outages.inc();
             if let Ok(mut o) = self.outage.lock() {
                 *o = Some(Outage {
                     since: Instant::now(),

@@ -129,6 +129,8 @@ pub enum RateKey {
 pub struct Server {
     pub https: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// `/metrics`, `/healthz`, `/readyz`; plain HTTP, meant for loopback or a private network.
+    pub ops: Option<SocketAddr>,
     pub threads: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub max_body: u64,
@@ -495,7 +497,21 @@ fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Server> {
     let errors_before = r.errors.len();
     let https = listen_addr(sec, "https", r);
     let http = listen_addr(sec, "http", r);
-    sec.unsupported("ops", r);
+    let ops = listen_addr(sec, "ops", r);
+    if let Some(a) = ops {
+        if !a.ip().is_loopback() {
+            r.warn(
+                sec.key("ops"),
+                format!("{a} is not loopback: keep it off the internet (firewall or a private interface); /metrics shows route names and traffic"),
+            );
+        }
+        if Some(a) == https || Some(a) == http {
+            r.error(
+                sec.key("ops"),
+                "must differ from server.https and server.http",
+            );
+        }
+    }
     let threads = match sec.int("threads", r) {
         Some(n) if (1..=256).contains(&n) => n as usize,
         Some(n) => {
@@ -527,6 +543,7 @@ fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Server> {
     let max_body = size(sec, "max_body", r).unwrap_or(DEFAULT_MAX_BODY);
     let case_insensitive_paths = sec.bool("case_insensitive_paths", r).unwrap_or(false);
     (r.errors.len() == errors_before).then_some(Server {
+        ops,
         https,
         http,
         threads,

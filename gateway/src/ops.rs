@@ -1,0 +1,92 @@
+//! The `ops` listener (`[server] ops`): `/metrics` (Prometheus text),
+//! `/healthz` (the process answers) and `/readyz` (it can serve: 503 while
+//! the shared store is down and `on_store_error = "deny"`, when every
+//! request that needs the store is refused anyway). Plain HTTP, GET only,
+//! nothing else; it shares no code path with the public listeners.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use certs::resolver::Resolver;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::config::OnStoreError;
+use crate::metrics::METRICS;
+use crate::state::Shared;
+
+pub struct OpsApp {
+    pub shared: Arc<Shared>,
+    pub resolver: Option<Arc<Resolver>>,
+}
+
+impl OpsApp {
+    fn refresh_cert_expiry(&self) {
+        METRICS.cert_expiry.reset();
+        let Some(resolver) = &self.resolver else {
+            return;
+        };
+        let now = SystemTime::now();
+        for cert in resolver.current().certs() {
+            let secs = match cert.not_after.duration_since(now) {
+                Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+            };
+            let name = cert.names.first().map_or("", String::as_str);
+            METRICS.cert_expiry.with_label_values(&[name]).set(secs);
+        }
+    }
+
+    fn ready(&self) -> bool {
+        let rt = self.shared.runtime.load();
+        match rt.store.redis() {
+            Some(r) => !(r.on_error == OnStoreError::Deny && r.is_down()),
+            None => true,
+        }
+    }
+}
+
+fn reply(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl ServeHttp for OpsApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let req = session.req_header();
+        if req.method != http::Method::GET && req.method != http::Method::HEAD {
+            return reply(
+                405,
+                "text/plain; charset=utf-8",
+                b"method not allowed\n".to_vec(),
+            );
+        }
+        match req.uri.path() {
+            "/metrics" => {
+                self.refresh_cert_expiry();
+                reply(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    METRICS.render(),
+                )
+            }
+            "/healthz" => reply(200, "text/plain; charset=utf-8", b"ok\n".to_vec()),
+            "/readyz" if self.ready() => {
+                reply(200, "text/plain; charset=utf-8", b"ready\n".to_vec())
+            }
+            "/readyz" => reply(
+                503,
+                "text/plain; charset=utf-8",
+                b"shared store unreachable\n".to_vec(),
+            ),
+            _ => reply(404, "text/plain; charset=utf-8", b"not found\n".to_vec()),
+        }
+    }
+}
