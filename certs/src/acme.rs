@@ -118,6 +118,14 @@ pub enum AcmeError {
         /// What the CA reported.
         detail: String,
     },
+    /// The stored account file cannot be used.
+    #[error("{}: {reason}", path.display())]
+    AccountFile {
+        /// The account file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Reading or writing the account or certificates failed.
     #[error("ACME storage: {0}")]
     Store(#[from] CertError),
@@ -247,7 +255,7 @@ impl AcmeStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CertError::Read { path, source }.into()),
         };
-        let bad = |reason: String| CertError::Pem {
+        let bad = |reason: String| AcmeError::AccountFile {
             path: path.clone(),
             reason,
         };
@@ -273,7 +281,7 @@ impl AcmeStore {
         credentials: &AccountCredentials,
     ) -> Result<(), AcmeError> {
         let path = self.account_path(directory)?;
-        let encode = |e: serde_json::Error| CertError::Pem {
+        let encode = |e: serde_json::Error| AcmeError::AccountFile {
             path: path.clone(),
             reason: format!("cannot encode account: {e}"),
         };
@@ -599,11 +607,14 @@ async fn validation_error(order: &mut Order, domains: &[String], fallback: Strin
                 .map(|(d, _)| d.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
-            let detail = details
-                .iter()
-                .map(|(d, p)| format!("{d}: {p}"))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let detail = match details.as_slice() {
+                [(_, problem)] => problem.clone(),
+                _ => details
+                    .iter()
+                    .map(|(d, p)| format!("{d}: {p}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
             AcmeError::Validation { domain, detail }
         }
     }
