@@ -173,6 +173,7 @@ async fn unreachable_directory_is_a_clear_error() {
         .await
         .expect_err("nothing listens there");
     let msg = err.to_string();
+    eprintln!("{msg}");
     assert!(matches!(err, AcmeError::Protocol { .. }), "{msg}");
     assert!(
         msg.starts_with(&format!("ACME account registration at {directory}: ")),
@@ -198,6 +199,7 @@ async fn wrong_ca_is_a_clear_error() {
         .await
         .expect_err("untrusted");
     let msg = err.to_string();
+    eprintln!("{msg}");
     assert!(matches!(err, AcmeError::Untrusted { .. }), "{msg}");
     assert!(
         msg.starts_with(&format!(
@@ -231,6 +233,7 @@ async fn failed_validation_names_the_domain() {
         .await
         .expect_err("validation fails");
     let msg = err.to_string();
+    eprintln!("{msg}");
     assert!(matches!(err, AcmeError::Validation { .. }), "{msg}");
     assert!(
         msg.starts_with("ACME validation of d.test failed: "),
@@ -242,4 +245,23 @@ async fn failed_validation_names_the_domain() {
         .load_cert(&cfg.directory, &cfg.domains)
         .expect("load")
         .is_none());
+}
+
+#[test]
+fn harness_stops_its_processes_on_panic() {
+    let mut pids = Vec::new();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let pebble = Pebble::start(free_port());
+        pids = pebble.pids();
+        assert!(pids
+            .iter()
+            .all(|pid| Path::new(&format!("/proc/{pid}")).exists()));
+        panic!("test failure while Pebble runs");
+    }));
+    assert!(result.is_err());
+    assert_eq!(pids.len(), 2);
+    for pid in pids {
+        // Killed and reaped: not even a zombie remains.
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "pid {pid}");
+    }
 }

@@ -192,6 +192,13 @@ impl Pebble {
         self.start_pebble();
     }
 
+    /// Process ids of pebble and challtestsrv (for the harness self-test).
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self._challtestsrv.child.id()];
+        pids.extend(self.pebble.as_ref().map(|p| p.child.id()));
+        pids
+    }
+
     /// Pebble's log so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
