@@ -482,14 +482,37 @@ pub async fn obtain(
         .collect();
     let url = cfg.directory.as_str();
 
-    let (mut account, mut fresh) = match store.load_account(url)? {
+    let stored = match store.load_account(url) {
+        Ok(stored) => stored,
+        // Accounts are cheap to make; a broken file must not block issuance.
+        Err(e @ AcmeError::AccountFile { .. }) => {
+            tracing::warn!(error = %e, "stored ACME account unusable; registering anew");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let restored = match stored {
         Some(credentials) => {
             let builder = Account::builder_with_http(Box::new(http.clone()));
-            (
-                step("account", url, builder.from_credentials(credentials)).await?,
-                false,
-            )
+            match step_raw(STEP_TIMEOUT, builder.from_credentials(credentials)).await {
+                Ok(account) => Some(account),
+                // A stored key we cannot use will never work: start over.
+                Err(StepError::Acme(
+                    instant_acme::Error::KeyRejected | instant_acme::Error::Crypto,
+                )) => {
+                    tracing::warn!(
+                        directory = url,
+                        "stored ACME account key unusable; registering anew"
+                    );
+                    None
+                }
+                Err(e) => return Err(e.into_error("account", url)),
+            }
         }
+        None => None,
+    };
+    let (mut account, mut fresh) = match restored {
+        Some(account) => (account, false),
         None => (register(cfg, store, &http).await?, true),
     };
 
@@ -546,7 +569,19 @@ pub async fn obtain(
 async fn authorize(order: &mut Order, published: &mut Published) -> Result<(), AcmeError> {
     let order_url = order.url().to_owned();
     let mut authorizations = order.authorizations();
-    while let Some(result) = authorizations.next().await {
+    loop {
+        let next = tokio::time::timeout(STEP_TIMEOUT, authorizations.next()).await;
+        let result = match next {
+            Ok(Some(result)) => result,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(AcmeError::Timeout {
+                    step: "authorization",
+                    url: order_url,
+                    timeout: STEP_TIMEOUT,
+                })
+            }
+        };
         let mut authz = result.map_err(|e| protocol("authorization", &order_url, &e))?;
         let domain = authz.identifier().to_string();
         match authz.status {

@@ -138,7 +138,7 @@ async fn issues_for_two_names_then_reuses_the_account() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forgotten_account_is_registered_again() {
+async fn forgotten_or_damaged_account_is_registered_again() {
     let challenges = ChallengeStore::new();
     let responder = Responder::start(challenges.clone()).await;
     let mut pebble = Pebble::start(responder.port);
@@ -153,8 +153,16 @@ async fn forgotten_account_is_registered_again() {
     // Pebble keeps no state across restarts: our account is unknown now.
     pebble.restart();
     let loaded = obtain_or_log(&cfg, &store, &challenges, &pebble).await;
-    assert_ne!(std::fs::read(&account).expect("account"), before);
+    let after = std::fs::read(&account).expect("account");
+    assert_ne!(after, before);
     verify(&loaded, &pebble.root().await, "c.test");
+
+    // A damaged account file is replaced by a new registration, not fatal.
+    std::fs::write(&account, b"{ damaged").expect("damage");
+    obtain_or_log(&cfg, &store, &challenges, &pebble).await;
+    let repaired = std::fs::read(&account).expect("account");
+    assert_ne!(repaired, after);
+    assert!(store.load_account(&cfg.directory).expect("valid").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
