@@ -62,10 +62,11 @@ pub(crate) fn from_der(
             path: cert_path.to_owned(),
         });
     };
-    let (names, not_after) = inspect(leaf).map_err(|reason| CertError::BadCertificate {
-        path: cert_path.to_owned(),
-        reason,
-    })?;
+    let (names, not_before, not_after) =
+        inspect(leaf).map_err(|reason| CertError::BadCertificate {
+            path: cert_path.to_owned(),
+            reason,
+        })?;
 
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
         CertError::UnsupportedKey {
@@ -95,6 +96,7 @@ pub(crate) fn from_der(
     Ok(Loaded {
         certified: Arc::new(certified),
         names,
+        not_before,
         not_after,
     })
 }
@@ -124,8 +126,8 @@ fn pem_error(path: &Path, e: pem::Error) -> CertError {
 }
 
 /// Names (DNS SANs lowercased, IP SANs as text; the CN only without either)
-/// and the end of validity of a leaf certificate.
-fn inspect(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, SystemTime), String> {
+/// and the validity period of a leaf certificate.
+fn inspect(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, SystemTime, SystemTime), String> {
     let (_, x509) = X509Certificate::from_der(leaf.as_ref()).map_err(|e| e.to_string())?;
 
     let mut names = Vec::new();
@@ -149,9 +151,11 @@ fn inspect(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, SystemTime), Strin
         }
     }
 
+    let not_before = system_time(x509.validity().not_before.timestamp())
+        .ok_or_else(|| "notBefore out of range".to_owned())?;
     let not_after = system_time(x509.validity().not_after.timestamp())
         .ok_or_else(|| "notAfter out of range".to_owned())?;
-    Ok((names, not_after))
+    Ok((names, not_before, not_after))
 }
 
 fn push_unique(names: &mut Vec<String>, name: String) {
@@ -218,8 +222,12 @@ mod tests {
             loaded.names,
             ["app.example.com", "*.example.com", "10.0.0.1", "::1"]
         );
-        // rcgen's default validity ends in 4096.
+        // rcgen's default validity runs from 1975 to 4096.
         assert!(loaded.not_after > SystemTime::now() + Duration::from_secs(100 * 365 * 86400));
+        assert_eq!(
+            loaded.not_before,
+            UNIX_EPOCH + Duration::from_secs(157_766_400)
+        );
         assert_eq!(loaded.certified.cert.len(), 1);
     }
 

@@ -1,10 +1,12 @@
 //! TLS material for portcullis: certificate files, self-signed certificates,
-//! private storage, and the SNI resolver the listener asks on every handshake.
+//! ACME issuance, private storage, and the SNI resolver the listener asks on
+//! every handshake.
 //!
 //! Only the `ring` crypto provider is used, so the binary carries one provider.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod acme;
 pub mod error;
 pub mod files;
 pub mod resolver;

@@ -18,6 +18,9 @@ pub struct Loaded {
     /// DNS SANs lowercased (wildcards kept as `*.example.com`) and IP SANs as
     /// text; the subject CN only when the certificate has neither.
     pub names: Vec<String>,
+    /// Start of validity; with `not_after` it gives the lifetime that
+    /// renewal is scheduled against.
+    pub not_before: SystemTime,
     /// End of validity, so callers can warn or schedule renewal.
     pub not_after: SystemTime,
 }
