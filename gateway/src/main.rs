@@ -2,6 +2,7 @@
 //! config, 2 runtime failure.
 
 mod access_log;
+mod acme;
 mod audit;
 mod auth;
 mod check;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub cert_expiry: IntGaugeVec,
     /// Config reloads by result.
     pub reloads: IntCounterVec,
+    /// ACME certificate orders by result (`issued`, `renewed`, `failed`).
+    pub acme_orders: IntCounterVec,
     /// Shared-store outages that began, and operations answered "store down".
     pub store_outages: IntCounter,
     pub store_failed_ops: IntCounter,
@@ -116,6 +118,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             "portcullis_config_reloads_total",
             "Config reloads, by result.",
+            &["result"],
+        ),
+        acme_orders: counter_vec(
+            &r,
+            "portcullis_acme_orders_total",
+            "ACME certificate orders, by result.",
             &["result"],
         ),
         store_outages,

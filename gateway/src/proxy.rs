@@ -273,6 +273,27 @@ impl Gateway {
         ctx.host = host;
         ctx.upstream_target = Some(upstream_target);
 
+        // ACME HTTP-01: answered on the plain listener from pending challenges.
+        if !tls && matches!(rt.config.tls.mode, crate::config::TlsMode::Acme(_)) {
+            if let Some(token) = path.as_str().strip_prefix("/.well-known/acme-challenge/") {
+                return match self.shared.challenges.get(token) {
+                    Some(answer) => {
+                        ctx.status = 200;
+                        respond::body(
+                            session,
+                            &ctx.out,
+                            200,
+                            "application/octet-stream",
+                            Bytes::from(answer),
+                        )
+                        .await?;
+                        Ok(true)
+                    }
+                    None => self.fail(session, ctx, 404).await,
+                };
+            }
+        }
+
         // The plain listener only redirects, unless a platform terminates TLS.
         if !tls && !rt.tls_off {
             let status = if matches!(req.method, http::Method::GET | http::Method::HEAD) {

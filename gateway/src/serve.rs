@@ -59,6 +59,20 @@ pub fn load_certs(cfg: &Config, in_memory: bool) -> Result<CertSet, certs::CertE
         TlsMode::Files { cert, key } => certs::files::load(cert, key)?,
         TlsMode::SelfSigned if in_memory => certs::self_signed::generate(&names)?,
         TlsMode::SelfSigned => certs::self_signed::load_or_create(&cfg.tls.storage, &names)?,
+        TlsMode::Acme(acme) => match certs::acme::AcmeStore::new(&cfg.tls.storage)
+            .load_cert(&acme.directory, &cfg.tls.domains)
+        {
+            // A stored certificate serves at once; renewal is the manager's job.
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => {
+                tracing::info!("no stored ACME certificate yet: serving a temporary self-signed one while ordering");
+                certs::self_signed::generate(&names)?
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "stored ACME certificate unusable: serving a temporary self-signed one while ordering");
+                certs::self_signed::generate(&names)?
+            }
+        },
         TlsMode::Off => return Ok(CertSet::new(Vec::new())),
     };
     Ok(CertSet::new(vec![loaded]))
@@ -142,6 +156,7 @@ pub fn build(
         login_limits,
         emergency_limits,
         reloads: Default::default(),
+        challenges: Default::default(),
     });
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -179,6 +194,17 @@ pub fn build(
         );
         app.add_tcp(&addr.to_string());
         server.add_service(app);
+    }
+    if let (Some(resolver), TlsMode::Acme(_)) =
+        (&resolver_handle, &shared.runtime.load().config.tls.mode)
+    {
+        server.add_service(background_service(
+            "acme",
+            crate::acme::AcmeManager {
+                shared: shared.clone(),
+                resolver: resolver.clone(),
+            },
+        ));
     }
     server.add_service(background_service(
         "reload",

@@ -261,6 +261,8 @@ pub struct Shared {
     pub login_limits: LoginLimits,
     pub emergency_limits: EmergencyLimits,
     pub reloads: crate::reload::ReloadStats,
+    /// Pending HTTP-01 answers, written by the ACME manager, read by the http listener.
+    pub challenges: certs::acme::ChallengeStore,
 }
 
 /// Reloads the users file and prunes limiter and revocation memory.

@@ -144,9 +144,24 @@ pub enum TlsMode {
         key: PathBuf,
     },
     SelfSigned,
+    /// Certificates from an ACME CA (HTTP-01 on the http listener).
+    Acme(AcmeMode),
     /// A platform in front terminates TLS; `trusted_proxies` say the scheme.
     Off,
 }
+
+/// `tls.mode = "acme"`: the CA and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeMode {
+    /// Directory URL (https).
+    pub directory: String,
+    pub email: Option<String>,
+    /// `ca`: PEM roots also trusted for the CA's HTTPS, read at load.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// Let's Encrypt's production directory, the default.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 #[derive(Debug)]
 pub struct Tls {
@@ -399,6 +414,12 @@ fn read_root(
             "required (the TLS listener, e.g. \"0.0.0.0:443\")",
         );
     }
+    if matches!(tls.mode, TlsMode::Acme(_)) && server.http.is_none() {
+        r.error(
+            "server.http",
+            "required with tls.mode = \"acme\": the CA checks HTTP-01 challenges there (reachable as port 80)",
+        );
+    }
     Some(Config {
         file: PathBuf::new(),
         server,
@@ -618,13 +639,7 @@ fn read_tls(sec: &mut Section<'_>, base: &Path, r: &mut Report) -> Option<Tls> {
         },
         "self-signed" => Some(TlsMode::SelfSigned),
         "off" => Some(TlsMode::Off),
-        "acme" => {
-            r.error(
-                sec.key("mode"),
-                "\"acme\" (the default) is not supported yet by this version; use \"files\", \"self-signed\" or \"off\"",
-            );
-            None
-        }
+        "acme" => read_acme(sec, base, &domains, r).map(TlsMode::Acme),
         other => {
             r.error(
                 sec.key("mode"),
@@ -640,13 +655,96 @@ fn read_tls(sec: &mut Section<'_>, base: &Path, r: &mut Report) -> Option<Tls> {
             }
         }
     }
-    for k in ["email", "directory", "ca", "challenge"] {
-        sec.unsupported(k, r);
+    if !matches!(mode, Some(TlsMode::Acme(_))) {
+        for k in ["email", "directory", "ca", "challenge"] {
+            if sec.has(k) && mode.is_some() {
+                r.error(sec.key(k), "only used with tls.mode = \"acme\"");
+            }
+        }
     }
     (r.errors.len() == errors_before).then(|| Tls {
         mode: mode.unwrap_or(TlsMode::Off),
         domains,
         storage,
+    })
+}
+
+fn read_acme(
+    sec: &mut Section<'_>,
+    base: &Path,
+    domains: &[String],
+    r: &mut Report,
+) -> Option<AcmeMode> {
+    let errors_before = r.errors.len();
+    if domains.is_empty() && !r.errors.iter().any(|e| e.key.starts_with("tls.domains")) {
+        r.error(
+            sec.key("domains"),
+            "required with tls.mode = \"acme\": the names to get a certificate for",
+        );
+    }
+    if let Some(d) = domains.iter().find(|d| d.starts_with("*.")) {
+        r.error(
+            sec.key("domains"),
+            format!("{d:?}: wildcard certificates need the DNS-01 challenge, which portcullis does not do"),
+        );
+    }
+    let directory = sec
+        .str("directory", r)
+        .unwrap_or(LETS_ENCRYPT)
+        .trim()
+        .to_string();
+    if !directory.starts_with("https://") || directory.len() <= "https://".len() {
+        r.error(
+            sec.key("directory"),
+            format!("{directory:?} is not an https:// URL"),
+        );
+    }
+    let email = sec.str("email", r).map(|e| e.trim().to_string());
+    if let Some(e) = &email {
+        let ok = e.split_once('@').is_some_and(|(a, d)| {
+            !a.is_empty()
+                && d.contains('.')
+                && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+        });
+        if !ok {
+            r.error(sec.key("email"), format!("{e:?} is not an e-mail address"));
+        }
+    }
+    let ca_pem = sec.str("ca", r).and_then(|p| {
+        let path = base.join(p);
+        match std::fs::read(&path) {
+            Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => Some(pem),
+            Ok(_) => {
+                r.error(
+                    sec.key("ca"),
+                    format!("{} holds no PEM certificate", path.display()),
+                );
+                None
+            }
+            Err(e) => {
+                r.error(
+                    sec.key("ca"),
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    });
+    match sec.str("challenge", r) {
+        None | Some("http-01") => {}
+        Some("tls-alpn-01") => r.error(
+            sec.key("challenge"),
+            "\"tls-alpn-01\" is not supported yet by this version; use \"http-01\"",
+        ),
+        Some(other) => r.error(
+            sec.key("challenge"),
+            format!("{other:?} is not one of \"http-01\", \"tls-alpn-01\""),
+        ),
+    }
+    (r.errors.len() == errors_before).then_some(AcmeMode {
+        directory,
+        email,
+        ca_pem,
     })
 }
 

@@ -216,16 +216,6 @@ impl<'a> Section<'a> {
         out
     }
 
-    /// Refuses a key whose behaviour has not landed yet, rather than ignoring it.
-    pub fn unsupported(&mut self, key: &'a str, r: &mut Report) {
-        if self.get(key).is_some() {
-            r.error(
-                self.key(key),
-                "not supported yet by this version of portcullis",
-            );
-        }
-    }
-
     /// Reports every key that was never read.
     pub fn finish(self, r: &mut Report) {
         for k in self.table.keys() {

@@ -140,8 +140,14 @@ fn secrets_resolve_from_env_and_file() {
 
 #[test]
 fn unsupported_sections_are_refused_not_ignored() {
-    let errs = errors(&BASE.replace("mode = \"self-signed\"", "mode = \"acme\""));
-    assert!(has(&errs, "tls.mode: \"acme\""), "{errs:?}");
+    let errs = errors(&BASE.replace(
+        "mode = \"self-signed\"",
+        "mode = \"acme\"\ndomains = [\"a.example\"]\nchallenge = \"tls-alpn-01\"",
+    ));
+    assert!(
+        has(&errs, "tls.challenge: \"tls-alpn-01\" is not supported yet"),
+        "{errs:?}"
+    );
     let errs = errors(&BASE.replace("default = \"public\"", "default = \"login\""));
     assert!(
         has(
@@ -460,6 +466,92 @@ fn tls_modes() {
     );
     let errs = errors(&BASE.replace("mode = \"self-signed\"", "mode = \"tls\""));
     assert!(has(&errs, "tls.mode: \"tls\" is not one of"), "{errs:?}");
+}
+
+#[test]
+fn acme_mode() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let with = |tls: &str| {
+        BASE.replace("mode = \"self-signed\"", tls).replace(
+            "https = \"127.0.0.1:8443\"",
+            "https = \"127.0.0.1:8443\"\nhttp = \"127.0.0.1:8080\"",
+        )
+    };
+    // The default mode, with the default directory.
+    let cfg = parse_with(
+        &with("domains = [\"app.example.com\", \"www.example.com\"]"),
+        &[],
+    )
+    .expect("valid")
+    .config;
+    assert_eq!(
+        cfg.tls.mode,
+        TlsMode::Acme(AcmeMode {
+            directory: LETS_ENCRYPT.into(),
+            email: None,
+            ca_pem: None,
+        })
+    );
+    let cfg = parse_with(
+        &with(&format!(
+            "mode = \"acme\"\ndomains = [\"a.test\"]\nemail = \"ops@example.com\"\ndirectory = \"https://127.0.0.1:14000/dir\"\nca = \"{}\"\nchallenge = \"http-01\"",
+            ca.display()
+        )),
+        &[],
+    )
+    .expect("valid")
+    .config;
+    let TlsMode::Acme(mode) = cfg.tls.mode else {
+        panic!("acme")
+    };
+    assert_eq!(mode.email.as_deref(), Some("ops@example.com"));
+    assert!(mode.ca_pem.is_some());
+
+    for (tls, needle) in [
+        (
+            "mode = \"acme\"",
+            "tls.domains: required with tls.mode = \"acme\"",
+        ),
+        (
+            "domains = [\"*.example.com\"]",
+            "wildcard certificates need the DNS-01 challenge",
+        ),
+        (
+            "domains = [\"a.test\"]\ndirectory = \"http://ca.test/dir\"",
+            "tls.directory: \"http://ca.test/dir\" is not an https:// URL",
+        ),
+        (
+            "domains = [\"a.test\"]\nemail = \"not an address\"",
+            "tls.email: \"not an address\" is not an e-mail address",
+        ),
+        (
+            "domains = [\"a.test\"]\nca = \"/nonexistent/ca.pem\"",
+            "tls.ca: cannot read /nonexistent/ca.pem",
+        ),
+        (
+            "domains = [\"a.test\"]\nchallenge = \"dns-01\"",
+            "tls.challenge: \"dns-01\" is not one of",
+        ),
+        (
+            "mode = \"self-signed\"\nemail = \"ops@example.com\"",
+            "tls.email: only used with tls.mode = \"acme\"",
+        ),
+    ] {
+        let errs = errors(&with(tls));
+        assert!(has(&errs, needle), "{tls}: {errs:?}");
+    }
+    // HTTP-01 is answered on the http listener: it must exist.
+    let errs = errors(&BASE.replace("mode = \"self-signed\"", "domains = [\"a.test\"]"));
+    assert!(
+        has(&errs, "server.http: required with tls.mode = \"acme\""),
+        "{errs:?}"
+    );
 }
 
 #[test]

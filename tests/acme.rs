@@ -1,0 +1,206 @@
+//! `tls.mode = "acme"` end to end against Debian's Pebble: the gateway
+//! answers HTTP-01 on its http listener, serves a temporary certificate
+//! while ordering, then the issued one (both names, chain verified against
+//! Pebble's root); a restart serves the stored certificate at once and
+//! orders nothing; an unreachable CA is logged and retried while the
+//! gateway keeps serving.
+
+#[path = "../certs/tests/support/mod.rs"]
+mod pebble;
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use support::*;
+
+fn acme_config(
+    https: u16,
+    http: u16,
+    up: &Upstream,
+    storage: &std::path::Path,
+    directory: &str,
+    ca: &std::path::Path,
+) -> String {
+    format!(
+        "[server]\nhttps = \"127.0.0.1:{https}\"\nhttp = \"127.0.0.1:{http}\"\nthreads = 1\n\
+         [tls]\nmode = \"acme\"\ndomains = [\"a.test\", \"b.test\"]\nstorage = \"{}\"\n\
+         directory = \"{directory}\"\nca = \"{}\"\nemail = \"ops@example.com\"\n\
+         [upstreams.app]\naddrs = [\"{}\"]\n[access]\ndefault = \"public\"\n",
+        storage.display(),
+        ca.display(),
+        up.addr()
+    )
+}
+
+/// A client that trusts only `root` and sends `name` (SNI and Host) to 127.0.0.1:`port`.
+fn client_for(root: &[u8], names: &[&str], port: u16) -> reqwest::Client {
+    install_crypto_provider();
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_der(root).expect("root"))
+        .http1_only()
+        .no_proxy()
+        .timeout(Duration::from_secs(10));
+    for n in names {
+        b = b.resolve(n, SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    b.build().expect("client")
+}
+
+fn audit(gw: &Gateway, event: &str) -> usize {
+    gw.log_lines()
+        .iter()
+        .filter(|l| l["event"] == event)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_issuance_for_two_names_then_a_restart_orders_nothing() {
+    let up = Upstream::start();
+    let (https, http) = (free_port(), free_port());
+    let pebble = pebble::Pebble::start(http);
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = dir.path().join("pebble-api-ca.pem");
+    std::fs::write(&ca, &pebble.api_ca_pem).expect("ca");
+    let storage = dir.path().join("state");
+    let cfg = acme_config(https, http, &up, &storage, &pebble.directory, &ca);
+
+    let gw = Gateway::start(&cfg);
+    assert!(
+        wait_until(Duration::from_secs(60), || audit(&gw, "cert_issued") == 1),
+        "no certificate issued:\n{}\npebble:\n{}",
+        gw.stderr(),
+        pebble.log()
+    );
+    let root = pebble.root().await;
+    let c = client_for(root.as_ref(), &["a.test", "b.test"], https);
+    for name in ["a.test", "b.test"] {
+        let resp = c
+            .get(format!("https://{name}:{https}/hello"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(resp.status(), 200, "{name}");
+    }
+    // Stored privately.
+    let key = walk(&storage)
+        .into_iter()
+        .find(|p| p.ends_with("key.pem"))
+        .expect("key stored");
+    assert_eq!(
+        std::fs::metadata(&key).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    // HTTP-01 paths that are not pending are a plain 404; other paths still redirect.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client");
+    let r = plain
+        .get(format!(
+            "http://127.0.0.1:{http}/.well-known/acme-challenge/not-pending"
+        ))
+        .send()
+        .await
+        .expect("challenge");
+    assert_eq!(r.status(), 404);
+    let r = plain
+        .get(format!("http://127.0.0.1:{http}/x"))
+        .send()
+        .await
+        .expect("redirect");
+    assert_eq!(r.status(), 301);
+    drop(gw);
+
+    // Restart with the stored state: the issued certificate serves at once,
+    // and no new order is placed.
+    let gw = Gateway::start(&cfg);
+    let resp = c
+        .get(format!("https://a.test:{https}/again"))
+        .send()
+        .await
+        .expect("stored cert serves");
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        audit(&gw, "cert_issued") + audit(&gw, "cert_renewed"),
+        0,
+        "{}",
+        gw.stdout()
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_ca_is_logged_and_retried_while_serving() {
+    let up = Upstream::start();
+    let (https, http) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("dir");
+    let pki = TestPki::new();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).expect("ca");
+    let dead = format!("https://127.0.0.1:{}/dir", free_port());
+    let gw = Gateway::start(&acme_config(
+        https,
+        http,
+        &up,
+        &dir.path().join("state"),
+        &dead,
+        &ca,
+    ));
+    assert!(
+        wait_until(Duration::from_secs(30), || audit(&gw, "cert_failed") == 1),
+        "{}",
+        gw.stderr()
+    );
+    let failed = gw
+        .log_lines()
+        .into_iter()
+        .find(|l| l["event"] == "cert_failed")
+        .expect("line");
+    let error = failed["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("Connection refused") && error.contains(&dead),
+        "{error}"
+    );
+    let retry = failed["retry_in_seconds"].as_u64().expect("retry");
+    assert!(
+        (54..=66).contains(&retry),
+        "first retry after about a minute: {retry}"
+    );
+    assert!(gw
+        .stderr()
+        .contains("ACME order failed; the current certificate keeps serving"));
+    // Still serving: the temporary certificate on https, redirects on http.
+    install_crypto_provider();
+    let insecure = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve("a.test", SocketAddr::from((Ipv4Addr::LOCALHOST, https)))
+        .no_proxy()
+        .build()
+        .expect("client");
+    let resp = insecure
+        .get(format!("https://a.test:{https}/"))
+        .send()
+        .await
+        .expect("serves");
+    assert_eq!(resp.status(), 200);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
