@@ -204,3 +204,154 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The leaf certificate a TLS handshake with SNI `name` gets, as DER.
+async fn served_leaf(port: u16, name: &str) -> Vec<u8> {
+    use std::sync::Arc;
+    install_crypto_provider();
+    // Verification is not the point here (the issuance test does it): only
+    // which certificate is served.
+    #[derive(Debug)]
+    struct AnyCert;
+    impl rustls::client::danger::ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("name");
+    let tls = connector
+        .connect(server_name, tcp)
+        .await
+        .expect("handshake");
+    let (_, conn) = tls.get_ref();
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec())
+        .expect("a certificate")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_certificates_are_renewed_and_served_without_restart() {
+    let up = Upstream::start();
+    let (https, http) = (free_port(), free_port());
+    // 30 s certificates: renewal is due 20 s after issuance.
+    let pebble = pebble::Pebble::start_with_validity(http, Some(30));
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = dir.path().join("pebble-api-ca.pem");
+    std::fs::write(&ca, &pebble.api_ca_pem).expect("ca");
+    let gw = Gateway::start(&acme_config(
+        https,
+        http,
+        &up,
+        &dir.path().join("state"),
+        &pebble.directory,
+        &ca,
+    ));
+    assert!(
+        wait_until(Duration::from_secs(60), || audit(&gw, "cert_issued") == 1),
+        "{}",
+        gw.stderr()
+    );
+    let first = served_leaf(https, "a.test").await;
+    assert!(
+        wait_until(Duration::from_secs(60), || audit(&gw, "cert_renewed") >= 1),
+        "not renewed: {}",
+        gw.stdout()
+    );
+    let second = served_leaf(https, "a.test").await;
+    assert_ne!(first, second, "the renewed certificate serves, no restart");
+    // One renewal, not a loop.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(audit(&gw, "cert_renewed"), 1, "{}", gw.stdout());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_down_at_renewal_keeps_the_old_certificate_then_recovers() {
+    let up = Upstream::start();
+    let (https, http) = (free_port(), free_port());
+    // 90 s certificates: renewal is due after 60 s; the first retry after a
+    // failure comes about a minute later, inside the old certificate's life.
+    let mut pebble = pebble::Pebble::start_with_validity(http, Some(90));
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = dir.path().join("pebble-api-ca.pem");
+    std::fs::write(&ca, &pebble.api_ca_pem).expect("ca");
+    let gw = Gateway::start(&acme_config(
+        https,
+        http,
+        &up,
+        &dir.path().join("state"),
+        &pebble.directory,
+        &ca,
+    ));
+    assert!(
+        wait_until(Duration::from_secs(60), || audit(&gw, "cert_issued") == 1),
+        "{}",
+        gw.stderr()
+    );
+    let first = served_leaf(https, "a.test").await;
+    pebble.stop();
+    assert!(
+        wait_until(Duration::from_secs(90), || audit(&gw, "cert_failed") >= 1),
+        "renewal never attempted: {}",
+        gw.stdout()
+    );
+    let failed = gw
+        .log_lines()
+        .into_iter()
+        .find(|l| l["event"] == "cert_failed")
+        .expect("line");
+    assert!(
+        (54..=66).contains(&failed["retry_in_seconds"].as_u64().unwrap_or(0)),
+        "{failed}"
+    );
+    assert_eq!(
+        served_leaf(https, "a.test").await,
+        first,
+        "the old certificate keeps serving"
+    );
+    // The CA comes back (Pebble forgets every account: re-registration too).
+    pebble.start_again();
+    assert!(
+        wait_until(Duration::from_secs(90), || audit(&gw, "cert_renewed") == 1),
+        "not renewed after the CA came back: {}\n{}",
+        gw.stdout(),
+        gw.stderr()
+    );
+    assert_ne!(served_leaf(https, "a.test").await, first);
+}

@@ -105,6 +105,12 @@ pub struct Pebble {
 
 impl Pebble {
     pub fn start(http_port: u16) -> Self {
+        Self::start_with_validity(http_port, None)
+    }
+
+    /// As [`Pebble::start`], issuing certificates valid for `validity_secs`
+    /// (Pebble's `certificateValidityPeriod`) when given.
+    pub fn start_with_validity(http_port: u16, validity_secs: Option<u64>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = TestPki::new("pebble api test CA");
         let cert = dir.path().join("api-cert.pem");
@@ -123,10 +129,13 @@ impl Pebble {
   "httpPort": {http_port},
   "tlsPort": {tls},
   "ocspResponderURL": "",
-  "externalAccountBindingRequired": false
+  "externalAccountBindingRequired": false{validity}
 }}}}"#,
             cert.display(),
-            key.display()
+            key.display(),
+            validity = validity_secs
+                .map(|v| format!(",\n  \"certificateValidityPeriod\": {v}"))
+                .unwrap_or_default(),
         );
         std::fs::write(&config, json).expect("write config");
 
@@ -188,8 +197,20 @@ impl Pebble {
     /// Stop Pebble and start it again on the same ports: it forgets every
     /// account, order and its issuing CA.
     pub fn restart(&mut self) {
-        drop(self.pebble.take());
+        self.stop();
         self.start_pebble();
+    }
+
+    /// Stop Pebble (the CA is unreachable until [`Pebble::start_again`]).
+    pub fn stop(&mut self) {
+        drop(self.pebble.take());
+    }
+
+    /// Start a stopped Pebble on the same ports (a fresh CA, no accounts).
+    pub fn start_again(&mut self) {
+        if self.pebble.is_none() {
+            self.start_pebble();
+        }
     }
 
     /// Process ids of pebble and challtestsrv (for the harness self-test).
