@@ -18,8 +18,13 @@ command -v wrk >/dev/null && command -v redis-server >/dev/null \
 cargo build --release -q -p portcullis
 bin=target/release/portcullis
 work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+# Every background process writes its pid here: start_gateway runs in a
+# command substitution (a subshell), so a shell array would not see them.
+cleanup() {
+  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -27,7 +32,7 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 
 rport=$(port)
 redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no >/dev/null &
-pids+=($!)
+echo $! >"$work/redis.pid"
 wait_port "$rport"
 
 start_gateway() { # name, extra [rate_limit] lines
@@ -47,7 +52,7 @@ default = "10000000/minute"
 $2
 TOML
   "$bin" run -c "$work/$1.toml" >/dev/null 2>"$work/$1.err" &
-  pids+=($!)
+  echo $! >"$work/$1.pid"
   wait_port "$p" || { cat "$work/$1.err" >&2; exit 1; }
   echo "$p"
 }
