@@ -3,7 +3,8 @@
 //! while ordering, then the issued one (both names, chain verified against
 //! Pebble's root); a restart serves the stored certificate at once and
 //! orders nothing; an unreachable CA is logged and retried while the
-//! gateway keeps serving.
+//! gateway keeps serving. TLS-ALPN-01 is answered on the https listener
+//! while other clients keep being served there.
 
 #[path = "../certs/tests/support/mod.rs"]
 mod pebble;
@@ -13,6 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use support::gateway::{stderr_of, stdout_of};
 use support::*;
 
 fn acme_config(
@@ -190,6 +192,97 @@ async fn an_unreachable_ca_is_logged_and_retried_while_serving() {
     assert_eq!(resp.status(), 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_issuance_on_the_https_listener_while_it_serves_others() {
+    let up = Upstream::start();
+    let https = free_port();
+    // Pebble checks TLS-ALPN-01 on the gateway's https port, and waits 3 s
+    // before it does: the challenges stay pending meanwhile.
+    let pebble = pebble::Pebble::start_with(pebble::Options {
+        http_port: free_port(),
+        tls_port: Some(https),
+        va_sleep_secs: Some(3),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = dir.path().join("pebble-api-ca.pem");
+    std::fs::write(&ca, &pebble.api_ca_pem).expect("ca");
+    // No http listener at all: TLS-ALPN-01 does not need one.
+    let cfg = format!(
+        "[server]\nhttps = \"127.0.0.1:{https}\"\nthreads = 1\n\
+         [tls]\nmode = \"acme\"\ndomains = [\"a.test\", \"b.test\"]\nstorage = \"{}\"\n\
+         directory = \"{}\"\nca = \"{}\"\nchallenge = \"tls-alpn-01\"\n\
+         [upstreams.app]\naddrs = [\"{}\"]\n[access]\ndefault = \"public\"\n",
+        dir.path().join("state").display(),
+        pebble.directory,
+        ca.display(),
+        up.addr()
+    );
+    let gw = Gateway::start(&cfg);
+
+    // Until the certificate is issued, ordinary clients (HTTP/1.1 and HTTP/2,
+    // a new connection each time) are served with the temporary certificate:
+    // the validation handshakes are picked out and everything else passes.
+    install_crypto_provider();
+    let insecure = |h2: bool| {
+        let b = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .resolve("a.test", SocketAddr::from((Ipv4Addr::LOCALHOST, https)))
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .timeout(Duration::from_secs(10));
+        if h2 { b } else { b.http1_only() }.build().expect("client")
+    };
+    let (h1, h2) = (insecure(false), insecure(true));
+    let mut served = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while audit(&gw, "cert_issued") == 0 && std::time::Instant::now() < deadline {
+        for (client, version) in [
+            (&h1, reqwest::Version::HTTP_11),
+            (&h2, reqwest::Version::HTTP_2),
+        ] {
+            let resp = client
+                .get(format!("https://a.test:{https}/during"))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("while ordering: {e:?}\n{}", gw.stderr()));
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.version(), version);
+            served += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        audit(&gw, "cert_issued"),
+        1,
+        "no certificate issued:\n{}\npebble:\n{}",
+        gw.stderr(),
+        pebble.log()
+    );
+    assert!(served >= 10, "only {served} requests while ordering");
+    let log = gw.stderr();
+    for name in ["a.test", "b.test"] {
+        assert!(
+            log.lines().any(
+                |l| l.contains("answered a TLS-ALPN-01 validation handshake") && l.contains(name)
+            ),
+            "{name}: {log}"
+        );
+    }
+
+    // The issued certificate serves both names and verifies against Pebble's root.
+    let root = pebble.root().await;
+    let c = client_for(root.as_ref(), &["a.test", "b.test"], https);
+    for name in ["a.test", "b.test"] {
+        let resp = c
+            .get(format!("https://{name}:{https}/hello"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(resp.status(), 200, "{name}");
+    }
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -354,4 +447,145 @@ async fn ca_down_at_renewal_keeps_the_old_certificate_then_recovers() {
         gw.stderr()
     );
     assert_ne!(served_leaf(https, "a.test").await, first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_reaches_the_directory() {
+    let up = Upstream::start();
+    let pebble = pebble::Pebble::start(free_port());
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = dir.path().join("pebble-api-ca.pem");
+    std::fs::write(&ca, &pebble.api_ca_pem).expect("ca");
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, TestPki::new().ca_pem).expect("other ca");
+    let run = |directory: &str, ca: &std::path::Path, online: bool| {
+        let path = dir.path().join("portcullis.toml");
+        let cfg = acme_config(
+            free_port(),
+            free_port(),
+            &up,
+            &dir.path().join("state"),
+            directory,
+            ca,
+        );
+        std::fs::write(&path, cfg).expect("write");
+        let p = path.to_str().expect("utf8").to_owned();
+        let mut args = vec!["check", "-c", &p];
+        if online {
+            args.push("--online");
+        }
+        run_cli(&args, &[], None)
+    };
+
+    let ok = run(&pebble.directory, &ca, true);
+    assert!(ok.status.success(), "{}", stderr_of(&ok));
+    let out = stdout_of(&ok);
+    assert!(
+        out.contains(&format!(
+            "certificates: ACME from {} (http-01 on the http listener), reachable",
+            pebble.directory
+        )),
+        "{out}"
+    );
+
+    // The CA's HTTPS certificate is not from the configured `ca`.
+    let untrusted = run(&pebble.directory, &other, true);
+    assert_eq!(untrusted.status.code(), Some(1));
+    let err = stderr_of(&untrusted);
+    assert!(
+        err.contains("portcullis.toml: tls.directory: cannot use the ACME directory: ")
+            && err.contains("not trusted"),
+        "{err}"
+    );
+
+    // Nothing listens there.
+    let dead = format!("https://127.0.0.1:{}/dir", free_port());
+    let down = run(&dead, &ca, true);
+    assert_eq!(down.status.code(), Some(1));
+    let err = stderr_of(&down);
+    assert!(
+        err.contains("tls.directory: cannot use the ACME directory: ACME directory at")
+            && err.contains(&dead),
+        "{err}"
+    );
+    // Without --online nothing is contacted.
+    let offline = run(&dead, &ca, false);
+    assert!(offline.status.success(), "{}", stderr_of(&offline));
+    assert!(stdout_of(&offline).contains("--online to reach it"));
+
+    // Something that answers but is not an ACME directory: Pebble's
+    // management root.
+    let not_acme = run(&format!("{}/roots/0", pebble.management), &ca, true);
+    assert_eq!(not_acme.status.code(), Some(1));
+    let err = stderr_of(&not_acme);
+    assert!(err.contains("not an ACME directory"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_storage_order_once() {
+    let up = Upstream::start();
+    let (https_a, http_a) = (free_port(), free_port());
+    // Pebble validates at instance A's http port, and takes 4 s to do it:
+    // long enough for B to start while A is ordering.
+    let pebble = pebble::Pebble::start_with(pebble::Options {
+        http_port: http_a,
+        va_sleep_secs: Some(4),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = dir.path().join("pebble-api-ca.pem");
+    std::fs::write(&ca, &pebble.api_ca_pem).expect("ca");
+    let storage = dir.path().join("shared");
+    let a = Gateway::start(&acme_config(
+        https_a,
+        http_a,
+        &up,
+        &storage,
+        &pebble.directory,
+        &ca,
+    ));
+    assert!(
+        wait_until(Duration::from_secs(20), || walk(&storage)
+            .iter()
+            .any(|p| p.ends_with("order.lock"))),
+        "A never took the order lock: {}",
+        a.stderr()
+    );
+    let https_b = free_port();
+    let b = Gateway::start(&acme_config(
+        https_b,
+        free_port(),
+        &up,
+        &storage,
+        &pebble.directory,
+        &ca,
+    ));
+    assert!(
+        wait_until(Duration::from_secs(60), || audit(&a, "cert_issued") == 1),
+        "A: {}\npebble:\n{}",
+        a.stderr(),
+        pebble.log()
+    );
+    assert!(
+        b.stderr()
+            .contains("another instance is ordering this certificate"),
+        "B: {}",
+        b.stderr()
+    );
+    // B serves A's certificate once it looks again (30 s), without ordering.
+    let issued = served_leaf(https_a, "a.test").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    while served_leaf(https_b, "a.test").await != issued {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never served the shared certificate: {}",
+            b.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(audit(&b, "cert_issued") + audit(&b, "cert_failed"), 0);
+    assert!(
+        !walk(&storage).iter().any(|p| p.ends_with("order.lock")),
+        "lock released"
+    );
 }

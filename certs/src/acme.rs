@@ -1,10 +1,9 @@
-//! ACME (RFC 8555) issuance over HTTP-01 with `instant-acme`: the account and
-//! the issued certificates on private storage, the pending HTTP-01 answers in
-//! a shared [`ChallengeStore`] that the plain-HTTP listener reads, and the
-//! renewal arithmetic ([`renew_at`], [`backoff`]).
-//!
-//! Not here yet: TLS-ALPN-01, the renewal loop, gateway wiring (see
-//! `docs/acme.md`).
+//! ACME (RFC 8555) issuance with `instant-acme`: the account and the issued
+//! certificates on private storage, the pending challenge answers in a shared
+//! [`ChallengeStore`] (HTTP-01 answers read by the plain-HTTP listener,
+//! TLS-ALPN-01 certificates by [`crate::tls_alpn`] on the https listener), and
+//! the renewal arithmetic ([`renew_at`], [`backoff`]). The renewal loop and the
+//! listener wiring live in the gateway (`gateway/src/acme.rs`).
 //!
 //! The HTTP client is built here (hyper-rustls on the ring provider) rather
 //! than taken from `instant-acme`, so that the binary keeps one crypto
@@ -16,6 +15,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +27,7 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, BodyWrapper, ChallengeType, Identifier,
     NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
+use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -63,6 +64,18 @@ pub struct AcmeConfig {
     /// PEM with one or more roots to trust for the ACME server's HTTPS, in
     /// addition to the system roots (a private or test CA).
     pub ca_pem: Option<Vec<u8>>,
+    /// Which challenge proves control of the domains.
+    pub challenge: Challenge,
+}
+
+/// The ACME challenge type portcullis answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Challenge {
+    /// HTTP-01 on the plain-HTTP listener (port 80).
+    #[default]
+    Http01,
+    /// TLS-ALPN-01 on the https listener (port 443), see [`crate::tls_alpn`].
+    TlsAlpn01,
 }
 
 /// Why an ACME step failed; each names the step and the URL or domain.
@@ -131,11 +144,20 @@ pub enum AcmeError {
     Store(#[from] CertError),
 }
 
-/// Pending HTTP-01 answers: token → key authorization. Cheap to clone; the
-/// clones share one map, written by [`obtain`] and read by the HTTP listener.
+/// Pending challenge answers: HTTP-01 token → key authorization, and the
+/// TLS-ALPN-01 certificate per domain. Cheap to clone; the clones share one
+/// state, written by [`obtain`] and read by the listeners.
 #[derive(Clone, Debug, Default)]
 pub struct ChallengeStore {
-    inner: Arc<RwLock<HashMap<String, String>>>,
+    inner: Arc<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    http: RwLock<HashMap<String, String>>,
+    alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// Set while `alpn` is not empty: the https listener's fast path.
+    alpn_pending: AtomicBool,
 }
 
 impl ChallengeStore {
@@ -152,25 +174,47 @@ impl ChallengeStore {
             return None;
         }
         // A panic elsewhere while holding the lock leaves a usable map.
-        let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let map = self
+            .inner
+            .http
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         map.get(token).cloned()
     }
 
-    /// Number of pending answers.
+    /// Number of pending HTTP-01 answers.
     pub fn len(&self) -> usize {
         self.inner
+            .http
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
 
-    /// True when nothing is pending.
+    /// True when no HTTP-01 answer is pending.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// True while a TLS-ALPN-01 challenge is pending (one atomic load: the
+    /// https listener asks on every connection).
+    pub fn alpn_pending(&self) -> bool {
+        self.inner.alpn_pending.load(Ordering::Acquire)
+    }
+
+    /// The TLS-ALPN-01 certificate for `server_name`, if pending.
+    pub fn alpn_cert(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
+        let map = self
+            .inner
+            .alpn
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(&server_name.to_ascii_lowercase()).cloned()
+    }
+
     fn insert(&self, token: String, key_authorization: String) {
         self.inner
+            .http
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(token, key_authorization);
@@ -178,9 +222,32 @@ impl ChallengeStore {
 
     fn remove(&self, token: &str) {
         self.inner
+            .http
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(token);
+    }
+
+    pub(crate) fn insert_alpn(&self, domain: String, cert: Arc<CertifiedKey>) {
+        let mut map = self
+            .inner
+            .alpn
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.insert(domain, cert);
+        self.inner.alpn_pending.store(true, Ordering::Release);
+    }
+
+    fn remove_alpn(&self, domain: &str) {
+        let mut map = self
+            .inner
+            .alpn
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.remove(domain);
+        self.inner
+            .alpn_pending
+            .store(!map.is_empty(), Ordering::Release);
     }
 }
 
@@ -193,11 +260,12 @@ fn valid_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Removes the tokens it published when dropped, so a failed or cancelled
-/// `obtain` leaves no stale answers behind.
+/// Removes the answers it published when dropped, so a failed or cancelled
+/// `obtain` leaves none behind.
 struct Published {
     store: ChallengeStore,
     tokens: Vec<String>,
+    domains: Vec<String>,
 }
 
 impl Published {
@@ -205,12 +273,39 @@ impl Published {
         self.store.insert(token.clone(), key_authorization);
         self.tokens.push(token);
     }
+
+    fn add_alpn(&mut self, domain: String, cert: Arc<CertifiedKey>) {
+        self.store.insert_alpn(domain.clone(), cert);
+        self.domains.push(domain);
+    }
 }
 
 impl Drop for Published {
     fn drop(&mut self) {
         for token in &self.tokens {
             self.store.remove(token);
+        }
+        for domain in &self.domains {
+            self.store.remove_alpn(domain);
+        }
+    }
+}
+
+/// An order lock older than this is left over from a crash: ordering is
+/// bounded well below it (every step has a timeout; polling stops at 90 s).
+pub const LOCK_STALE: Duration = Duration::from_secs(15 * 60);
+
+/// Held while this process orders a certificate into shared storage; the
+/// lock file is removed on drop.
+#[derive(Debug)]
+pub struct OrderLock {
+    path: PathBuf,
+}
+
+impl Drop for OrderLock {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the ACME order lock");
         }
     }
 }
@@ -244,6 +339,64 @@ impl AcmeStore {
     pub fn cert_dir(&self, directory: &str, domains: &[String]) -> Result<PathBuf, AcmeError> {
         let names = normalize_domains(domains)?;
         Ok(self.ca_dir(directory)?.join("certs").join(set_name(&names)))
+    }
+
+    /// Take the order lock for `domains` at `directory`: `None` while
+    /// another process holds it (it is ordering the same certificate into
+    /// the same storage). The lock is a file created exclusively
+    /// (`certs/<names>/order.lock`, 0600), removed when the guard drops; one
+    /// older than [`LOCK_STALE`] is left over from a crash and taken over.
+    pub fn lock_order(
+        &self,
+        directory: &str,
+        domains: &[String],
+    ) -> Result<Option<OrderLock>, AcmeError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.cert_dir(directory, domains)?;
+        ensure_private_dir(&dir)?;
+        let path = dir.join("order.lock");
+        let io_err = |action: &'static str, source: io::Error| CertError::Io {
+            path: path.clone(),
+            action,
+            source,
+        };
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    let since = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    // For a human looking at the file; nothing reads it back.
+                    let _ = writeln!(file, "pid {} since {since}", std::process::id());
+                    return Ok(Some(OrderLock { path }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let age = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok());
+                    match age {
+                        Some(age) if age < LOCK_STALE => return Ok(None),
+                        // Stale, or gone in between: try once more.
+                        _ => match std::fs::remove_file(&path) {
+                            Ok(()) => {
+                                tracing::warn!(path = %path.display(), "removed a stale ACME order lock");
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(io_err("remove", e).into()),
+                        },
+                    }
+                }
+                Err(e) => return Err(io_err("create", e).into()),
+            }
+        }
+        Ok(None)
     }
 
     /// The stored account for `directory`, if any. An account stored for
@@ -539,8 +692,9 @@ pub async fn obtain(
     let mut published = Published {
         store: challenges.clone(),
         tokens: Vec::new(),
+        domains: Vec::new(),
     };
-    authorize(&mut order, &mut published).await?;
+    authorize(&mut order, cfg.challenge, &mut published).await?;
 
     let order_url = order.url().to_owned();
     let status = match step_raw(POLL_STEP_TIMEOUT, order.poll_ready(&POLL)).await {
@@ -565,8 +719,69 @@ pub async fn obtain(
     Ok(loaded)
 }
 
-/// Publish the HTTP-01 answer for every pending authorization and tell the CA.
-async fn authorize(order: &mut Order, published: &mut Published) -> Result<(), AcmeError> {
+/// What a CA's directory offers, as far as portcullis cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectoryInfo {
+    /// ACME Renewal Information (RFC 9773) is offered.
+    pub renewal_info: bool,
+}
+
+/// Fetch the directory at `directory` the way [`obtain`] would reach it
+/// (same trust, same timeouts) and check that it is an ACME directory: for
+/// `portcullis check --online`. Changes nothing at the CA.
+pub async fn probe_directory(
+    directory: &str,
+    ca_pem: Option<&[u8]>,
+) -> Result<DirectoryInfo, AcmeError> {
+    directory_host(directory)?;
+    let http = http_client(ca_pem)?;
+    let not_acme = |detail: String| AcmeError::Protocol {
+        step: "directory",
+        url: directory.to_owned(),
+        detail,
+    };
+    let request = http::Request::get(directory)
+        .body(BodyWrapper::default())
+        .map_err(|e| not_acme(e.to_string()))?;
+    let mut response = step(
+        "directory",
+        directory,
+        instant_acme::HttpClient::request(&http, request),
+    )
+    .await?;
+    if !response.parts.status.is_success() {
+        return Err(not_acme(format!("HTTP status {}", response.parts.status)));
+    }
+    let body = match tokio::time::timeout(STEP_TIMEOUT, response.body.into_bytes()).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return Err(not_acme(format!("reading the body: {e}"))),
+        Err(_) => {
+            return Err(AcmeError::Timeout {
+                step: "directory",
+                url: directory.to_owned(),
+                timeout: STEP_TIMEOUT,
+            })
+        }
+    };
+    let json: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| not_acme("not an ACME directory (not JSON)".to_owned()))?;
+    for key in ["newNonce", "newAccount", "newOrder"] {
+        if !json[key].is_string() {
+            return Err(not_acme(format!("not an ACME directory (no {key:?})")));
+        }
+    }
+    Ok(DirectoryInfo {
+        renewal_info: json["renewalInfo"].is_string(),
+    })
+}
+
+/// Publish the answer to the chosen challenge for every pending
+/// authorization and tell the CA.
+async fn authorize(
+    order: &mut Order,
+    kind: Challenge,
+    published: &mut Published,
+) -> Result<(), AcmeError> {
     let order_url = order.url().to_owned();
     let mut authorizations = order.authorizations();
     loop {
@@ -595,21 +810,41 @@ async fn authorize(order: &mut Order, published: &mut Published) -> Result<(), A
             }
         }
         let authz_url = authz.url().to_owned();
-        let Some(mut challenge) = authz.challenge(ChallengeType::Http01) else {
+        let (wanted, name) = match kind {
+            Challenge::Http01 => (ChallengeType::Http01, "http-01"),
+            Challenge::TlsAlpn01 => (ChallengeType::TlsAlpn01, "tls-alpn-01"),
+        };
+        let Some(mut challenge) = authz.challenge(wanted) else {
             return Err(AcmeError::Validation {
                 domain,
-                detail: "the CA offers no http-01 challenge".to_owned(),
+                detail: format!("the CA offers no {name} challenge"),
             });
         };
-        if !valid_token(&challenge.token) {
-            return Err(AcmeError::Protocol {
-                step: "challenge",
-                url: authz_url,
-                detail: "the CA sent a token that is not base64url".to_owned(),
-            });
+        match kind {
+            Challenge::Http01 => {
+                if !valid_token(&challenge.token) {
+                    return Err(AcmeError::Protocol {
+                        step: "challenge",
+                        url: authz_url,
+                        detail: "the CA sent a token that is not base64url".to_owned(),
+                    });
+                }
+                let key_authorization = challenge.key_authorization().as_str().to_owned();
+                published.add(challenge.token.clone(), key_authorization);
+            }
+            Challenge::TlsAlpn01 => {
+                let Identifier::Dns(dns) = challenge.identifier().identifier.clone() else {
+                    return Err(AcmeError::Validation {
+                        domain,
+                        detail: "tls-alpn-01 is only done for DNS names here".to_owned(),
+                    });
+                };
+                let dns = dns.to_ascii_lowercase();
+                let digest = challenge.key_authorization().digest();
+                let cert = crate::tls_alpn::challenge_cert(&dns, digest.as_ref())?;
+                published.add_alpn(dns, cert);
+            }
         }
-        let key_authorization = challenge.key_authorization().as_str().to_owned();
-        published.add(challenge.token.clone(), key_authorization);
         let challenge_url = challenge.url.clone();
         step("challenge ready", &challenge_url, challenge.set_ready()).await?;
     }
@@ -907,18 +1142,60 @@ mod tests {
     }
 
     #[test]
+    fn one_order_lock_per_certificate_and_stale_ones_are_taken_over() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = AcmeStore::new(dir.path());
+        let url = "https://ca.test/dir";
+        let names = vec!["a.test".to_owned()];
+        let first = store.lock_order(url, &names).expect("lock").expect("free");
+        assert!(
+            store.lock_order(url, &names).expect("lock").is_none(),
+            "held"
+        );
+        // Another certificate has its own lock.
+        let other = vec!["b.test".to_owned()];
+        assert!(store.lock_order(url, &other).expect("lock").is_some());
+        drop(first);
+        let again = store
+            .lock_order(url, &names)
+            .expect("lock")
+            .expect("released");
+        // A crashed holder: the file stays, but its age makes it stale.
+        let path = store.cert_dir(url, &names).expect("dir").join("order.lock");
+        std::mem::forget(again);
+        let old = SystemTime::now() - LOCK_STALE - Duration::from_secs(1);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_modified(old)
+            .expect("age it");
+        assert!(
+            store.lock_order(url, &names).expect("lock").is_some(),
+            "stale lock taken over"
+        );
+    }
+
+    #[test]
     fn published_tokens_are_removed_on_drop() {
         let store = ChallengeStore::new();
         {
             let mut published = Published {
                 store: store.clone(),
                 tokens: Vec::new(),
+                domains: Vec::new(),
             };
             published.add("t1".to_owned(), "k1".to_owned());
             published.add("t2".to_owned(), "k2".to_owned());
+            let cert = crate::tls_alpn::challenge_cert("a.test", &[7; 32]).expect("cert");
+            published.add_alpn("a.test".to_owned(), cert);
             assert_eq!(store.get("t2").as_deref(), Some("k2"));
+            assert!(store.alpn_pending());
+            assert!(store.alpn_cert("A.TEST").is_some());
         }
         assert!(store.is_empty());
+        assert!(!store.alpn_pending());
+        assert!(store.alpn_cert("a.test").is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod files;
 pub mod resolver;
 pub mod self_signed;
 pub mod storage;
+pub mod tls_alpn;
 
 pub use error::CertError;
 pub use resolver::{CertSet, Loaded, Resolver};

@@ -27,6 +27,7 @@ fn config(pebble: &Pebble, domains: &[&str]) -> AcmeConfig {
         email: Some("ops@example.test".to_owned()),
         domains: names(domains),
         ca_pem: Some(pebble.api_ca_pem.clone().into_bytes()),
+        ..AcmeConfig::default()
     }
 }
 
@@ -174,7 +175,7 @@ async fn unreachable_directory_is_a_clear_error() {
         directory: directory.clone(),
         email: None,
         domains: names(&["a.test"]),
-        ca_pem: None,
+        ..AcmeConfig::default()
     };
     let started = Instant::now();
     let err = acme::obtain(&cfg, &store, &ChallengeStore::new())
@@ -253,6 +254,27 @@ async fn failed_validation_names_the_domain() {
         .load_cert(&cfg.directory, &cfg.domains)
         .expect("load")
         .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_ca_refuses_is_a_clear_error() {
+    // The harness's Pebble refuses to issue for `refused.test` by policy.
+    let pebble = Pebble::start(free_port());
+    let storage = tempfile::tempdir().expect("tempdir");
+    let store = AcmeStore::new(storage.path());
+    let cfg = config(&pebble, &["ok.test", "refused.test"]);
+    let err = acme::obtain(&cfg, &store, &ChallengeStore::new())
+        .await
+        .expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("ACME new order at {}: ", pebble.directory)),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("refused.test") && msg.contains("forbidden by policy"),
+        "{msg}"
+    );
 }
 
 #[test]

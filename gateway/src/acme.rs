@@ -6,12 +6,18 @@
 //! certificate keeps serving. A new certificate is served from the next
 //! handshake on, without a restart. It reads the config from the current
 //! runtime on every round, so a reload that changes the domains is picked up.
+//!
+//! [`AlpnChallenges`] answers TLS-ALPN-01 validation handshakes on the https
+//! listener, ahead of pingora's own TLS handshake.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use certs::acme::{self, AcmeConfig, AcmeStore};
+use certs::acme::{self, AcmeConfig, AcmeStore, ChallengeStore};
 use certs::resolver::{CertSet, Resolver};
+use certs::tls_alpn::{self, Peeked};
+use pingora::listeners::PreTlsProcess;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use serde_json::json;
 
 use crate::config::TlsMode;
@@ -20,6 +26,8 @@ use crate::state::Shared;
 
 /// How often to look again when nothing is due (a reload may change domains).
 const RECHECK: Duration = Duration::from_secs(3600);
+/// How soon to look again while another instance holds the order lock.
+const LOCKED_RECHECK: Duration = Duration::from_secs(30);
 
 pub struct AcmeManager {
     pub shared: Arc<Shared>,
@@ -53,6 +61,7 @@ impl AcmeManager {
             email: mode.email.clone(),
             domains: rt.config.tls.domains.clone(),
             ca_pem: mode.ca_pem.clone(),
+            challenge: mode.challenge,
         };
         let store = AcmeStore::new(&rt.config.tls.storage);
         let stored = match store.load_cert(&cfg.directory, &cfg.domains) {
@@ -72,7 +81,24 @@ impl AcmeManager {
             }
         }
         let renewal = stored.is_some();
-        match acme::obtain(&cfg, &store, &self.shared.challenges).await {
+        // With storage shared between instances, one orders and the others
+        // pick its certificate up from storage on a later round.
+        let result = match store.lock_order(&cfg.directory, &cfg.domains) {
+            Ok(Some(lock)) => {
+                let result = acme::obtain(&cfg, &store, &self.shared.challenges).await;
+                drop(lock);
+                result
+            }
+            Ok(None) => {
+                tracing::info!(
+                    domains = ?cfg.domains,
+                    "another instance is ordering this certificate into the shared storage; looking again in 30 s"
+                );
+                return LOCKED_RECHECK;
+            }
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(cert) => {
                 let event = if renewal { "renewed" } else { "issued" };
                 let not_after = cert
@@ -123,6 +149,44 @@ impl AcmeManager {
         if !same {
             self.resolver.replace(CertSet::new(vec![cert]));
             tracing::info!("stored ACME certificate in service");
+        }
+    }
+}
+
+/// Runs before pingora's TLS handshake on every https connection. While a
+/// TLS-ALPN-01 challenge is pending it reads the ClientHello: a validation
+/// handshake (`acme-tls/1`) is answered here and the connection then ends;
+/// anything else gets its bytes put back and proceeds to pingora's handshake
+/// unchanged. Otherwise it costs one atomic load.
+pub struct AlpnChallenges {
+    challenges: ChallengeStore,
+    config: Arc<pingora::tls::ServerConfig>,
+}
+
+impl AlpnChallenges {
+    pub fn new(challenges: ChallengeStore) -> Result<Self, certs::CertError> {
+        let config = tls_alpn::validation_config(challenges.clone())?;
+        Ok(Self { challenges, config })
+    }
+}
+
+#[async_trait::async_trait]
+impl PreTlsProcess for AlpnChallenges {
+    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
+        if !self.challenges.alpn_pending() {
+            return Ok(());
+        }
+        match tls_alpn::answer(stream, &self.config).await {
+            Peeked::NotAcme(seen) => {
+                stream.rewind(&seen);
+                Ok(())
+            }
+            // pingora logs this at error level as a "handshake error"; the
+            // connection has done its job.
+            Peeked::Answered => Err(pingora::Error::explain(
+                pingora::ErrorType::ConnectionClosed,
+                "TLS-ALPN-01 validation answered; connection closed (not a failure)",
+            )),
         }
     }
 }

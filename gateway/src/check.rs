@@ -24,6 +24,18 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
             errors.push(crate::serve::cert_error_line(&cfg, &e));
         }
     }
+    let mut acme_line = None;
+    if let TlsMode::Acme(acme) = &cfg.tls.mode {
+        acme_line = Some(format!(
+            "certificates: ACME from {} ({}){}",
+            acme.directory,
+            match acme.challenge {
+                certs::acme::Challenge::Http01 => "http-01 on the http listener",
+                certs::acme::Challenge::TlsAlpn01 => "tls-alpn-01 on the https listener",
+            },
+            if online { "" } else { "; --online to reach it" }
+        ));
+    }
     if online {
         if let Some(conf) = &cfg.rate_limit.redis {
             if let Err(e) = ping_redis(conf) {
@@ -31,6 +43,23 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
                     "{}: rate_limit.redis: cannot reach the store: {e}",
                     cfg.file.display()
                 ));
+            }
+        }
+        if let TlsMode::Acme(acme) = &cfg.tls.mode {
+            match probe_directory(acme) {
+                Ok(info) => {
+                    if let Some(line) = &mut acme_line {
+                        line.push_str(if info.renewal_info {
+                            ", reachable, offers renewal information (ARI)"
+                        } else {
+                            ", reachable"
+                        });
+                    }
+                }
+                Err(e) => errors.push(format!(
+                    "{}: tls.directory: cannot use the ACME directory: {e}",
+                    cfg.file.display()
+                )),
             }
         }
     }
@@ -58,6 +87,9 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
             }
         ),
     }
+    if let Some(line) = acme_line {
+        println!("{line}");
+    }
     println!("{}: ok", cfg.file.display());
     ExitCode::SUCCESS
 }
@@ -69,6 +101,18 @@ fn ping_redis(conf: &config::RedisConf) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?
         .block_on(store.ping())
+}
+
+fn probe_directory(acme: &config::AcmeMode) -> Result<certs::acme::DirectoryInfo, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(certs::acme::probe_directory(
+            &acme.directory,
+            acme.ca_pem.as_deref(),
+        ))
+        .map_err(|e| e.to_string())
 }
 
 /// The effective routes, in match order, unmatched paths last.

@@ -175,6 +175,10 @@ pub fn build(
         tls.set_cert_resolver(resolver);
         tls.enable_h2();
         proxy.add_tls_with_settings(&addr.to_string(), None, tls);
+        // Always there, so that a reload can switch to TLS-ALPN-01; idle
+        // unless a challenge is pending.
+        let alpn = crate::acme::AlpnChallenges::new(shared.challenges.clone())?;
+        proxy.endpoints().set_pre_tls_callback(Arc::new(alpn));
     }
     if let Some(addr) = http {
         proxy.add_tcp(&addr.to_string());

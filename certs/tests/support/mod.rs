@@ -100,7 +100,23 @@ pub struct Pebble {
     dns: SocketAddr,
     dir: tempfile::TempDir,
     pebble: Option<Proc>,
+    va_sleep_secs: Option<u64>,
     _challtestsrv: Proc,
+}
+
+/// How to start Pebble: the ports its validation authority checks, the
+/// lifetime of what it issues, and how long it waits before validating.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Options {
+    /// Where HTTP-01 is checked (`httpPort`).
+    pub http_port: u16,
+    /// Where TLS-ALPN-01 is checked (`tlsPort`); a free unused port if `None`.
+    pub tls_port: Option<u16>,
+    /// `certificateValidityPeriod` in seconds.
+    pub validity_secs: Option<u64>,
+    /// Seconds the VA sleeps before validating (`PEBBLE_VA_SLEEPTIME`);
+    /// no sleep if `None`.
+    pub va_sleep_secs: Option<u64>,
 }
 
 impl Pebble {
@@ -111,6 +127,21 @@ impl Pebble {
     /// As [`Pebble::start`], issuing certificates valid for `validity_secs`
     /// (Pebble's `certificateValidityPeriod`) when given.
     pub fn start_with_validity(http_port: u16, validity_secs: Option<u64>) -> Self {
+        Self::start_with(Options {
+            http_port,
+            validity_secs,
+            ..Options::default()
+        })
+    }
+
+    /// Pebble with every knob the tests use.
+    pub fn start_with(opts: Options) -> Self {
+        let Options {
+            http_port,
+            tls_port,
+            validity_secs,
+            va_sleep_secs,
+        } = opts;
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = TestPki::new("pebble api test CA");
         let cert = dir.path().join("api-cert.pem");
@@ -118,7 +149,8 @@ impl Pebble {
         std::fs::write(&cert, &pki.leaf_pem).expect("write cert");
         std::fs::write(&key, &pki.leaf_key_pem).expect("write key");
 
-        let (acme, mgmt, tls) = (free_port(), free_port(), free_port());
+        let (acme, mgmt) = (free_port(), free_port());
+        let tls = tls_port.unwrap_or_else(free_port);
         let config = dir.path().join("pebble.json");
         let json = format!(
             r#"{{"pebble": {{
@@ -129,7 +161,8 @@ impl Pebble {
   "httpPort": {http_port},
   "tlsPort": {tls},
   "ocspResponderURL": "",
-  "externalAccountBindingRequired": false{validity}
+  "externalAccountBindingRequired": false,
+  "domainBlocklist": ["refused.test"]{validity}
 }}}}"#,
             cert.display(),
             key.display(),
@@ -171,6 +204,7 @@ impl Pebble {
             dns,
             dir,
             pebble: None,
+            va_sleep_secs,
             _challtestsrv: challtestsrv,
         };
         pebble.start_pebble();
@@ -178,17 +212,17 @@ impl Pebble {
     }
 
     fn start_pebble(&mut self) {
-        let proc = Proc::spawn(
-            "pebble",
-            Command::new("pebble")
-                .arg("-config")
-                .arg(&self.config)
-                .arg("-dnsserver")
-                .arg(self.dns.to_string())
-                .env("PEBBLE_VA_NOSLEEP", "1")
-                .env("PEBBLE_WFE_NONCEREJECT", "0"),
-            &self.dir.path().join("pebble.log"),
-        );
+        let mut cmd = Command::new("pebble");
+        cmd.arg("-config")
+            .arg(&self.config)
+            .arg("-dnsserver")
+            .arg(self.dns.to_string())
+            .env("PEBBLE_WFE_NONCEREJECT", "0");
+        match self.va_sleep_secs {
+            Some(secs) => cmd.env("PEBBLE_VA_SLEEPTIME", secs.to_string()),
+            None => cmd.env("PEBBLE_VA_NOSLEEP", "1"),
+        };
+        let proc = Proc::spawn("pebble", &mut cmd, &self.dir.path().join("pebble.log"));
         self.pebble = Some(proc);
         wait_listening(port_of(&self.directory), self.dir.path(), "pebble.log");
         wait_listening(port_of(&self.management), self.dir.path(), "pebble.log");

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use certs::acme::Challenge;
 use ipnet::IpNet;
 
 pub(crate) use reader::Section;
@@ -144,7 +145,8 @@ pub enum TlsMode {
         key: PathBuf,
     },
     SelfSigned,
-    /// Certificates from an ACME CA (HTTP-01 on the http listener).
+    /// Certificates from an ACME CA (HTTP-01 on the http listener, or
+    /// TLS-ALPN-01 on the https listener).
     Acme(AcmeMode),
     /// A platform in front terminates TLS; `trusted_proxies` say the scheme.
     Off,
@@ -158,6 +160,8 @@ pub struct AcmeMode {
     pub email: Option<String>,
     /// `ca`: PEM roots also trusted for the CA's HTTPS, read at load.
     pub ca_pem: Option<Vec<u8>>,
+    /// `challenge`: HTTP-01 (default) or TLS-ALPN-01.
+    pub challenge: certs::acme::Challenge,
 }
 
 /// Let's Encrypt's production directory, the default.
@@ -414,10 +418,12 @@ fn read_root(
             "required (the TLS listener, e.g. \"0.0.0.0:443\")",
         );
     }
-    if matches!(tls.mode, TlsMode::Acme(_)) && server.http.is_none() {
+    if matches!(&tls.mode, TlsMode::Acme(m) if m.challenge == Challenge::Http01)
+        && server.http.is_none()
+    {
         r.error(
             "server.http",
-            "required with tls.mode = \"acme\": the CA checks HTTP-01 challenges there (reachable as port 80)",
+            "required with tls.mode = \"acme\" and challenge = \"http-01\": the CA checks HTTP-01 challenges there (reachable as port 80)",
         );
     }
     Some(Config {
@@ -730,21 +736,30 @@ fn read_acme(
             }
         }
     });
-    match sec.str("challenge", r) {
-        None | Some("http-01") => {}
-        Some("tls-alpn-01") => r.error(
-            sec.key("challenge"),
-            "\"tls-alpn-01\" is not supported yet by this version; use \"http-01\"",
-        ),
-        Some(other) => r.error(
-            sec.key("challenge"),
-            format!("{other:?} is not one of \"http-01\", \"tls-alpn-01\""),
-        ),
-    }
+    let challenge = match sec.str("challenge", r) {
+        None | Some("http-01") => Challenge::Http01,
+        Some("tls-alpn-01") => {
+            if let Some(ip) = domains.iter().find(|d| d.parse::<IpAddr>().is_ok()) {
+                r.error(
+                    sec.key("challenge"),
+                    format!("\"tls-alpn-01\" validates DNS names only here; {ip:?} in tls.domains needs \"http-01\""),
+                );
+            }
+            Challenge::TlsAlpn01
+        }
+        Some(other) => {
+            r.error(
+                sec.key("challenge"),
+                format!("{other:?} is not one of \"http-01\", \"tls-alpn-01\""),
+            );
+            Challenge::Http01
+        }
+    };
     (r.errors.len() == errors_before).then_some(AcmeMode {
         directory,
         email,
         ca_pem,
+        challenge,
     })
 }
 

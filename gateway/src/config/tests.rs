@@ -139,15 +139,7 @@ fn secrets_resolve_from_env_and_file() {
 }
 
 #[test]
-fn unsupported_sections_are_refused_not_ignored() {
-    let errs = errors(&BASE.replace(
-        "mode = \"self-signed\"",
-        "mode = \"acme\"\ndomains = [\"a.example\"]\nchallenge = \"tls-alpn-01\"",
-    ));
-    assert!(
-        has(&errs, "tls.challenge: \"tls-alpn-01\" is not supported yet"),
-        "{errs:?}"
-    );
+fn login_access_needs_session_keys() {
     let errs = errors(&BASE.replace("default = \"public\"", "default = \"login\""));
     assert!(
         has(
@@ -496,6 +488,7 @@ fn acme_mode() {
             directory: LETS_ENCRYPT.into(),
             email: None,
             ca_pem: None,
+            challenge: certs::acme::Challenge::Http01,
         })
     );
     let cfg = parse_with(
@@ -539,6 +532,10 @@ fn acme_mode() {
             "tls.challenge: \"dns-01\" is not one of",
         ),
         (
+            "domains = [\"a.test\", \"192.0.2.7\"]\nchallenge = \"tls-alpn-01\"",
+            "tls.challenge: \"tls-alpn-01\" validates DNS names only here; \"192.0.2.7\"",
+        ),
+        (
             "mode = \"self-signed\"\nemail = \"ops@example.com\"",
             "tls.email: only used with tls.mode = \"acme\"",
         ),
@@ -552,6 +549,20 @@ fn acme_mode() {
         has(&errs, "server.http: required with tls.mode = \"acme\""),
         "{errs:?}"
     );
+    // TLS-ALPN-01 is answered on the https listener: no http listener needed.
+    let cfg = parse_with(
+        &BASE.replace(
+            "mode = \"self-signed\"",
+            "domains = [\"a.test\"]\nchallenge = \"tls-alpn-01\"",
+        ),
+        &[],
+    )
+    .expect("valid without server.http")
+    .config;
+    let TlsMode::Acme(mode) = cfg.tls.mode else {
+        panic!("acme")
+    };
+    assert_eq!(mode.challenge, certs::acme::Challenge::TlsAlpn01);
 }
 
 #[test]
