@@ -66,6 +66,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("route alone (100 routes, late match)", |b| {
         b.iter(|| routes.find(Some("app.example.com"), black_box(&path), "GET"))
     });
+    // The same question answered by trying every route in file order, as
+    // the table did before it was indexed: the baseline for the index.
+    g.bench_function("route alone, linear scan (100 routes, late match)", |b| {
+        b.iter(|| {
+            routes
+                .matchers()
+                .iter()
+                .position(|m| m.matches(Some("app.example.com"), black_box(&path), "GET", false))
+        })
+    });
     g.bench_function("target refused (dot segment)", |b| {
         b.iter(|| parse_target(black_box(b"/api/v1/%2e%2e/admin")).is_err())
     });

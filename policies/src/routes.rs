@@ -170,28 +170,110 @@ impl RouteMatcher {
     }
 }
 
-/// The routes of one configuration, in file order.
+/// The routes of one configuration, in file order, indexed by prefix.
+///
+/// Prefixes match on segment boundaries, so a route can only match a path
+/// if its prefix is `/` or equals the path cut at one of its segment
+/// boundaries (`/api/v1/users/7` → `/api`, `/api/v1`, `/api/v1/users`,
+/// `/api/v1/users/7`). [`find`] looks those cuts up in a map from prefix to
+/// the routes with that prefix (in file order) and keeps the lowest index
+/// that matches, catch-alls included: the same answer as trying every route
+/// in file order, for a few hash lookups instead of one comparison per
+/// route.
+///
+/// [`find`]: RouteTable::find
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteTable {
     matchers: Vec<RouteMatcher>,
     case_insensitive: bool,
+    /// Prefix (lowercased when case-insensitive) → route indices, ascending.
+    /// The keys come from the config, not from clients, so a fast unkeyed
+    /// hash is fine: lookups cannot build collisions.
+    by_prefix: foldhash::HashMap<Box<str>, Vec<usize>>,
+    /// Length of the longest key: longer cuts of a path cannot be keys.
+    longest: usize,
+    /// Routes with prefix `/`, ascending.
+    catch_all: Vec<usize>,
 }
+
+/// Longest path lowercased on the stack for a case-insensitive lookup;
+/// longer paths fall back to trying every route.
+const LOWER_BUF: usize = 256;
 
 impl RouteTable {
     /// `case_insensitive` is `[server] case_insensitive_paths`.
     pub fn new(matchers: Vec<RouteMatcher>, case_insensitive: bool) -> Self {
+        let mut by_prefix: foldhash::HashMap<Box<str>, Vec<usize>> = Default::default();
+        let mut catch_all = Vec::new();
+        for (i, m) in matchers.iter().enumerate() {
+            if m.prefix == "/" {
+                catch_all.push(i);
+            } else if case_insensitive {
+                by_prefix
+                    .entry(m.prefix.to_ascii_lowercase().into_boxed_str())
+                    .or_default()
+                    .push(i);
+            } else {
+                by_prefix
+                    .entry(m.prefix.clone().into_boxed_str())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        let longest = by_prefix.keys().map(|k| k.len()).max().unwrap_or(0);
         RouteTable {
             matchers,
             case_insensitive,
+            by_prefix,
+            longest,
+            catch_all,
         }
     }
 
     /// Index of the first route whose host (if any), prefix and methods (if
     /// any) match.
     pub fn find(&self, host: Option<&str>, path: &str, method: &str) -> Option<usize> {
-        self.matchers
-            .iter()
-            .position(|m| m.matches(host, path, method, self.case_insensitive))
+        let ci = self.case_insensitive;
+        let matches = |i: usize| {
+            self.matchers
+                .get(i)
+                .is_some_and(|m| m.matches(host, path, method, ci))
+        };
+        let mut best = self.catch_all.iter().copied().find(|&i| matches(i));
+        if self.by_prefix.is_empty() {
+            return best;
+        }
+        let mut buf = [0u8; LOWER_BUF];
+        let keyed = if ci && path.bytes().any(|b| b.is_ascii_uppercase()) {
+            let Some(lower) = buf.get_mut(..path.len()) else {
+                return (0..self.matchers.len()).find(|&i| matches(i));
+            };
+            lower.copy_from_slice(path.as_bytes());
+            lower.make_ascii_lowercase();
+            // Lowercasing ASCII bytes keeps UTF-8 valid.
+            std::str::from_utf8(lower).unwrap_or(path)
+        } else {
+            path
+        };
+        let bytes = keyed.as_bytes();
+        for end in 1..=bytes.len().min(self.longest) {
+            if bytes.get(end).is_some_and(|&b| b != b'/') {
+                continue;
+            }
+            // Cut at a `/`, an ASCII byte: always a char boundary.
+            let Some(list) = keyed.get(..end).and_then(|k| self.by_prefix.get(k)) else {
+                continue;
+            };
+            let earlier = list
+                .iter()
+                .copied()
+                .take_while(|&i| best.is_none_or(|b| i < b))
+                .find(|&i| matches(i));
+            if earlier.is_some() {
+                best = earlier;
+            }
+        }
+        best
     }
 
     /// The route at `index` (as returned by [`RouteTable::find`]).
@@ -312,6 +394,84 @@ fn normalize_methods(methods: Vec<String>) -> Result<Vec<String>, RouteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The index finds exactly what a scan of every route in file order
+    /// finds, over every table of up to four routes drawn from prefixes that
+    /// share, nest and differ in case, and paths around them.
+    #[test]
+    fn index_agrees_with_a_linear_scan() {
+        let prefixes = ["/", "/a", "/a/b", "/A", "/ab", "/b", "/a/B"];
+        let routes: Vec<RouteMatcher> = prefixes
+            .iter()
+            .flat_map(|p| {
+                [
+                    RouteMatcher::new(None, p, None).expect("route"),
+                    RouteMatcher::new(None, p, Some(vec!["POST".into()])).expect("route"),
+                    RouteMatcher::new(Some("h.test"), p, None).expect("route"),
+                ]
+            })
+            .collect();
+        let long = format!("/{}", "x".repeat(300));
+        let paths = [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b",
+            "/a/b/c",
+            "/A",
+            "/A/B",
+            "/ab",
+            "/aB",
+            "/b",
+            "/b/a",
+            "/c",
+            "/a/B",
+            long.as_str(),
+        ];
+        let mut checked = 0;
+        // Tables: every ordered choice of up to 4 routes (sampled by stride
+        // to keep the test fast but covering every route in every position).
+        let n = routes.len();
+        for a in 0..n {
+            for b in (0..n).step_by(2) {
+                for c in (a % 3..n).step_by(5) {
+                    let table_routes =
+                        vec![routes[a].clone(), routes[b].clone(), routes[c].clone()];
+                    for ci in [false, true] {
+                        let table = RouteTable::new(table_routes.clone(), ci);
+                        for path in paths {
+                            for method in ["GET", "POST"] {
+                                for host in [None, Some("h.test"), Some("H.TEST:443")] {
+                                    let linear = table_routes
+                                        .iter()
+                                        .position(|m| m.matches(host, path, method, ci));
+                                    assert_eq!(
+                                        table.find(host, path, method),
+                                        linear,
+                                        "{:?} ci={ci} {host:?} {method} {path}",
+                                        table_routes.iter().map(|m| m.prefix()).collect::<Vec<_>>()
+                                    );
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000, "{checked}");
+        // A long first segment, case-insensitive, still finds its route.
+        let long_route = format!("/{}", "Y".repeat(300));
+        let table = RouteTable::new(
+            vec![RouteMatcher::new(None, &long_route, None).expect("route")],
+            true,
+        );
+        assert_eq!(
+            table.find(None, &long_route.to_ascii_lowercase(), "GET"),
+            Some(0)
+        );
+        assert_eq!(table.find(None, &format!("{long_route}/z"), "GET"), Some(0));
+    }
 
     fn route(host: Option<&str>, prefix: &str, methods: Option<&[&str]>) -> RouteMatcher {
         RouteMatcher::new(
