@@ -196,12 +196,12 @@ async fn an_unreachable_ca_is_logged_and_retried_while_serving() {
 async fn tls_alpn01_issuance_on_the_https_listener_while_it_serves_others() {
     let up = Upstream::start();
     let https = free_port();
-    // Pebble checks TLS-ALPN-01 on the gateway's https port, and waits 3 s
+    // Pebble checks TLS-ALPN-01 on the gateway's https port, and waits 5 s
     // before it does: the challenges stay pending meanwhile.
     let pebble = pebble::Pebble::start_with(pebble::Options {
         http_port: free_port(),
         tls_port: Some(https),
-        va_sleep_secs: Some(3),
+        va_sleep_secs: Some(5),
         ..Default::default()
     });
     let dir = tempfile::tempdir().expect("dir");
@@ -259,7 +259,9 @@ async fn tls_alpn01_issuance_on_the_https_listener_while_it_serves_others() {
         gw.stderr(),
         pebble.log()
     );
-    assert!(served >= 10, "only {served} requests while ordering");
+    // At least two rounds: the second is well inside the 5 s pending window
+    // even if the first came before the challenges were published.
+    assert!(served >= 4, "only {served} requests while ordering");
     let log = gw.stderr();
     for name in ["a.test", "b.test"] {
         assert!(
