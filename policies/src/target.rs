@@ -9,10 +9,12 @@
 //!
 //! * raw bytes are limited to RFC 3986 `pchar` minus `;` (plus `/` and `%`);
 //!   backslash, controls, space and raw non-ASCII are refused;
-//! * `%XX` must be valid hex; encoded unreserved characters are decoded,
-//!   everything else stays encoded with uppercase hex; encoded `/`, `\`, `;`
-//!   and controls are refused, as are decoded bytes that are not UTF-8
-//!   (overlong `%C0%AE` and friends);
+//! * `%XX` must be valid hex; an encoded byte that a path may carry raw
+//!   (unreserved, sub-delims but `;`, `:`, `@`) is decoded, so each resource
+//!   has one spelling (`/a%3Ab` is `/a:b`, as apps read it); everything else
+//!   stays encoded with uppercase hex; encoded `/`, `\`, `;` and controls are
+//!   refused, as are decoded bytes that are not UTF-8 (overlong `%C0%AE` and
+//!   friends);
 //! * runs of `/` collapse to one, and any `.` or `..` segment (after decoding)
 //!   is refused rather than resolved, because resolving differently from the
 //!   upstream is exactly the bug being prevented;
@@ -25,7 +27,7 @@ use std::fmt;
 ///
 /// Invariant (only [`normalize_path`] builds one): starts with `/`, contains
 /// no `//`, no `.`/`..` segment, only `pchar` bytes (minus `;`), and `%` only
-/// as `%XX` with uppercase hex for a byte that is not unreserved.
+/// as `%XX` with uppercase hex for a byte that may not appear raw.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NormalizedPath(String);
 
@@ -254,7 +256,10 @@ fn push_decoded(byte: u8, out: &mut String, utf8: &mut Utf8Check) -> Result<(), 
         b'\\' => Err(TargetError::EncodedBackslash),
         b';' => Err(TargetError::EncodedSemicolon),
         0x00..=0x1F | 0x7F => Err(TargetError::EncodedControlChar),
-        _ if is_unreserved(byte) => {
+        // Every byte a path may carry raw is decoded, not only unreserved
+        // ones: apps decode `%3A` and `:` alike, so keeping one encoded would
+        // let `/a%3Ab` slip past a rule for `/a:b`.
+        _ if is_path_char(byte) => {
             utf8.ascii()?;
             out.push(char::from(byte));
             Ok(())
@@ -471,7 +476,8 @@ mod tests {
         ("/a%25b", Ok("/a%25b")),
         ("/a%25", Ok("/a%25")),
         ("/%252F", Ok("/%252F")),
-        ("/a%40b%3a", Ok("/a%40b%3A")),
+        ("/a%40b%3a", Ok("/a@b:")),
+        ("/%21%24%26%27%28%29%2a%2b%2c%3d", Ok("/!$&'()*+,=")),
         ("/caf%c3%a9", Ok("/caf%C3%A9")),
         ("/%E2%82%AC", Ok("/%E2%82%AC")),
         ("/%f0%9f%98%80", Ok("/%F0%9F%98%80")),
@@ -753,7 +759,7 @@ mod tests {
                     b';' => Err(E::EncodedSemicolon),
                     0x00..=0x1F | 0x7F => Err(E::EncodedControlChar),
                     0x80..=0xFF => Err(E::InvalidUtf8),
-                    _ if is_unreserved(b) => Ok(format!("/x{}y", char::from(b))),
+                    _ if is_path_char(b) => Ok(format!("/x{}y", char::from(b))),
                     _ => Ok(format!("/x%{b:02X}y")),
                 };
                 assert_eq!(got, expected, "{raw}");
