@@ -2,7 +2,7 @@
 # Side-by-side load comparison (issue 8): portcullis against nginx, HAProxy
 # and Caddy on loopback, each proxying to the same upstream.
 #
-#   benches/load/compare.sh            # the full run, about 12 minutes
+#   benches/load/compare.sh            # the full run, about 11 minutes
 #   SECS=3 ROUNDS=1 benches/load/compare.sh   # a quick smoke run
 #
 # Writes benches/RESULTS.md (keeping its hand-written "Notes" section) and
@@ -83,7 +83,7 @@ started=$(date +%s)
 log() { printf '[compare %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # --- 1. tools -------------------------------------------------------------
-declare -A pkg_of=([nginx]=nginx [haproxy]=haproxy [caddy]=caddy [wrk]=wrk [h2load]=nghttp2-client [perf]=linux-perf)
+declare -A pkg_of=([nginx]=nginx [haproxy]=haproxy [caddy]=caddy [wrk]=wrk [h2load]=nghttp2-client)
 missing=()
 for t in "${!pkg_of[@]}"; do command -v "$t" >/dev/null || missing+=("${pkg_of[$t]}"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -94,6 +94,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "missing: ${missing[*]} (apt-get install -y ${missing[*]})" >&2; exit 1
   fi
+fi
+# perf is optional (the profile falls back to valgrind, or is skipped).
+if ! command -v perf >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get install -y -q linux-perf >/dev/null 2>&1 || true
 fi
 for t in nginx haproxy caddy wrk h2load python3 openssl curl taskset; do
   command -v "$t" >/dev/null || { echo "needs $t" >&2; exit 1; }
