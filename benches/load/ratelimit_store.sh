@@ -21,7 +21,7 @@ work=$(mktemp -d)
 # Every background process writes its pid here: start_gateway runs in a
 # command substitution (a subshell), so a shell array would not see them.
 cleanup() {
-  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -32,7 +32,7 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 
 rport=$(port)
 redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no >/dev/null &
-echo $! >"$work/redis.pid"
+echo $! >"$work/redis-server.pid" # not redis.pid: that is the "redis" gateway's
 wait_port "$rport"
 
 start_gateway() { # name, extra [rate_limit] lines
