@@ -892,3 +892,58 @@ async fn tls_storage_on_a_full_disk() {
     let mut gw = gw;
     assert!(gw.try_wait().is_none());
 }
+
+// ------------------------------------------------------------------ memory
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Found by the soak (open, not fixed; see docs/soak-and-faults.md): every
+/// argon2id verification takes ~19 MiB on a tokio blocking thread, and
+/// concurrent failed logins grow the gateway's RSS by about that much apiece,
+/// kept after the burst (release build: 8 at once +156 MB, 32 at once +450 MB).
+/// A semaphore bounding concurrent verifications was tried and did not
+/// bound the memory (glibc arenas keep it). Ignored until fixed; run with
+/// `cargo test -p portcullis --test faults -- --ignored`.
+#[ignore = "known problem: login bursts grow RSS (see docs/soak-and-faults.md)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_logins_does_not_grow_memory_without_bound() {
+    let (pki, up) = (TestPki::new(), Upstream::start());
+    let gw = GatewayBuilder::new(&session_config(&pki, &up, "users.toml", false))
+        .env("PORTCULLIS_SESSION_KEYS", KEYS)
+        .env("PORTCULLIS_EMERGENCY_SECRET", EMERGENCY)
+        .file("users.toml", &user_toml("alice", PW, "\"staff\""))
+        .start();
+    let c = https_client(&pki.ca_pem, gw.https_port, false);
+    // One login first: the baseline includes one verification's memory.
+    try_login(&c, &gw, "alice", PW, 303).await.expect("cookie");
+    let before = rss_kb(gw.pid());
+    let mut burst = Vec::new();
+    for i in 0..16 {
+        let (c, base) = (c.clone(), gw.base());
+        burst.push(tokio::spawn(async move {
+            let form = support::login::login_form(&c, &base).await;
+            let user = if i % 2 == 0 { "alice" } else { "nobody" };
+            support::login::post_login(&c, &base, &form, user, "wrong password", "/", None)
+                .await
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in burst {
+        assert_eq!(t.await.expect("task"), 401);
+    }
+    let grown_mb = rss_kb(gw.pid()).saturating_sub(before) / 1024;
+    // 16 verifications at once would keep ~300 MB; a few permits, < 100.
+    assert!(
+        grown_mb < 150,
+        "RSS grew by {grown_mb} MB for 16 concurrent logins"
+    );
+    assert_eq!(status(&c, gw.url("/private"), None).await, 401);
+}
