@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,30 +27,83 @@ pub fn now() -> u64 {
 
 /// Sessions ended by logout before their expiry: id → expiry (unix secs).
 /// With Redis, every instance sees every logout; the local map still
-/// answers for this instance's own logouts while Redis is away.
+/// answers for this instance's own logouts while Redis is away, and after
+/// an outage it is written to Redis again (see [`Revocations::resync`]), so
+/// a logout made while Redis was unreachable, or lost by a Redis restart
+/// without persistence, still reaches the other instances.
 #[derive(Default)]
 pub struct Revocations {
     ids: Mutex<HashMap<[u8; 16], u64>>,
     redis: Option<Arc<RedisStore>>,
+    /// Revocations that did not reach Redis, counted.
+    failures: AtomicU64,
+    /// (`stats.outages`, `failures`) when every local revocation was last
+    /// known to be in Redis.
+    synced: Mutex<(u64, u64)>,
 }
 
 impl Revocations {
     pub fn new(store: &Store) -> Revocations {
+        let redis = store.redis().cloned();
+        let outages = redis
+            .as_ref()
+            .map_or(0, |r| r.stats.outages.load(Ordering::Relaxed));
         Revocations {
             ids: Mutex::default(),
-            redis: store.redis().cloned(),
+            redis,
+            failures: AtomicU64::new(0),
+            synced: Mutex::new((outages, 0)),
         }
     }
 
     /// Records the logout locally and, with Redis, for every instance. A
-    /// Redis failure leaves it local (logged by the store); the browser's
-    /// cookie is cleared either way.
+    /// Redis failure leaves it local (logged by the store) until
+    /// [`Revocations::resync`] succeeds; the browser's cookie is cleared
+    /// either way.
     pub async fn revoke(&self, id: [u8; 16], until: u64) {
         if let Ok(mut ids) = self.ids.lock() {
             ids.insert(id, until);
         }
         if let Some(r) = &self.redis {
-            let _ = r.revoke(&id, until).await;
+            if r.revoke(&id, until).await.is_err() {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// After an outage of the shared store (or a revocation that did not
+    /// reach it), writes every local revocation to it again. Called every
+    /// second by housekeeping; does nothing while all is in sync, and stops
+    /// at the first failure (the next call retries).
+    pub async fn resync(&self) {
+        let Some(r) = &self.redis else { return };
+        // Counts before the copy of `ids`: a revoke counted as failed here is
+        // already in the copy; one that fails later leaves the counts unequal.
+        let now = (
+            r.stats.outages.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        );
+        if self.synced.lock().map_or(true, |s| *s == now) {
+            return;
+        }
+        let all: Vec<([u8; 16], u64)> = self
+            .ids
+            .lock()
+            .map(|ids| ids.iter().map(|(id, until)| (*id, *until)).collect())
+            .unwrap_or_default();
+        for (id, until) in &all {
+            if r.revoke(id, *until).await.is_err() {
+                return;
+            }
+        }
+        if let Ok(mut s) = self.synced.lock() {
+            *s = now;
+        }
+        if !all.is_empty() {
+            tracing::info!(
+                sessions = all.len(),
+                "logouts written to the shared store again after its outage"
+            );
         }
     }
 
@@ -282,6 +336,7 @@ impl pingora::services::background::BackgroundService for Housekeeping {
             }
             n += 1;
             self.shared.users.refresh();
+            self.shared.revocations.resync().await;
             if n.is_multiple_of(60) {
                 self.shared.login_limits.prune();
                 self.shared.emergency_limits.prune();
