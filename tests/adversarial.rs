@@ -788,7 +788,28 @@ async fn slow_and_idle_request_heads_are_cut_off() {
         }
         trickle_closed(s, head, limit).await
     };
-    let (a, b, c, d) = tokio::join!(tls_trickle, plain_trickle, tls_silent, keepalive_trickle);
+    // The deadline is for the head only: a body trickled over 12 s passes.
+    let slow_body = async {
+        let mut s = tls_connect(port, &ca, "localhost", &[b"http/1.1"])
+            .await
+            .unwrap();
+        s.write_all(b"POST /body HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40\r\n\r\n")
+            .await
+            .unwrap();
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            s.write_all(b"b").await.unwrap();
+        }
+        exchange(s, b"", Duration::ZERO).await.status
+    };
+    let (a, b, c, d, e) = tokio::join!(
+        tls_trickle,
+        plain_trickle,
+        tls_silent,
+        keepalive_trickle,
+        slow_body
+    );
+    assert_eq!(e, Some(200), "a slowly sent body was cut off");
     assert!(a, "a trickled head over TLS was not cut off");
     assert!(b, "a trickled head on the http listener was not cut off");
     assert!(c, "a TLS connection that sends nothing was not closed");
