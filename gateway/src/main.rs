@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod demo;
 mod emergency;
+mod head_deadline;
 mod limits;
 mod login;
 mod metrics;

@@ -615,6 +615,12 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // The head is complete: lift the slow-head deadline.
+        crate::head_deadline::head_read();
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         self.pipeline(session, ctx).await
     }

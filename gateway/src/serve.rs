@@ -11,6 +11,7 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 
 use crate::config::{Config, TlsMode};
+use crate::head_deadline::{self, HeadDeadline};
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::runtime::{HealthChecks, Runtime};
@@ -158,12 +159,19 @@ pub fn build(
         reloads: Default::default(),
         challenges: Default::default(),
     });
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
+    let mut http_proxy = pingora::proxy::HttpProxy::new(
         Gateway {
             shared: shared.clone(),
         },
-        "portcullis",
+        server.configuration.clone(),
+    );
+    http_proxy.handle_init_modules();
+    http_proxy.server_options = Some(head_deadline::server_options());
+    let mut proxy = pingora::services::listening::Service::new(
+        "portcullis".to_string(),
+        HeadDeadline {
+            inner: Arc::new(http_proxy),
+        },
     );
     let config_path = shared.runtime.load().config.file.clone();
     let mut resolver_handle = None;

@@ -35,7 +35,20 @@ pub fn header_values<'a>(head: &'a [u8], name: &'a str) -> impl Iterator<Item = 
 /// SPEC step 2's framing rule: `Content-Length` with `Transfer-Encoding`,
 /// either repeated with different values, or a `Content-Length` that is not
 /// a plain decimal number. Each is a request-smuggling attempt.
+///
+/// Stricter than the SPEC for `Transfer-Encoding`: the only one accepted is a
+/// single `chunked` (any case). A coding list (`identity, chunked`,
+/// `gzip, chunked`, `chunked, chunked`) or the header repeated is refused:
+/// pingora frames the body by the last token only and forwards plain
+/// `chunked`, so anything more is either a probe or a coding the upstream
+/// would silently lose.
 pub fn ambiguous_framing(head: &[u8]) -> bool {
+    let mut te_lines = header_values(head, "transfer-encoding");
+    if let Some(v) = te_lines.next() {
+        if !v.eq_ignore_ascii_case(b"chunked") || te_lines.next().is_some() {
+            return true;
+        }
+    }
     let mut cl = header_values(head, "content-length");
     let mut te = header_values(head, "transfer-encoding");
     let first_cl = cl.next();
@@ -88,6 +101,7 @@ mod tests {
             "Content-Length: 5\r\n",
             "content-length: 5\r\nContent-Length:  5\r\n",
             "Transfer-Encoding: chunked\r\n",
+            "transfer-encoding:\tChunked \r\n",
         ];
         for h in ok {
             assert!(!ambiguous_framing(&head(h)), "{h:?}");
@@ -101,6 +115,11 @@ mod tests {
             "Content-Length: +5\r\n",
             "Content-Length:\r\n",
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: identity, chunked\r\n",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: chunked, chunked\r\n",
+            "Transfer-Encoding: xchunked\r\n",
         ];
         for h in bad {
             assert!(ambiguous_framing(&head(h)), "{h:?}");
