@@ -365,10 +365,9 @@ async fn hash(password: String) -> Result<String, Refusal> {
     if password.chars().count() < MIN_PASSWORD {
         return Err(Refusal::ShortPassword);
     }
-    tokio::task::spawn_blocking(move || policies::users::hash_password(&password))
+    crate::passwords::hash(password)
         .await
-        .map_err(|_| Refusal::Storage)?
-        .map_err(|_| Refusal::Storage)
+        .ok_or(Refusal::Storage)
 }
 
 /// Runs a users-file update on the blocking pool (it takes the file lock

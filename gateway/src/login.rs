@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use pingora::prelude::*;
-use policies::{csrf, redirect, session, users};
+use policies::{csrf, redirect, session};
 use serde_json::json;
 
 use policies::ratelimit::Outcome;
@@ -181,9 +181,7 @@ pub async fn login_submit(
     let account = users.get(username).filter(|u| !u.disabled).cloned();
     let phc = account.as_ref().map(|u| u.password.clone());
     let pw = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || users::verify_password(phc.as_deref(), &pw))
-        .await
-        .unwrap_or(false);
+    let ok = crate::passwords::verify(phc, pw).await;
     let Some(user) = account.filter(|_| ok) else {
         crate::audit::event(
             "login_failed",

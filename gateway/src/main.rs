@@ -16,6 +16,7 @@ mod login;
 mod metrics;
 mod ops;
 mod pages;
+mod passwords;
 mod proxy;
 mod reload;
 mod respond;
@@ -25,6 +26,10 @@ mod state;
 mod store;
 mod user_cmd;
 mod users_file;
+
+/// mimalloc: see gateway/Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
