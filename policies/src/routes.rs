@@ -13,9 +13,16 @@
 //!   normalised request could ever equal is a configuration error, not a
 //!   silently dead rule.
 //! * **Paths** handed to [`RouteTable::find`] are expected to be already
-//!   normalised by [`crate::target`]. Comparison is byte-exact, or ASCII
-//!   case-insensitive when `case_insensitive_paths` is set (for upstreams that
-//!   ignore case, where `/ADMIN` must hit the `/admin` rule).
+//!   normalised by [`crate::target`]. Comparison is on the bytes the path
+//!   stands for: the canonical form keeps reserved characters such as `!`,
+//!   `:`, `@` or `$` percent-encoded when the client sent them so, and app
+//!   frameworks decode `%3A` and `:` alike, so a prefix `/a:b` must also
+//!   match `/a%3Ab` (found by `policies/tests/differential.rs`; before, such a
+//!   request skipped the route's rule and got the default access). Canonical
+//!   paths never carry an encoded `/`, so segment boundaries are unaffected.
+//!   Bytes compare exactly, or ASCII case-insensitively when
+//!   `case_insensitive_paths` is set (for upstreams that ignore case, where
+//!   `/ADMIN` must hit the `/admin` rule).
 //! * **Methods** are HTTP tokens, uppercased at configuration time and
 //!   compared exactly (methods are case-sensitive on the wire). A method
 //!   mismatch falls through to later routes.
@@ -141,15 +148,14 @@ impl RouteMatcher {
         if self.prefix == "/" {
             return true;
         }
-        let Some((head, rest)) = path.as_bytes().split_at_checked(self.prefix.len()) else {
-            return false;
-        };
-        let same = if case_insensitive {
-            head.eq_ignore_ascii_case(self.prefix.as_bytes())
-        } else {
-            head == self.prefix.as_bytes()
-        };
-        same && matches!(rest.first(), None | Some(b'/'))
+        let mut got = Decoded(path.as_bytes());
+        for want in Decoded(self.prefix.as_bytes()) {
+            match got.next() {
+                Some(b) if b == want || (case_insensitive && b.eq_ignore_ascii_case(&want)) => {}
+                _ => return false,
+            }
+        }
+        matches!(got.0.first(), None | Some(b'/'))
     }
 
     fn matches_method(&self, method: &str) -> bool {
@@ -167,6 +173,35 @@ impl RouteMatcher {
             (Some(HostCore::V6(addr)), Some(want_v6)) => addr == want_v6,
             _ => false,
         }
+    }
+}
+
+/// The bytes a canonical path stands for: `%XX` read as one byte, anything
+/// else as itself. Allocation-free, for matching on the hot path.
+struct Decoded<'a>(&'a [u8]);
+
+impl Iterator for Decoded<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let (&first, rest) = self.0.split_first()?;
+        if let [b'%', hi, lo, tail @ ..] = self.0 {
+            if let (Some(hi), Some(lo)) = (hex_value(*hi), hex_value(*lo)) {
+                self.0 = tail;
+                return Some((hi << 4) | lo);
+            }
+        }
+        self.0 = rest;
+        Some(first)
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -312,6 +347,34 @@ fn normalize_methods(methods: Vec<String>) -> Result<Vec<String>, RouteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reserved character sent percent-encoded stays encoded in the
+    /// canonical path, but the upstream decodes it: the route must still
+    /// apply (found by policies/tests/differential.rs).
+    #[test]
+    fn encoded_reserved_characters_match_their_prefix() {
+        let r = RouteMatcher::new(None, "/a:b", None).unwrap();
+        for (path, want) in [
+            ("/a:b", true),
+            ("/a%3Ab", true),
+            ("/a%3Ab/c", true),
+            ("/a:b/", true),
+            ("/a%3Abc", false),
+            ("/a%3A", false),
+            ("/a", false),
+            ("/a%3Bb", false),
+        ] {
+            assert_eq!(r.matches(None, path, "GET", false), want, "{path}");
+        }
+        let r = RouteMatcher::new(None, "/s!p%40m", None).unwrap();
+        assert_eq!(r.prefix(), "/s!p%40m");
+        assert!(r.matches(None, "/s%21p@m/x", "GET", false));
+        assert!(r.matches(None, "/S%21P%40M", "GET", true));
+        assert!(!r.matches(None, "/S%21P%40M", "GET", false));
+        let r = RouteMatcher::new(None, "/caf%C3%A9", None).unwrap();
+        assert!(r.matches(None, "/caf%C3%A9/menu", "GET", false));
+        assert!(!r.matches(None, "/caf%C3%A8", "GET", true));
+    }
 
     fn route(host: Option<&str>, prefix: &str, methods: Option<&[&str]>) -> RouteMatcher {
         RouteMatcher::new(
