@@ -100,7 +100,7 @@ fn bench(c: &mut Criterion) {
         },
         &keys,
     );
-    let limiter = MemoryStore::new(Rate::parse("1000000000/s").expect("rate")).expect("store");
+    let limiter = MemoryStore::new(Rate::parse("4294967295/day").expect("rate")).expect("store");
     let trusted = TrustedProxies::new(vec!["10.0.0.0/8".parse().expect("cidr")]);
     let rule = Access::parse("role:admin,staff").expect("access");
     let roles = vec!["staff".to_string()];

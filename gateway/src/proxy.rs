@@ -263,15 +263,8 @@ impl Gateway {
             Ok(h) => h,
             Err(_) => return self.fail(session, ctx, 400).await,
         };
-        let mut upstream_target =
-            String::with_capacity(path.as_str().len() + query.map_or(0, |q| q.len() + 1));
-        upstream_target.push_str(path.as_str());
-        if let Some(q) = query {
-            upstream_target.push('?');
-            upstream_target.push_str(q);
-        }
         ctx.host = host;
-        ctx.upstream_target = Some(upstream_target);
+        ctx.upstream_target = Some(target::forwarded_target(&path, query));
 
         // ACME HTTP-01: answered on the plain listener from pending challenges.
         if !tls && matches!(rt.config.tls.mode, crate::config::TlsMode::Acme(_)) {

@@ -24,6 +24,16 @@ pub struct Rate {
     pub per: Duration,
 }
 
+/// Shortest interval between two requests a rate may ask for (the
+/// [`SharedGcra`] clock resolution; the in-process store's is finer).
+const MIN_INTERVAL: Duration = Duration::from_micros(1);
+
+/// Longest window a rate may have. governor keeps `window` in u64
+/// nanoseconds (about 584 years) and multiplies it; far longer windows
+/// overflowed there (a panic in debug builds, a wrapped, wrong limit in
+/// release builds), and nothing useful needs more than a year.
+const MAX_WINDOW: Duration = Duration::from_secs(365 * 86_400);
+
 /// Why a rate string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a rate (e.g. \"5/minute\", \"100/min\", \"3/hour\", \"10/s\", \"5/15m\")")]
@@ -31,6 +41,12 @@ pub struct RateError(pub String);
 
 impl Rate {
     /// `"5/minute"`, `"100/min"`, `"3/hour"`, `"10/s"`, `"2/day"`, `"5/15m"`.
+    ///
+    /// A rate whose interval between requests is under a microsecond (more
+    /// than a million per second) is refused: neither store can enforce it
+    /// (the Redis script counts in microseconds), and accepting it here would
+    /// let `portcullis check` pass a config that `run` then refuses. So is a
+    /// window longer than a year ([`MAX_WINDOW`]).
     pub fn parse(s: &str) -> Result<Rate, RateError> {
         let bad = || RateError(s.to_string());
         let (count, per) = s.trim().split_once('/').ok_or_else(bad)?;
@@ -58,6 +74,9 @@ impl Rate {
                 }
             }
         };
+        if (per / count.get()) < MIN_INTERVAL || per > MAX_WINDOW {
+            return Err(bad());
+        }
         Ok(Rate { count, per })
     }
 
@@ -290,8 +309,40 @@ mod tests {
             "5/1.5h",
             "5/15M",
             "99999999999/s",
+            // Faster than one request per microsecond: no store can enforce it.
+            "1000001/s",
+            "2000000/s",
+            "4294967295/s",
+            "4294967295/1m",
+            // Windows beyond a year (governor's nanosecond arithmetic overflowed).
+            "50/9999999999d",
+            "1/366d",
+            "1/8784h",
         ] {
             assert!(Rate::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/units_rate.rs): `"2000000/s"` was
+    /// accepted by the config but refused by `SharedGcra::new` (and
+    /// `"4294967295/s"` by `MemoryStore::new` too), so `check` passed a config
+    /// that `run` rejected with "too fast to express". Every accepted rate now
+    /// builds both stores. `"50/9999999999d"` overflowed governor's
+    /// nanosecond arithmetic in `MemoryStore::new`; windows are now capped.
+    #[test]
+    fn every_accepted_rate_builds_both_stores() {
+        for s in [
+            "1000000/s",
+            "1/s",
+            "4294967295/day",
+            "60000000/m",
+            "1/1s",
+            "1/365d",
+            "4294967295/365d",
+        ] {
+            let r = rate(s);
+            assert!(MemoryStore::new(r).is_some(), "{s}");
+            assert!(SharedGcra::new(r).is_some(), "{s}");
         }
     }
 

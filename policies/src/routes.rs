@@ -13,9 +13,12 @@
 //!   normalised request could ever equal is a configuration error, not a
 //!   silently dead rule.
 //! * **Paths** handed to [`RouteTable::find`] are expected to be already
-//!   normalised by [`crate::target`]. Comparison is byte-exact, or ASCII
-//!   case-insensitive when `case_insensitive_paths` is set (for upstreams that
-//!   ignore case, where `/ADMIN` must hit the `/admin` rule).
+//!   normalised by [`crate::target`], whose canonical form gives every
+//!   resource one spelling (`/a%3Ab` arrives as `/a:b`, the way apps decode
+//!   it; found by `policies/tests/differential.rs`), so bytes compare
+//!   exactly, or ASCII case-insensitively when `case_insensitive_paths` is
+//!   set (for upstreams that ignore case, where `/ADMIN` must hit the
+//!   `/admin` rule).
 //! * **Methods** are HTTP tokens, uppercased at configuration time and
 //!   compared exactly (methods are case-sensitive on the wire). A method
 //!   mismatch falls through to later routes.
@@ -471,6 +474,47 @@ mod tests {
             Some(0)
         );
         assert_eq!(table.find(None, &format!("{long_route}/z"), "GET"), Some(0));
+    }
+
+    /// A reserved character sent percent-encoded is decoded by the
+    /// canonical form (`crate::target`), as the upstream decodes it, so the
+    /// route applies to every spelling (found by
+    /// policies/tests/differential.rs).
+    #[test]
+    fn encoded_reserved_characters_match_their_prefix() {
+        let canon = |p: &str| crate::target::normalize_path(p.as_bytes()).unwrap();
+        let table = |prefix: &str, ci: bool| {
+            RouteTable::new(vec![RouteMatcher::new(None, prefix, None).unwrap()], ci)
+        };
+        let t = table("/a:b", false);
+        for (path, want) in [
+            ("/a:b", true),
+            ("/a%3Ab", true),
+            ("/a%3ab/c", true),
+            ("/a:b/", true),
+            ("/a%3Abc", false),
+            ("/a%3A", false),
+            ("/a", false),
+        ] {
+            let p = canon(path);
+            assert_eq!(t.find(None, p.as_str(), "GET").is_some(), want, "{path}");
+        }
+        // The prefix is canonical too, whichever spelling the config used.
+        let r = RouteMatcher::new(None, "/s!p%40m", None).unwrap();
+        assert_eq!(r.prefix(), "/s!p@m");
+        assert!(table("/s!p%40m", false)
+            .find(None, canon("/s%21p@m/x").as_str(), "GET")
+            .is_some());
+        assert!(table("/s!p%40m", true)
+            .find(None, canon("/S%21P%40M").as_str(), "GET")
+            .is_some());
+        assert!(table("/s!p%40m", false)
+            .find(None, canon("/S%21P%40M").as_str(), "GET")
+            .is_none());
+        // Bytes that may not appear raw stay encoded, on both sides.
+        let t = table("/caf%C3%A9", true);
+        assert!(t.find(None, canon("/caf%c3%a9/menu").as_str(), "GET").is_some());
+        assert!(t.find(None, canon("/caf%C3%A8").as_str(), "GET").is_none());
     }
 
     fn route(host: Option<&str>, prefix: &str, methods: Option<&[&str]>) -> RouteMatcher {

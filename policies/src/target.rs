@@ -193,6 +193,22 @@ pub fn parse_target(raw: &[u8]) -> Result<RequestTarget<'_>, TargetError> {
     })
 }
 
+/// The request-target the upstream receives for a validated request: the
+/// canonical path (exactly what routes matched) plus `?query` when the client
+/// sent one (an empty query keeps its `?`). The gateway forwards this string
+/// verbatim, so an upstream parsing it recovers the very path the gateway
+/// judged; `tests/differential.rs` and `policies/tests/differential.rs`
+/// check that.
+pub fn forwarded_target(path: &NormalizedPath, query: Option<&str>) -> String {
+    let mut out = String::with_capacity(path.as_str().len() + query.map_or(0, |q| q.len() + 1));
+    out.push_str(path.as_str());
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 /// Validates and canonicalises a path alone (no query, no fragment).
 ///
 /// Public so configuration (route prefixes) goes through the very same rules
