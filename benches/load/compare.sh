@@ -32,7 +32,7 @@
 #     policy  TLS + policy chain, GET /small with a session cookie:
 #             portcullis: every path needs a login (the cookie is verified on
 #               every request: HMAC, expiry, user lookup), a never-tripping
-#               per-IP rate limit (100000000/minute), default security headers.
+#               per-IP rate limit (4294967295/day), default security headers.
 #             nginx: limit_req (per IP, burst, nodelay) + the same headers
 #               (add_header ... always) + proxy_hide_header X-Powered-By.
 #             HAProxy: a stick-table per-IP request-rate limit + the same
@@ -370,7 +370,7 @@ users = "users.toml"
 [access]
 default = "login"
 [rate_limit]
-default = "100000000/minute"
+default = "4294967295/day"
 [[route]]
 path = "/"
 access = "login"'
