@@ -513,7 +513,9 @@ mod tests {
             .is_none());
         // Bytes that may not appear raw stay encoded, on both sides.
         let t = table("/caf%C3%A9", true);
-        assert!(t.find(None, canon("/caf%c3%a9/menu").as_str(), "GET").is_some());
+        assert!(t
+            .find(None, canon("/caf%c3%a9/menu").as_str(), "GET")
+            .is_some());
         assert!(t.find(None, canon("/caf%C3%A8").as_str(), "GET").is_none());
     }
 
