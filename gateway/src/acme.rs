@@ -61,7 +61,10 @@ impl AcmeManager {
             email: mode.email.clone(),
             domains: rt.config.tls.domains.clone(),
             ca_pem: mode.ca_pem.clone(),
-            challenge: mode.challenge,
+            challenge: match mode.challenge {
+                crate::config::Challenge::Http01 => acme::Challenge::Http01,
+                crate::config::Challenge::TlsAlpn01 => acme::Challenge::TlsAlpn01,
+            },
         };
         let store = AcmeStore::new(&rt.config.tls.storage);
         let stored = match store.load_cert(&cfg.directory, &cfg.domains) {

@@ -30,8 +30,8 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
             "certificates: ACME from {} ({}){}",
             acme.directory,
             match acme.challenge {
-                certs::acme::Challenge::Http01 => "http-01 on the http listener",
-                certs::acme::Challenge::TlsAlpn01 => "tls-alpn-01 on the https listener",
+                config::Challenge::Http01 => "http-01 on the http listener",
+                config::Challenge::TlsAlpn01 => "tls-alpn-01 on the https listener",
             },
             if online { "" } else { "; --online to reach it" }
         ));

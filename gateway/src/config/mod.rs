@@ -12,7 +12,6 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use certs::acme::Challenge;
 use ipnet::IpNet;
 
 pub(crate) use reader::Section;
@@ -161,7 +160,18 @@ pub struct AcmeMode {
     /// `ca`: PEM roots also trusted for the CA's HTTPS, read at load.
     pub ca_pem: Option<Vec<u8>>,
     /// `challenge`: HTTP-01 (default) or TLS-ALPN-01.
-    pub challenge: certs::acme::Challenge,
+    pub challenge: Challenge,
+}
+
+/// `tls.challenge`. Kept here rather than taken from `certs` so that the
+/// config module stays free of other crates' types (the `config` fuzz target
+/// compiles it alone); `gateway::acme` maps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// HTTP-01 on the http listener.
+    Http01,
+    /// TLS-ALPN-01 on the https listener.
+    TlsAlpn01,
 }
 
 /// Let's Encrypt's production directory, the default.

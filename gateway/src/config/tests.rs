@@ -488,7 +488,7 @@ fn acme_mode() {
             directory: LETS_ENCRYPT.into(),
             email: None,
             ca_pem: None,
-            challenge: certs::acme::Challenge::Http01,
+            challenge: Challenge::Http01,
         })
     );
     let cfg = parse_with(
@@ -562,7 +562,7 @@ fn acme_mode() {
     let TlsMode::Acme(mode) = cfg.tls.mode else {
         panic!("acme")
     };
-    assert_eq!(mode.challenge, certs::acme::Challenge::TlsAlpn01);
+    assert_eq!(mode.challenge, Challenge::TlsAlpn01);
 }
 
 #[test]
