@@ -286,6 +286,25 @@ mod tests {
         answer(&mut stream, &config).await
     }
 
+    /// A store with a pending challenge certificate for `a.test`.
+    fn pending_a_test() -> ChallengeStore {
+        let store = ChallengeStore::new();
+        store.insert_alpn(
+            "a.test".into(),
+            challenge_cert("a.test", &digest()).expect("cert"),
+        );
+        store
+    }
+
+    /// [`serve_one`] on a fresh loopback listener; its address and task.
+    async fn spawn_server(
+        config: Arc<ServerConfig>,
+    ) -> (std::net::SocketAddr, tokio::task::JoinHandle<Peeked>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        (addr, tokio::spawn(serve_one(listener, config)))
+    }
+
     fn digest() -> [u8; 32] {
         let mut d = [0u8; 32];
         for (i, b) in d.iter_mut().enumerate() {
@@ -333,15 +352,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_validation_for_a_name_not_pending_fails() {
-        let store = ChallengeStore::new();
-        store.insert_alpn(
-            "a.test".into(),
-            challenge_cert("a.test", &digest()).expect("cert"),
-        );
-        let config = validation_config(store).expect("config");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(serve_one(listener, config));
+        let config = validation_config(pending_a_test()).expect("config");
+        let (addr, server) = spawn_server(config).await;
         let tcp = TcpStream::connect(addr).await.expect("connect");
         let name = ServerName::try_from("b.test").expect("name");
         assert!(client(&[ACME_TLS_ALPN]).connect(name, tcp).await.is_err());
@@ -350,12 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn other_clients_get_every_byte_back_and_nothing_written() {
-        let store = ChallengeStore::new();
-        store.insert_alpn(
-            "a.test".into(),
-            challenge_cert("a.test", &digest()).expect("cert"),
-        );
-        let config = validation_config(store).expect("config");
+        let config = validation_config(pending_a_test()).expect("config");
 
         // An ordinary browser-like ClientHello (h2, http/1.1) for the same
         // name, as rustls would send it.
@@ -372,9 +379,7 @@ mod tests {
         let mut hello = Vec::new();
         conn.write_tls(&mut hello).expect("hello");
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(serve_one(listener, config.clone()));
+        let (addr, server) = spawn_server(config.clone()).await;
         let mut tcp = TcpStream::connect(addr).await.expect("connect");
         tcp.write_all(&hello).await.expect("write");
         let Peeked::NotAcme(seen) = server.await.expect("join") else {
@@ -386,9 +391,7 @@ mod tests {
         assert_eq!(tcp.read(&mut buf).await.expect("eof"), 0);
 
         // Not TLS at all: handed back byte for byte.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(serve_one(listener, config));
+        let (addr, server) = spawn_server(config).await;
         let mut tcp = TcpStream::connect(addr).await.expect("connect");
         let request = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
         tcp.write_all(request).await.expect("write");
