@@ -139,19 +139,23 @@ pub struct Upstream {
 impl Upstream {
     /// Plain HTTP/1.1 on 127.0.0.1 and a free port.
     pub fn start() -> Upstream {
-        Upstream::start_on(super::free_port())
+        Upstream::serve(bind_free(), None)
     }
 
     /// Plain HTTP/1.1 on 127.0.0.1:`port` (e.g. to bring a dead upstream back).
     pub fn start_on(port: u16) -> Upstream {
-        Upstream::spawn(port, None)
+        // Bind here, not in the thread, so a bind error fails the caller and
+        // the port accepts connections as soon as `start_on` returns.
+        let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, port))
+            .unwrap_or_else(|e| panic!("upstream cannot bind 127.0.0.1:{port}: {e}"));
+        Upstream::serve(listener, None)
     }
 
     /// HTTPS with the `pki` leaf, offering h2 and http/1.1 via ALPN (for
     /// `tls = true` upstreams and for testing clients).
     pub fn start_tls(pki: &TestPki) -> Upstream {
         let config = pki.server_config(&[b"h2", b"http/1.1"]);
-        Upstream::spawn(super::free_port(), Some(config))
+        Upstream::serve(bind_free(), Some(config))
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -177,13 +181,10 @@ impl Upstream {
         self.state.requests.lock().unwrap().clone()
     }
 
-    fn spawn(port: u16, tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
-        // Bind here, not in the thread, so a bind error fails the caller and
-        // the port accepts connections as soon as `start` returns.
-        let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, port))
-            .unwrap_or_else(|e| panic!("upstream cannot bind 127.0.0.1:{port}: {e}"));
+    fn serve(listener: StdTcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
+        let port = addr.port();
         let state = Arc::new(State::default());
         let (shutdown, stop) = oneshot::channel();
         let thread_state = state.clone();
@@ -198,6 +199,22 @@ impl Upstream {
             thread: Some(thread),
         }
     }
+}
+
+/// A listener on a free port. `free_port` checked that the port could be
+/// bound, but another process may take it before we bind it again (a CI run
+/// once failed so): then take another port.
+fn bind_free() -> StdTcpListener {
+    let mut last = None;
+    for _ in 0..20 {
+        let port = super::free_port();
+        match StdTcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => panic!("upstream cannot bind 127.0.0.1:{port}: {e}"),
+        }
+    }
+    panic!("upstream found no free port in 20 tries: {last:?}")
 }
 
 impl Drop for Upstream {
