@@ -33,6 +33,14 @@ struct Stamped<'a> {
     limited: bool,
 }
 
+thread_local! {
+    /// Each worker thread formats its lines in one reused buffer.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+}
+
+/// A line longer than this (a huge path) does not keep its buffer.
+const KEEP_BUFFER: usize = 16 * 1024;
+
 /// Writes the line with one `write` so concurrent lines never interleave.
 pub fn write(line: &Line<'_>) {
     let time = SystemTime::now()
@@ -43,8 +51,14 @@ pub fn write(line: &Line<'_>) {
         line,
         limited: line.status == 429,
     };
-    if let Ok(mut buf) = serde_json::to_vec(&stamped) {
-        buf.push(b'\n');
-        let _ = std::io::stdout().lock().write_all(&buf);
-    }
+    BUFFER.with_borrow_mut(|buf| {
+        buf.clear();
+        if serde_json::to_writer(&mut *buf, &stamped).is_ok() {
+            buf.push(b'\n');
+            let _ = std::io::stdout().lock().write_all(buf);
+        }
+        if buf.capacity() > KEEP_BUFFER {
+            *buf = Vec::with_capacity(512);
+        }
+    });
 }

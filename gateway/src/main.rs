@@ -20,6 +20,7 @@ mod passwords;
 mod proxy;
 mod reload;
 mod respond;
+mod response_headers;
 mod runtime;
 mod serve;
 mod state;

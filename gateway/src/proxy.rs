@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
@@ -719,7 +720,7 @@ impl ProxyHttp for Gateway {
         up.insert_header("x-forwarded-for", client.forwarded_for())?;
         up.insert_header(
             "x-forwarded-proto",
-            if ctx.https { "https" } else { "http" },
+            HeaderValue::from_static(if ctx.https { "https" } else { "http" }),
         )?;
         match (kept_host, ctx.host.as_deref()) {
             (Some(h), _) => up.insert_header("x-forwarded-host", h)?,
@@ -729,8 +730,8 @@ impl ProxyHttp for Gateway {
         up.insert_header("x-real-ip", client.ip.to_string())?;
         up.insert_header("x-request-id", ctx.out.request_id.as_str())?;
         if let Some(who) = ctx.identity.as_ref() {
-            up.insert_header(ids.user.clone(), who.user.as_str())?;
-            up.insert_header(ids.roles.clone(), who.roles.join(","))?;
+            up.insert_header(ids.user_name.clone(), who.user.as_str())?;
+            up.insert_header(ids.roles_name.clone(), who.roles.join(","))?;
             if let Some(key) = ids.assertion_key.as_deref() {
                 let aud = ctx
                     .upstream
@@ -738,7 +739,7 @@ impl ProxyHttp for Gateway {
                     .map_or("", |u| u.name.as_str());
                 let jwt =
                     policies::assertion::assertion(key, &who.user, &who.roles, aud, state::now());
-                up.insert_header(ids.assertion.clone(), jwt)?;
+                up.insert_header(ids.assertion_name.clone(), jwt)?;
             }
         }
         // The gateway's cookies (the session token) never reach the app.

@@ -7,7 +7,8 @@ use pingora::http::ResponseHeader;
 use std::sync::Arc;
 
 use pingora::prelude::*;
-use policies::headers::HeaderSet;
+
+use crate::response_headers::ResponseHeaders;
 
 /// What every gateway response carries besides its own content: the request
 /// id and any cookies the pipeline decided to set or clear.
@@ -20,7 +21,7 @@ pub struct Extras {
     pub request_id: String,
     pub set_cookies: Vec<String>,
     /// The security headers of the matched route (the global set before routing).
-    pub headers: Option<Arc<HeaderSet>>,
+    pub headers: Option<Arc<ResponseHeaders>>,
     /// The client's scheme: HSTS only over https.
     pub https: bool,
     /// CORS headers for this request's Origin.
@@ -39,13 +40,7 @@ impl Extras {
             h.append_header(http::header::SET_COOKIE, c.as_str())?;
         }
         if let Some(set) = &self.headers {
-            for name in set.remove() {
-                h.remove_header(name.as_str());
-            }
-            let plan = set.plan(self.https, &|name| h.headers.contains_key(name));
-            for (name, value) in plan {
-                h.insert_header(name, value)?;
-            }
+            set.apply(self.https, h)?;
         }
         for (name, value) in self.cors.iter().chain(&self.ratelimit) {
             h.insert_header(*name, value.as_str())?;

@@ -12,12 +12,14 @@ use pingora::lb::{health_check, LoadBalancer};
 use policies::client_ip::TrustedProxies;
 use policies::routes::{RouteMatcher, RouteTable};
 
+use bytes::Bytes;
 use http::HeaderName;
 use policies::session::{Lifetimes, SessionKeys};
 
 use crate::limits::{Limiter, Store};
 
-use crate::config::{Access, Config, CorsPolicy, HeaderSet, RateKey, SameSite, TlsMode};
+use crate::config::{Access, Config, CorsPolicy, RateKey, SameSite, TlsMode};
+use crate::response_headers::ResponseHeaders;
 
 /// Shared, atomically replaceable runtime.
 pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
@@ -32,7 +34,7 @@ pub struct RouteRule {
     pub upstream: Option<usize>,
     pub max_body: u64,
     /// Security headers for responses under this rule.
-    pub headers: Arc<HeaderSet>,
+    pub headers: Arc<ResponseHeaders>,
     /// The route's own rate limit.
     pub limit: Option<RouteLimit>,
 }
@@ -66,11 +68,16 @@ pub struct SessionRt {
     pub csrf_key: [u8; 32],
 }
 
-/// `[identity]`, as header names ready to insert.
+/// `[identity]`, as header names ready to compare and to insert.
 pub struct IdentityRt {
     pub user: HeaderName,
     pub roles: HeaderName,
     pub assertion: HeaderName,
+    /// The same names as shared bytes: pingora's `insert_header` copies a
+    /// `HeaderName` it cannot title-case, a `Bytes` clone is free.
+    pub user_name: Bytes,
+    pub roles_name: Bytes,
+    pub assertion_name: Bytes,
     pub assertion_key: Option<Vec<u8>>,
 }
 
@@ -101,7 +108,7 @@ pub struct Runtime {
     pub session: Option<SessionRt>,
     pub identity: IdentityRt,
     /// `[headers]`: for responses before a route is known (and unmatched paths).
-    pub headers: Arc<HeaderSet>,
+    pub headers: Arc<ResponseHeaders>,
     pub cors: Option<CorsPolicy>,
     /// `[rate_limit] default`: per client IP over all traffic.
     pub default_limit: Option<Limiter>,
@@ -146,17 +153,21 @@ impl Runtime {
                 access: r.access.clone(),
                 upstream: Some(r.upstream),
                 max_body: r.max_body,
-                headers: Arc::new(r.headers.clone()),
+                headers: Arc::new(
+                    ResponseHeaders::new(&r.headers)
+                        .map_err(|e| format!("route {}: {e}", r.path))?,
+                ),
                 limit,
             });
         }
         let table = RouteTable::new(matchers, config.server.case_insensitive_paths);
+        let global_headers = Arc::new(ResponseHeaders::new(&config.headers)?);
         let fallback = RouteRule {
             label: "(default)".to_string(),
             access: config.access_default.clone(),
             upstream: (config.upstreams.len() == 1).then_some(0),
             max_body: config.server.max_body,
-            headers: Arc::new(config.headers.clone()),
+            headers: global_headers.clone(),
             limit: None,
         };
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
@@ -207,10 +218,19 @@ impl Runtime {
             HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
                 .map_err(|e| format!("identity header {name:?}: {e}"))
         };
+        let (user, roles, assertion) = (
+            header(&config.identity.user_header)?,
+            header(&config.identity.roles_header)?,
+            header(&config.identity.assertion_header)?,
+        );
+        let shared = |name: &HeaderName| Bytes::from(name.as_str().to_owned());
         let identity = IdentityRt {
-            user: header(&config.identity.user_header)?,
-            roles: header(&config.identity.roles_header)?,
-            assertion: header(&config.identity.assertion_header)?,
+            user_name: shared(&user),
+            roles_name: shared(&roles),
+            assertion_name: shared(&assertion),
+            user,
+            roles,
+            assertion,
             assertion_key: config
                 .secrets
                 .assertion_key
@@ -235,7 +255,7 @@ impl Runtime {
             emergency,
             session,
             identity,
-            headers: Arc::new(config.headers.clone()),
+            headers: global_headers,
             cors: config.cors.clone(),
             default_limit: match config.rate_limit.default {
                 Some(rate) => Some(

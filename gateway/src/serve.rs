@@ -128,6 +128,9 @@ pub fn build(
     let id = https.or(http).map_or(0, |a| a.port());
     let conf = ServerConf {
         threads: runtime.config.server.threads,
+        // One thread has nothing to steal from: a current-thread runtime per
+        // thread skips the work-stealing scheduler's cross-thread wake-ups.
+        work_stealing: runtime.config.server.threads > 1,
         daemon: flags.daemon,
         pid_file: format!("/tmp/portcullis-{id}.pid"),
         upgrade_sock: format!("/tmp/portcullis-{id}-upgrade.sock"),
