@@ -59,7 +59,10 @@
 #  6. Idle connections: a fresh nginx and a fresh portcullis (tls configs);
 #     idle_conns.py (python asyncio + ssl) opens 10 000 TLS keep-alive
 #     connections to each, one request on each, holds them; RSS and VmHWM are
-#     read while they are held. ulimit -n is raised to the hard limit.
+#     read while they are held. Each held connection repeats its request every
+#     5 s (KEEPALIVE_EVERY), so neither server's idle timeout (portcullis 10 s,
+#     nginx 75 s) closes connections while the rest are still being opened.
+#     ulimit -n is raised to the hard limit.
 #  7. A profile of portcullis in the policy mode: perf record -g (cpu-clock)
 #     on the process during a wrk run; the top symbols by self time go into
 #     RESULTS.md. Without a working perf: valgrind --tool=callgrind.
