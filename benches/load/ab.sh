@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# A/B of two portcullis binaries: did a change make the proxy faster?
+#
+#   benches/load/ab.sh OLD_BINARY NEW_BINARY     # e.g. a copy of target/release/portcullis before the change
+#
+# Starts one nginx as the upstream (core 1) and each binary twice (core 0,
+# threads = 1): the `tls` and `policy` configs of compare.sh (policy: a
+# session cookie verified on every request, a never-tripping per-IP limit,
+# the default security headers). Then ROUNDS (5) interleaved rounds of wrk
+# -t1 -c64 for SECS (8) seconds against each, A B A B, and prints per round
+# req/s, the proxy's CPU µs per request (utime+stime delta) and p99, then the
+# medians. Much shorter than compare.sh; no other servers. Needs nginx, wrk,
+# curl, openssl, taskset, python3; uses ports 18080 and 18441-18444.
+set -euo pipefail
+[ $# = 2 ] || { sed -n 2,13p "$0" >&2; exit 2; }
+A=$(realpath "$1"); B=$(realpath "$2"); rounds=${ROUNDS:-5}; secs=${SECS:-8}
+w=$(mktemp -d /tmp/ab.XXXX); cd "$w"
+trap 'kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null; sleep 0.5; rm -rf "$w"' EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+mkdir -p up/logs up/tmp; printf 'hello, world\n' > up/small
+cat > up/nginx.conf <<N
+daemon off; master_process off; worker_processes 1; error_log $w/up/logs/e.log; pid $w/up/pid;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 600s;
+ client_body_temp_path $w/up/tmp; proxy_temp_path $w/up/tmp; fastcgi_temp_path $w/up/tmp; uwsgi_temp_path $w/up/tmp; scgi_temp_path $w/up/tmp;
+ server { listen 127.0.0.1:18080; root $w/up; } }
+N
+taskset -c 1 nginx -p "$w/up" -c "$w/up/nginx.conf" >/dev/null 2>&1 & echo $! > up.pidfile
+keys="bench-session-key-0123456789abcdefghijklmnopqrstuvwxyz"
+printf 'benchpass-123456\n' | "$B" user add bench --users users.toml >/dev/null
+conf() { # name port kind
+  local extra
+  if [ "$3" = policy ]; then extra='[secrets]
+session_keys = "env:PORTCULLIS_SESSION_KEYS"
+[session]
+users = "users.toml"
+[access]
+default = "login"
+[rate_limit]
+default = "4294967295/day"'
+  else extra='[access]
+default = "public"
+[rate_limit]
+default = "off"'; fi
+  cat > "$1.toml" <<C
+[server]
+https = "127.0.0.1:$2"
+threads = 1
+[tls]
+mode = "files"
+domains = ["localhost"]
+storage = "$w/$1.state"
+cert = "cert.pem"
+key = "key.pem"
+[upstreams.app]
+addrs = ["127.0.0.1:18080"]
+$extra
+C
+}
+declare -A port=([A-tls]=18441 [B-tls]=18442 [A-policy]=18443 [B-policy]=18444)
+for v in A B; do for m in tls policy; do
+  conf "$v-$m" "${port[$v-$m]}" "$m"
+  bin=$A; [ $v = B ] && bin=$B
+  PORTCULLIS_SESSION_KEYS=$keys taskset -c 0 "$bin" run -c "$v-$m.toml" >/dev/null 2>"$v-$m.err" & echo $! > "$v-$m.pid"
+done; done
+sleep 2
+# session cookie via B-policy login
+u=https://127.0.0.1:${port[B-policy]}
+curl -sk -D form.h -o form.html "$u/.portcullis/login?next=/"
+binding=$(sed -n 's/^set-cookie: __Host-portcullis-csrf=\([^;]*\).*/\1/Ip' form.h | tr -d '\r')
+token=$(grep -o 'name="csrf" value="[^"]*"' form.html | sed 's/.*value="//; s/"$//')
+curl -sk -D login.h -o /dev/null -H "Cookie: __Host-portcullis-csrf=$binding" --data-urlencode "csrf=$token" --data-urlencode username=bench --data-urlencode "password=benchpass-123456" --data-urlencode next=/small "$u/.portcullis/login"
+session=$(sed -n 's/^set-cookie: __Host-portcullis=\([^;]*\).*/\1/Ip' login.h | tr -d '\r')
+[ -n "$session" ] || { echo "no session"; cat login.h; exit 1; }
+cookie="Cookie: __Host-portcullis=$session"
+for v in A B; do for m in tls policy; do
+  s=$(curl -sk -o /dev/null -w '%{http_code}' -H "$cookie" "https://127.0.0.1:${port[$v-$m]}/small"); echo "$v-$m $s"; done; done
+ticks() { awk '{print $14+$15}' <(sed 's/^.*) //; s/^/x x /' /proc/$1/stat); }
+for v in A B; do for m in tls policy; do taskset -c 1 wrk -t1 -c64 -d2s -H "$cookie" "https://127.0.0.1:${port[$v-$m]}/small" >/dev/null; done; done
+echo -e "round\tmode\tbin\trps\tcpu_us_per_req\tp99"
+for r in $(seq $rounds); do for m in tls policy; do for v in A B; do
+  pid=$(cat $v-$m.pid); t0=$(ticks $pid)
+  out=$(taskset -c 1 wrk -t1 -c64 -d${secs}s --latency -H "$cookie" "https://127.0.0.1:${port[$v-$m]}/small")
+  t1=$(ticks $pid)
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out"); n=$(awk '/requests in/ {print $1}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  echo -e "$r\t$m\t$v\t$rps\t$(awk -v a=$t0 -v b=$t1 -v n=$n 'BEGIN{printf "%.1f", (b-a)*10000/n}')\t$p99"
+done; done; done | tee results.tsv
+python3 - <<P
+import csv,statistics as st
+rows=list(csv.reader(open("results.tsv"),delimiter="\t"))
+for m in ["tls","policy"]:
+  for v in "AB":
+    r=[float(x[3]) for x in rows if x[1]==m and x[2]==v]; c=[float(x[4]) for x in rows if x[1]==m and x[2]==v]
+    print(m,v,"median rps",st.median(r),"median cpu us/req",st.median(c))
+P
