@@ -13,6 +13,8 @@
 # curl, openssl, taskset, python3; uses ports 18080 and 18441-18444.
 set -euo pipefail
 [ $# = 2 ] || { sed -n 2,13p "$0" >&2; exit 2; }
+# shellcheck source=benches/load/portcullis_config.sh
+. "$(dirname "$0")/portcullis_config.sh"
 A=$(realpath "$1"); B=$(realpath "$2"); rounds=${ROUNDS:-5}; secs=${SECS:-8}
 w=$(mktemp -d /tmp/ab.XXXX); cd "$w"
 trap 'kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null; sleep 0.5; rm -rf "$w"' EXIT
@@ -28,35 +30,7 @@ N
 taskset -c 1 nginx -p "$w/up" -c "$w/up/nginx.conf" >/dev/null 2>&1 & echo $! > up.pidfile
 keys="bench-session-key-0123456789abcdefghijklmnopqrstuvwxyz"
 printf 'benchpass-123456\n' | "$B" user add bench --users users.toml >/dev/null
-conf() { # name port kind
-  local extra
-  if [ "$3" = policy ]; then extra='[secrets]
-session_keys = "env:PORTCULLIS_SESSION_KEYS"
-[session]
-users = "users.toml"
-[access]
-default = "login"
-[rate_limit]
-default = "4294967295/day"'
-  else extra='[access]
-default = "public"
-[rate_limit]
-default = "off"'; fi
-  cat > "$1.toml" <<C
-[server]
-https = "127.0.0.1:$2"
-threads = 1
-[tls]
-mode = "files"
-domains = ["localhost"]
-storage = "$w/$1.state"
-cert = "cert.pem"
-key = "key.pem"
-[upstreams.app]
-addrs = ["127.0.0.1:18080"]
-$extra
-C
-}
+conf() { portcullis_config "$3" "$2" 18080 "$w/$1.state" >"$1.toml"; } # name port kind
 declare -A port=([A-tls]=18441 [B-tls]=18442 [A-policy]=18443 [B-policy]=18444)
 for v in A B; do for m in tls policy; do
   conf "$v-$m" "${port[$v-$m]}" "$m"

@@ -78,6 +78,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
+# shellcheck source=benches/load/portcullis_config.sh
+. "$root/benches/load/portcullis_config.sh"
 secs=${SECS:-10}; rounds=${ROUNDS:-3}; warmup=${WARMUP:-2}; conns=${CONNS:-64}
 idle=${IDLE:-10000}; profile=${PROFILE:-1}; redis=${REDIS:-1}
 results=${RESULTS:-$root/benches/RESULTS.md}
@@ -364,48 +366,8 @@ bench_pw="bench-password-0123"
 printf '%s\n' "$bench_pw" | "$bin" user add bench --users "$work/users.toml" >/dev/null
 
 start_portcullis() {
-  local name=$1 kind=$2 pt extra; pt=$(port)
-  if [ "$kind" = policy ]; then
-    extra='[secrets]
-session_keys = "env:PORTCULLIS_SESSION_KEYS"
-[session]
-users = "users.toml"
-[access]
-default = "login"
-[rate_limit]
-default = "4294967295/day"
-[[route]]
-path = "/"
-access = "login"'
-  else
-    extra='[access]
-default = "public"
-[rate_limit]
-default = "off"
-[headers]
-hsts = ""
-csp = ""
-frame_options = ""
-content_type_options = ""
-referrer_policy = ""
-permissions_policy = ""
-coop = ""
-remove = []'
-  fi
-  cat >"$work/$name.toml" <<EOF
-[server]
-https = "127.0.0.1:$pt"
-threads = 1
-[tls]
-mode = "files"
-domains = ["localhost"]
-storage = "$work/$name.state"
-cert = "cert.pem"
-key = "key.pem"
-[upstreams.app]
-addrs = ["127.0.0.1:$up"]
-$extra
-EOF
+  local name=$1 kind=$2 pt; pt=$(port)
+  portcullis_config "$kind" "$pt" "$up" "$work/$name.state" >"$work/$name.toml"
   # The access log (one JSON line per request, mandatory) goes to /dev/null,
   # as nginx's does; a terminal or a pipe nobody reads would slow it down.
   PORTCULLIS_SESSION_KEYS=$session_keys "${pin_proxy[@]}" "$bin" run -c "$work/$name.toml" \
