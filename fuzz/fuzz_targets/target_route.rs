@@ -22,6 +22,9 @@ use libfuzzer_sys::fuzz_target;
 use policies::routes::{RouteMatcher, RouteTable};
 use policies::target::{normalize_path, parse_target, RequestTarget};
 
+// The byte classes are written out again rather than imported from
+// policies::target on purpose: the properties are checked against an
+// independent model, not against the code under test.
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
