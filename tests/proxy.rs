@@ -304,6 +304,47 @@ async fn request_bodies_over_max_body_are_413() {
     assert!(up.hits() <= hits + 1);
 }
 
+/// An early answer (413 on a declared length, 403, 404) to a request whose
+/// body the client is still sending must reach the client: closing with
+/// unread data would reset the connection and can destroy the answer.
+#[tokio::test]
+async fn early_answers_reach_clients_still_sending_a_body() {
+    let (pki, up) = (TestPki::new(), Upstream::start());
+    let extra = "[[route]]\npath = \"/small\"\nmax_body = \"1KB\"\n\n[[route]]\npath = \"/closed\"\naccess = \"deny\"\n";
+    let gw = Gateway::start(&basic(&pki, &[up.addr()], extra));
+    let client = https_client(&pki.ca_pem, gw.https_port, false);
+    // Far more than the kernel's socket buffers hold, far less than the drain cap.
+    let big = vec![b'x'; 600 * 1024];
+    for round in 0..5 {
+        for (path, want) in [("/small", 413), ("/closed", 403)] {
+            let resp = client
+                .post(gw.url(path))
+                .body(big.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("round {round} {path}: {e:?}"));
+            assert_eq!(resp.status(), want, "round {round} {path}");
+            assert_eq!(
+                resp.headers().get("connection").map(|v| v.as_bytes()),
+                Some(&b"close"[..]),
+                "{path}"
+            );
+        }
+    }
+    assert_eq!(up.hits(), 0, "nothing was forwarded");
+
+    // A chunked body is refused while it streams (the proxy's error path).
+    let chunk = "a".repeat(600 * 1024);
+    let req = format!(
+        "POST /small HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    for round in 0..3 {
+        let raw = raw_tls(gw.https_port, &pki.ca_pem, "localhost", req.as_bytes()).await;
+        assert_eq!(raw.status, 413, "round {round}: {}", raw.body_text());
+    }
+}
+
 #[tokio::test]
 async fn reserved_paths_are_answered_by_the_gateway() {
     let (pki, up) = (TestPki::new(), Upstream::start());

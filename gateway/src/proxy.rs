@@ -68,6 +68,9 @@ pub struct Ctx {
     pub body_seen: u64,
     pub tried: Vec<PSocketAddr>,
     pub status: u16,
+    /// The request's framing was refused (step 2): its body is not read, not
+    /// even to be dropped.
+    pub framing_refused: bool,
 }
 
 impl Ctx {
@@ -85,6 +88,16 @@ impl Ctx {
             None if self.upstream_target.is_some() => self.rt.fallback.label.as_str(),
             None => "",
         }
+    }
+}
+
+/// Announces `Connection: close` on an answer that will not read the request
+/// body the headers declare: leftover body bytes would be parsed as the next
+/// request on a reused connection. `request_filter` drops the body after the
+/// answer and closes.
+fn close_if_body_unread(session: &mut Session) {
+    if !session.is_body_empty() {
+        session.set_keepalive(None);
     }
 }
 
@@ -232,6 +245,7 @@ impl Gateway {
         // h2 layer, which refuses TE and a CL that disagrees with the data.)
         let raw_head = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
         if raw_head.as_deref().is_some_and(head::ambiguous_framing) {
+            ctx.framing_refused = true;
             session.set_keepalive(None);
             return self.fail(session, ctx, 400).await;
         }
@@ -476,7 +490,6 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > ctx.max_body) {
-            session.set_keepalive(None);
             return self.fail(session, ctx, 413).await;
         }
         Ok(false)
@@ -544,17 +557,7 @@ impl Gateway {
         retry_after: std::time::Duration,
     ) -> Result<bool> {
         ctx.status = 429;
-        if session
-            .req_header()
-            .headers
-            .contains_key(http::header::CONTENT_LENGTH)
-            || session
-                .req_header()
-                .headers
-                .contains_key(http::header::TRANSFER_ENCODING)
-        {
-            session.set_keepalive(None);
-        }
+        close_if_body_unread(session);
         respond::too_many(session, &ctx.out, retry_after).await?;
         Ok(true)
     }
@@ -562,19 +565,7 @@ impl Gateway {
     /// Writes a gateway error and ends the request.
     async fn fail(&self, session: &mut Session, ctx: &mut Ctx, status: u16) -> Result<bool> {
         ctx.status = status;
-        // An unread request body would desynchronise a reused connection.
-        let has_body = session
-            .req_header()
-            .headers
-            .contains_key(http::header::TRANSFER_ENCODING)
-            || session
-                .req_header()
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .is_some_and(|v| v.as_bytes() != b"0");
-        if has_body {
-            session.set_keepalive(None);
-        }
+        close_if_body_unread(session);
         respond::error(session, &ctx.out, status).await?;
         Ok(true)
     }
@@ -606,6 +597,7 @@ impl ProxyHttp for Gateway {
             body_seen: 0,
             tried: Vec::new(),
             status: 0,
+            framing_refused: false,
         }
     }
 
@@ -616,7 +608,17 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        self.pipeline(session, ctx).await
+        let answered = self.pipeline(session, ctx).await?;
+        if answered && !session.is_body_done() {
+            // Answered here without reading (all of) the body: the
+            // connection cannot be reused, and the client must get to read
+            // the answer before it closes.
+            session.set_keepalive(None);
+            if !ctx.framing_refused {
+                respond::linger(session).await;
+            }
+        }
+        Ok(answered)
     }
 
     async fn request_body_filter(
@@ -799,8 +801,11 @@ impl ProxyHttp for Gateway {
             // The request body may be unread: say `Connection: close` rather
             // than let the client reuse a connection we are about to drop.
             session.set_keepalive(None);
-            if let Err(we) = respond::error(session, &ctx.out, status).await {
-                tracing::debug!(error = %we, "could not write the error response");
+            match respond::error(session, &ctx.out, status).await {
+                // A 400 here is the client's own stream failing: nothing to wait for.
+                Ok(()) if status != 400 => respond::linger(session).await,
+                Ok(()) => {}
+                Err(we) => tracing::debug!(error = %we, "could not write the error response"),
             }
         }
         FailToProxy {

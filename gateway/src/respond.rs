@@ -144,6 +144,35 @@ pub async fn send(session: &mut Session, mut h: ResponseHeader, body: Bytes) -> 
     }
 }
 
+/// Most request-body bytes [`linger`] reads and drops.
+const LINGER_MAX_BYTES: usize = 1 << 20;
+/// Longest [`linger`] waits for them.
+const LINGER_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// After an answer that did not read the request body (413 on a declared
+/// length, 401/403/404, a reserved path): read and drop what the client is
+/// still sending, within bounds, before the connection closes. Closing a TCP
+/// socket with unread data sends a reset, and a reset can destroy the answer
+/// in the client's buffers before the client reads it; a client blocked
+/// writing its body sees only "broken pipe". nginx's `lingering_close` does
+/// the same. HTTP/2 needs none of this: the stream ends, not the connection.
+pub async fn linger(session: &mut Session) {
+    if session.is_http2() || session.is_body_done() {
+        return;
+    }
+    let drain = async {
+        let mut seen = 0;
+        while seen < LINGER_MAX_BYTES {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => seen += chunk.len(),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    };
+    // Past either bound the client gets the reset; it was told to stop.
+    let _ = tokio::time::timeout(LINGER_MAX_TIME, drain).await;
+}
+
 /// An error page: HTML for browsers, `{"error", "status"}` JSON otherwise.
 pub async fn error(session: &mut Session, extras: &Extras, status: u16) -> Result<()> {
     let (ct, body) = error_body(status, wants_html(session));
