@@ -527,11 +527,11 @@ async fn check_online_reaches_the_directory() {
 async fn instances_sharing_storage_order_once() {
     let up = Upstream::start();
     let (https_a, http_a) = (free_port(), free_port());
-    // Pebble validates at instance A's http port, and takes 4 s to do it:
-    // long enough for B to start while A is ordering.
+    // Pebble validates at instance A's http port, and takes 10 s to do it:
+    // long enough for B to start while A is ordering, even on a loaded machine.
     let pebble = pebble::Pebble::start_with(pebble::Options {
         http_port: http_a,
-        va_sleep_secs: Some(4),
+        va_sleep_secs: Some(10),
         ..Default::default()
     });
     let dir = tempfile::tempdir().expect("dir");

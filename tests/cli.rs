@@ -325,11 +325,20 @@ async fn demo_serves_the_demo_page_on_loopback() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let page = client
-        .get(format!("https://localhost:{https}/"))
-        .send()
-        .await
-        .expect("demo page");
+    // The demo app is a separate service that may start a moment after the
+    // gateway's listener: poll until it answers rather than take one 502.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let page = client
+            .get(format!("https://localhost:{https}/"))
+            .send()
+            .await
+            .expect("demo page");
+        if page.status() != 502 || std::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(page.status(), 200);
     let body = page.text().await.expect("body");
     assert!(

@@ -532,7 +532,9 @@ async fn reset_password_ends_the_victims_sessions() {
 async fn what_voids_an_emergency_cookie() {
     let (pki, up) = (TestPki::new(), Upstream::start());
     // Each instance needs its own ports: a fresh config for each.
-    let cfg = || config(&pki, &up, "", "enabled = true\nttl = \"3s\"");
+    // The ttl bounds a grant to whole seconds (valid while now < issued + ttl),
+    // so a "6s" grant is good for 5 to 6 s: room for a loaded machine.
+    let cfg = || config(&pki, &up, "", "enabled = true\nttl = \"6s\"");
     let gw = start(&cfg(), SECRET, "", &[]);
     let c = https_client(&pki.ca_pem, gw.https_port, false);
     let em = grant(&c, &gw).await;
@@ -573,11 +575,11 @@ async fn what_voids_an_emergency_cookie() {
     // Two emergency cookies: believe neither.
     assert_eq!(dashboard_status(&c, &gw, &format!("{em}; {em}")).await, 401);
 
-    // Another secret: every cookie from the old one is void.
+    // Another secret, and the gate disabled: both started before a fresh
+    // grant, so the grant is checked well inside its ttl (and the 200s on
+    // `gw` around the checks prove it was still good there).
     let other = start(&cfg(), OTHER_SECRET, "", &[]);
     let co = https_client(&pki.ca_pem, other.https_port, false);
-    assert_eq!(dashboard_status(&co, &other, &em).await, 401);
-    // The gate disabled: the paths are gone and the cookie grants nothing.
     let off = start(
         &cfg(),
         SECRET,
@@ -585,6 +587,11 @@ async fn what_voids_an_emergency_cookie() {
         &[("PORTCULLIS_EMERGENCY_ENABLED", "false")],
     );
     let cf = https_client(&pki.ca_pem, off.https_port, false);
+    let em = grant(&c, &gw).await;
+    assert_eq!(dashboard_status(&c, &gw, &em).await, 200);
+    // Another secret: every cookie from the old one is void.
+    assert_eq!(dashboard_status(&co, &other, &em).await, 401);
+    // The gate disabled: the paths are gone and the cookie grants nothing.
     assert_eq!(dashboard_status(&cf, &off, &em).await, 404);
     let admin = cf
         .get(off.url("/admin"))
@@ -596,7 +603,7 @@ async fn what_voids_an_emergency_cookie() {
     assert_eq!(admin.status(), 401);
     // Same secret, gate on: still good; after the ttl, void.
     assert_eq!(dashboard_status(&c, &gw, &em).await, 200);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(dashboard_status(&c, &gw, &em).await, 401, "after ttl");
 
     // Logout revokes the grant even though the cookie itself is still signed.

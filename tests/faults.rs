@@ -164,7 +164,7 @@ fn redis_session_gateway(
 ) -> Gateway {
     let extra = format!(
         "[rate_limit]\nstore = \"redis\"\nredis = \"{}\"\non_store_error = \"{on_error}\"\n\
-         default = \"off\"\nlogin = \"5/minute\"\n\
+         default = \"off\"\nlogin = \"5/hour\"\n\
          [secrets]\nsession_keys = \"env:PORTCULLIS_SESSION_KEYS\"\n\
          [session]\nusers = \"users.toml\"\n\
          [[route]]\npath = \"/private\"\naccess = \"login\"\n",
@@ -229,7 +229,7 @@ async fn redis_outage_with_allow_keeps_sessions_and_loses_no_logout() {
     assert_eq!(status(&cb, b.url("/private"), Some(&kept)).await, 200);
     assert!(a.wait_for_log("shared store reachable again", Duration::from_secs(5)));
 
-    // The login limiter counts in Redis again: 5/minute per name over both.
+    // The login limiter counts in Redis again: 5/hour per name over both.
     let mut statuses = Vec::new();
     for i in 0..6 {
         let (c, gw) = if i % 2 == 0 { (&ca, &a) } else { (&cb, &b) };

@@ -53,10 +53,10 @@ async fn binary_upgrade_under_load_fails_no_request() {
     let load = steady_load(c, old.url("/steady"), stop.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // The new binary waits for the listening sockets; the old one hands them
-    // over on SIGQUIT, finishes what it has and exits.
+    // The new binary waits for the listening sockets (start returns once it
+    // listens on the upgrade socket); the old one hands them over on
+    // SIGQUIT, finishes what it has and exits.
     let new = GatewayBuilder::new(&cfg).arg("-u").start();
-    tokio::time::sleep(Duration::from_secs(1)).await;
     old.signal("QUIT");
     let status = tokio::task::spawn_blocking(move || {
         let s = old.wait_exit(Duration::from_secs(30));

@@ -512,12 +512,20 @@ async fn active_health_checks_keep_requests_off_a_dead_address() {
     );
 
     // With one, the first check (at start) marks it down: no request tries it.
+    // (A 5 s timeout: the live backend must not fail its check on a slow
+    // machine; the dead one refuses at once.)
     let cfg = basic(&pki, &[dead_addr(), up.addr()], "").replace(
         "connect_timeout = \"1s\"",
-        "connect_timeout = \"1s\"\nhealth = \"/health\"",
+        "connect_timeout = \"5s\"\nhealth = \"/health\"",
     );
     let checked = Gateway::start(&cfg);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || checked
+            .stderr()
+            .contains("becomes unhealthy")),
+        "the first check never marked the dead address down: {}",
+        checked.stderr()
+    );
     send_ten(&checked).await;
     assert_eq!(retries(&checked), 0, "{}", checked.stderr());
 }

@@ -21,7 +21,7 @@ fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
 async fn five_per_minute_then_429_with_headers_then_recovery() {
     let (pki, up) = (TestPki::new(), Upstream::start());
     let routes = "[[route]]\npath = \"/login\"\nmethods = [\"POST\"]\nrate_limit = \"5/minute\"\n\
-                  [[route]]\npath = \"/fast\"\nrate_limit = \"2/2s\"\n";
+                  [[route]]\npath = \"/fast\"\nrate_limit = \"2/6s\"\n";
     let gw = Gateway::start(&basic_with(&pki, &[up.addr()], "", routes));
     let c = https_client(&pki.ca_pem, gw.https_port, false);
     for i in 0..5 {
@@ -67,7 +67,8 @@ async fn five_per_minute_then_429_with_headers_then_recovery() {
         200
     );
 
-    // After Retry-After the next request passes.
+    // After Retry-After the next request passes. ("2/6s": the third request
+    // is refused unless 3 s pass between the first and the third.)
     for _ in 0..2 {
         assert_eq!(
             c.get(gw.url("/fast")).send().await.expect("fast").status(),

@@ -225,7 +225,7 @@ fn users_toml() -> String {
 /// and a users file (as two machines would through deployment).
 fn session_gateway(pki: &TestPki, up: &Upstream, redis: &RedisServer) -> Gateway {
     let extra = format!(
-        "{}login = \"5/minute\"\n[secrets]\nsession_keys = \"env:PORTCULLIS_SESSION_KEYS\"\n\
+        "{}login = \"5/hour\"\n[secrets]\nsession_keys = \"env:PORTCULLIS_SESSION_KEYS\"\n\
          [session]\nusers = \"users.toml\"\n[[route]]\npath = \"/private\"\naccess = \"login\"\n",
         store(redis, "deny")
     );
@@ -263,7 +263,7 @@ async fn logouts_and_login_attempts_are_shared_across_instances() {
     );
 
     // Login attempts on one name: 1 success above + 4 failures across A and
-    // B spend the 5/minute budget; the next is refused on either instance
+    // B spend the 5/hour budget; the next is refused on either instance
     // before any password is checked.
     let mut statuses = Vec::new();
     for i in 0..5 {

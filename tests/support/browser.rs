@@ -49,7 +49,7 @@ const DRIVER_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// One WebDriver command (a page load included) may take this long.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 const PAGE_LOAD_TIMEOUT_MS: u64 = 30_000;
-const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 
 /// How to start the browser.

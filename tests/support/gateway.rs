@@ -3,7 +3,16 @@
 //! Ports come from the config text: `Gateway::start` reads the `https`,
 //! `http` and `ops` keys of the `[server]` table (`https = "127.0.0.1:PORT"`),
 //! so a test picks ports with `free_port()` and writes them into its config.
-//! Readiness = the https port (or, without one, the http port) accepts TCP.
+//! Readiness = the gateway logged "portcullis serving" (its listeners passed
+//! the bind probe) and every listener port in the config accepts TCP. A
+//! port checked free can be taken by another process before
+//! the gateway binds it: then the gateway exits with "cannot listen on", and
+//! `start` moves that config to fresh ports and tries again.
+//!
+//! With `-u` (binary upgrade) the new process serves only once the old one
+//! hands over its sockets: it is ready when it listens on the upgrade socket
+//! (`/tmp/portcullis-PORT-upgrade.sock`), and the test then sends the old
+//! one SIGQUIT within pingora's 5 s.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::ports::free_port;
+
 /// Name of the config file inside the gateway's directory.
 pub const CONFIG_FILE: &str = "portcullis.toml";
 
@@ -19,6 +30,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
+/// Start attempts when a listener port was taken by another process.
+const BIND_ATTEMPTS: usize = 5;
 
 /// Path of the binary under test.
 pub fn binary() -> &'static str {
@@ -91,25 +104,55 @@ impl GatewayBuilder {
     }
 
     /// Starts the gateway and waits until it accepts connections; panics with
-    /// its output if it exits or is not ready within 60 s.
-    pub fn start(self) -> Gateway {
-        let ports = ListenerPorts::parse(&self.config);
-        let wait_port = [ports.https, ports.http]
-            .into_iter()
-            .find(|&p| p != 0)
-            .expect("config has no [server] https or http = \"127.0.0.1:PORT\" line");
-        let config_path = self.dir.path().join(CONFIG_FILE);
-        std::fs::write(&config_path, &self.config).unwrap();
-        let child = self.spawn(&config_path);
-        let mut gateway = Gateway {
-            child,
-            dir: self.dir,
-            https_port: ports.https,
-            http_port: ports.http,
-            ops_port: ports.ops,
-        };
-        gateway.wait_ready(wait_port);
-        gateway
+    /// its output if it exits or is not ready within 60 s. When a listener
+    /// port was taken in the meantime, the ports are replaced by fresh ones
+    /// everywhere in the config (tests must read them back from `Gateway`).
+    pub fn start(mut self) -> Gateway {
+        for attempt in 1..=BIND_ATTEMPTS {
+            let ports = ListenerPorts::parse(&self.config);
+            let wait_port = [ports.https, ports.http]
+                .into_iter()
+                .find(|&p| p != 0)
+                .expect("config has no [server] https or http = \"127.0.0.1:PORT\" line");
+            let config_path = self.dir.path().join(CONFIG_FILE);
+            std::fs::write(&config_path, &self.config).unwrap();
+            let upgrade = self.args.iter().any(|a| a == "-u" || a == "--upgrade");
+            let ready = if upgrade {
+                let sock = PathBuf::from(format!("/tmp/portcullis-{wait_port}-upgrade.sock"));
+                // A file left by an earlier run must not pass for readiness.
+                let _ = std::fs::remove_file(&sock);
+                Ready::UpgradeSocket(sock)
+            } else {
+                let all = [ports.https, ports.http, ports.ops];
+                Ready::Ports(all.into_iter().filter(|&p| p != 0).collect())
+            };
+            let mut child = self.spawn(&config_path);
+            match wait_ready(&mut child, self.dir.path(), &ready) {
+                Ok(()) => {
+                    return Gateway {
+                        child,
+                        dir: self.dir,
+                        https_port: ports.https,
+                        http_port: ports.http,
+                        ops_port: ports.ops,
+                    }
+                }
+                Err(NotReady::PortTaken) if attempt < BIND_ATTEMPTS => {
+                    for old in [ports.https, ports.http, ports.ops] {
+                        if old != 0 {
+                            self.config = replace_port(&self.config, old, free_port());
+                        }
+                    }
+                }
+                Err(e) => {
+                    let logs = logs_in(self.dir.path());
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{e}\n{logs}");
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     fn spawn(&self, config_path: &Path) -> Child {
@@ -240,34 +283,97 @@ impl Gateway {
     }
 
     fn logs(&self) -> String {
-        format!(
-            "--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.stdout(),
-            self.stderr()
-        )
+        logs_in(self.dir.path())
     }
+}
 
-    fn wait_ready(&mut self, port: u16) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(status) = self.try_wait() {
-                panic!(
-                    "portcullis exited during start-up ({status})\n{}",
-                    self.logs()
-                );
-            }
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "portcullis did not listen on 127.0.0.1:{port} within {STARTUP_TIMEOUT:?}\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(POLL);
+/// Why a started gateway is not serving.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("portcullis could not bind a listener port another process took")]
+    PortTaken,
+    #[error("portcullis exited during start-up ({0})")]
+    Exited(ExitStatus),
+    #[error("portcullis did not {0} within {STARTUP_TIMEOUT:?}")]
+    Timeout(String),
+}
+
+/// What a started gateway shows when it is ready.
+enum Ready {
+    /// It logged "portcullis serving" (its listeners passed the bind probe)
+    /// and every listener port accepts (pingora binds them one after the
+    /// other, the ops listener in its own service). Checking the log keeps a
+    /// stranger listening on a port from passing for the gateway.
+    Ports(Vec<u16>),
+    /// `-u`: it waits on the upgrade socket for the old process's listeners.
+    UpgradeSocket(PathBuf),
+}
+
+fn wait_ready(child: &mut Child, dir: &Path, ready: &Ready) -> Result<(), NotReady> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+            return Err(
+                if stderr.contains("cannot listen on") || stderr.contains("Address already in use")
+                {
+                    NotReady::PortTaken
+                } else {
+                    NotReady::Exited(status)
+                },
+            );
         }
+        let is_ready = match ready {
+            Ready::Ports(ports) => {
+                std::fs::read_to_string(dir.join("stderr.log"))
+                    .is_ok_and(|s| s.contains("portcullis serving"))
+                    && ports
+                        .iter()
+                        .all(|&p| TcpStream::connect((Ipv4Addr::LOCALHOST, p)).is_ok())
+            }
+            Ready::UpgradeSocket(sock) => sock.exists(),
+        };
+        if is_ready {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(NotReady::Timeout(match ready {
+                Ready::Ports(ports) => format!("listen on 127.0.0.1 ports {ports:?}"),
+                Ready::UpgradeSocket(sock) => format!("wait on {}", sock.display()),
+            }));
+        }
+        std::thread::sleep(POLL);
     }
+}
+
+fn logs_in(dir: &Path) -> String {
+    let read = |name: &str| {
+        String::from_utf8_lossy(&std::fs::read(dir.join(name)).unwrap_or_default()).into_owned()
+    };
+    format!(
+        "--- stdout ---\n{}\n--- stderr ---\n{}",
+        read("stdout.log"),
+        read("stderr.log")
+    )
+}
+
+/// `config` with every `:old` port (not followed by another digit) as `:new`.
+fn replace_port(config: &str, old: u16, new: u16) -> String {
+    let needle = format!(":{old}");
+    let mut out = String::with_capacity(config.len());
+    let mut rest = config;
+    while let Some(i) = rest.find(&needle) {
+        let after = &rest[i + needle.len()..];
+        out.push_str(&rest[..i]);
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str(&needle);
+        } else {
+            out.push_str(&format!(":{new}"));
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Drop for Gateway {

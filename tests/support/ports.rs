@@ -18,6 +18,12 @@ use std::sync::{Mutex, OnceLock};
 const LOW: u16 = 20_000;
 const HIGH: u16 = 32_000;
 
+/// The range the ACME test support (`certs/tests/support`) draws from. That
+/// module includes this file as its own copy, with its own record of ports
+/// handed out; `tests/acme.rs` uses both copies in one process, so they
+/// draw from disjoint ranges.
+pub const PEBBLE_RANGE: std::ops::Range<u16> = 12_000..20_000;
+
 fn handed_out() -> &'static Mutex<HashSet<u16>> {
     static SET: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     SET.get_or_init(|| Mutex::new(HashSet::new()))
@@ -25,13 +31,13 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 
 /// A pseudo-random candidate port. `RandomState` is seeded per process, so two
 /// test binaries running at once do not walk the same sequence.
-fn candidate() -> u16 {
+fn candidate(range: &std::ops::Range<u16>) -> u16 {
     static STATE: OnceLock<RandomState> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = STATE.get_or_init(RandomState::new).build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     hasher.write_u32(std::process::id());
-    LOW + (hasher.finish() % u64::from(HIGH - LOW)) as u16
+    range.start + (hasher.finish() % u64::from(range.end - range.start)) as u16
 }
 
 fn bindable(port: u16) -> bool {
@@ -41,9 +47,14 @@ fn bindable(port: u16) -> bool {
 /// A port on 127.0.0.1 that nothing listens on right now and that no other
 /// caller in this process has received.
 pub fn free_port() -> u16 {
+    free_port_in(LOW..HIGH)
+}
+
+/// [`free_port`] from `range`.
+pub fn free_port_in(range: std::ops::Range<u16>) -> u16 {
     let mut taken = handed_out().lock().unwrap();
     for _ in 0..2_000 {
-        let port = candidate();
+        let port = candidate(&range);
         if !taken.contains(&port) && bindable(port) {
             taken.insert(port);
             return port;

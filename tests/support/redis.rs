@@ -17,13 +17,21 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts and waits until it answers `PING`.
+    /// Starts and waits until it answers `PING`. When another process took
+    /// the port after `free_port()` checked it, redis-server exits: then it
+    /// starts again on a fresh port.
     pub fn start() -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             child: None,
         };
+        for _ in 0..4 {
+            if server.spawn_and_wait() {
+                return server;
+            }
+            server.port = free_port();
+        }
         server.restart();
         server
     }
@@ -62,6 +70,16 @@ impl RedisServer {
 
     /// (Re)starts an empty server on the same port.
     pub fn restart(&mut self) {
+        assert!(
+            self.spawn_and_wait(),
+            "redis-server could not start on {} (port taken?)",
+            self.port
+        );
+    }
+
+    /// Spawns redis-server on `self.port`; true once it answers `PING`,
+    /// false if it exited first.
+    fn spawn_and_wait(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
@@ -82,11 +100,24 @@ impl RedisServer {
                 "redis-server not found: run scripts/test, which installs it (apt redis-server)",
             );
         self.child = Some(child);
+        let mut exited = false;
+        let answered = wait_until(Duration::from_secs(20), || {
+            exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            exited || self.answers()
+        });
+        if exited {
+            self.child = None;
+            return false;
+        }
         assert!(
-            wait_until(Duration::from_secs(20), || self.answers()),
+            answered,
             "redis-server on {} did not answer PING",
             self.port
         );
+        true
     }
 }
 

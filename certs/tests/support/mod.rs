@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // not every test file uses every helper
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -23,10 +23,17 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A free loopback TCP port (closed again, so a small race is possible).
+// tests/acme.rs also loads tests/support (with its own copy of this file):
+// deliberate, the copies draw ports from disjoint ranges.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+
+/// A free loopback TCP port, below the kernel's ephemeral range (an outgoing
+/// connection could take an ephemeral one before Pebble binds it), never the
+/// same twice in a process; see `tests/support/ports.rs`.
 pub fn free_port() -> u16 {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
+    ports::free_port_in(ports::PEBBLE_RANGE)
 }
 
 /// A child process killed and reaped on drop.
