@@ -331,6 +331,14 @@ async fn early_answers_reach_clients_still_sending_a_body() {
             );
         }
     }
+    // Many times the route's limit (and more than a 1 MiB drain would take).
+    let huge = client
+        .post(gw.url("/small"))
+        .body(vec![b'x'; 8 << 20])
+        .send()
+        .await
+        .expect("8 MiB upload");
+    assert_eq!(huge.status(), 413);
     assert_eq!(up.hits(), 0, "nothing was forwarded");
 
     // A chunked body is refused while it streams (the proxy's error path).

@@ -144,10 +144,12 @@ pub async fn send(session: &mut Session, mut h: ResponseHeader, body: Bytes) -> 
     }
 }
 
-/// Most request-body bytes [`linger`] reads and drops.
-const LINGER_MAX_BYTES: usize = 1 << 20;
-/// Longest [`linger`] waits for them.
-const LINGER_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most request-body bytes [`linger`] reads and drops. Draining amplifies
+/// nothing (the gateway reads only what the client sends), so the bound is
+/// generous: an upload several times `max_body` still gets its 413.
+const LINGER_MAX_BYTES: usize = 64 << 20;
+/// Longest [`linger`] waits for them (nginx's `lingering_timeout`).
+const LINGER_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// After an answer that did not read the request body (413 on a declared
 /// length, 401/403/404, a reserved path): read and drop what the client is
