@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::config::basic_with;
+use support::config::{basic, basic_with};
 use support::*;
 
 const KEYS: &str = "browser-test-key-0123456789abcdefghijklmnop";
@@ -114,13 +114,11 @@ async fn login_and_logout_in_a_real_browser() {
 #[tokio::test]
 async fn an_upload_past_max_body_shows_the_413_page() {
     let (pki, up) = (TestPki::new(), Upstream::start());
-    let cfg = basic_with(
+    let gw = Gateway::start(&basic(
         &pki,
         &[up.addr()],
-        "",
         "[[route]]\npath = \"/upload\"\nmax_body = \"1MB\"\n",
-    );
-    let gw = Gateway::start(&cfg);
+    ));
     let browser = Browser::start_trusting(&pki).await;
     browser.goto(&gw.url("/form")).await;
     // A multipart form with an 8 MiB field: the gateway answers 413 on the
