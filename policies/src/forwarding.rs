@@ -37,6 +37,43 @@ pub fn is_forwarding_header(name: &str) -> bool {
     }
 }
 
+/// Client-address headers of CDNs, load balancers and other proxies. Apps and
+/// their libraries read them as "the client's IP" (Flask-Limiter, Django
+/// IP helpers, logging middlewares), so a client's own copy would pick the
+/// address the app limits or logs.
+pub const CLIENT_IP_HEADERS: [&str; 6] = [
+    "true-client-ip",
+    "x-client-ip",
+    "client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+];
+
+/// Headers other products use to tell an app who the user is, or which URL
+/// was really asked for (IIS/Symfony `X-Original-URL` and `X-Rewrite-URL`
+/// override the path an app routes on, past the gateway's path rules).
+pub const FOREIGN_IDENTITY_HEADERS: [&str; 7] = [
+    "x-remote-user",
+    "remote-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// The entry of [`CLIENT_IP_HEADERS`] or [`FOREIGN_IDENTITY_HEADERS`] that
+/// `name` spells, under the [`header_name_eq`] comparison. The gateway
+/// removes these from every request unless the operator keeps one by name.
+pub fn spoofable_header(name: &str) -> Option<&'static str> {
+    CLIENT_IP_HEADERS
+        .iter()
+        .chain(FOREIGN_IDENTITY_HEADERS.iter())
+        .copied()
+        .find(|h| header_name_eq(name, h))
+}
+
 /// Whether an `X-Request-Id` from a trusted peer may be kept: 1..=128 bytes
 /// of `A-Za-z0-9._-`, so it is safe in logs and response headers.
 pub fn is_valid_request_id(value: &[u8]) -> bool {
@@ -55,6 +92,41 @@ pub fn connection_tokens(value: &str) -> impl Iterator<Item = String> + '_ {
         .map(|t| t.trim_matches(|c| c == ' ' || c == '\t'))
         .filter(|t| !t.is_empty())
         .map(str::to_ascii_lowercase)
+}
+
+/// Whether an upstream's `101 Switching Protocols` answers the request: the
+/// client asked to upgrade, the response's `Upgrade` names exactly one
+/// protocol the client offered (compared case-insensitively, version
+/// included), and its `Connection` carries the `upgrade` option. Anything else
+/// would switch the client's connection to a raw tunnel it never asked for.
+pub fn is_upgrade_answer<'a>(
+    request_upgrade: impl Iterator<Item = &'a [u8]>,
+    response_upgrade: impl Iterator<Item = &'a [u8]>,
+    response_connection: impl Iterator<Item = &'a [u8]>,
+) -> bool {
+    fn tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
+        values
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(|t| {
+                let start = t.iter().position(|&b| b != b' ' && b != b'\t');
+                let end = t.iter().rposition(|&b| b != b' ' && b != b'\t');
+                match (start, end) {
+                    (Some(s), Some(e)) => t.get(s..=e).unwrap_or_default(),
+                    _ => &[],
+                }
+            })
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+    let offered = tokens(request_upgrade);
+    let chosen = tokens(response_upgrade);
+    let [chosen] = chosen.as_slice() else {
+        return false;
+    };
+    offered.iter().any(|o| o.eq_ignore_ascii_case(chosen))
+        && tokens(response_connection)
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
 }
 
 fn fold(b: u8) -> u8 {
@@ -156,6 +228,72 @@ mod tests {
         ] {
             assert!(!is_forwarding_header(name), "{name}");
         }
+    }
+
+    #[test]
+    fn spoofable_headers_in_every_spelling() {
+        for (name, want) in [
+            ("True-Client-IP", "true-client-ip"),
+            ("true_client_ip", "true-client-ip"),
+            ("X-Client-IP", "x-client-ip"),
+            ("Client-Ip", "client-ip"),
+            ("CF-Connecting-IP", "cf-connecting-ip"),
+            ("cf_connecting_ip", "cf-connecting-ip"),
+            ("Fastly-Client-IP", "fastly-client-ip"),
+            ("X-Cluster-Client-IP", "x-cluster-client-ip"),
+            ("X-Remote-User", "x-remote-user"),
+            ("REMOTE_USER", "remote-user"),
+            ("X-Auth-Request-User", "x-auth-request-user"),
+            ("X-Auth-Request-Email", "x-auth-request-email"),
+            ("x_auth_request_groups", "x-auth-request-groups"),
+            ("X-Original-URL", "x-original-url"),
+            ("x_rewrite_url", "x-rewrite-url"),
+        ] {
+            assert_eq!(spoofable_header(name), Some(want), "{name}");
+        }
+        for name in [
+            "X-Client-IPs",
+            "Client",
+            "X-Remote-Users",
+            "X-Auth-Request",
+            "X-Original-URI",
+            "Host",
+            "",
+        ] {
+            assert_eq!(spoofable_header(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn upgrade_answers() {
+        let yes = |req: &[&[u8]], up: &[&[u8]], conn: &[&[u8]]| {
+            is_upgrade_answer(
+                req.iter().copied(),
+                up.iter().copied(),
+                conn.iter().copied(),
+            )
+        };
+        assert!(yes(&[b"websocket"], &[b"websocket"], &[b"Upgrade"]));
+        assert!(yes(
+            &[b"WebSocket"],
+            &[b"websocket"],
+            &[b"keep-alive, upgrade"]
+        ));
+        assert!(yes(&[b"h2c, websocket"], &[b" websocket "], &[b"upgrade"]));
+        // No upgrade asked for, none named, not the one asked for, no
+        // Connection option, two protocols at once.
+        assert!(!yes(&[], &[b"websocket"], &[b"upgrade"]));
+        assert!(!yes(&[b"websocket"], &[], &[b"upgrade"]));
+        assert!(!yes(&[b"websocket"], &[b"h2c"], &[b"upgrade"]));
+        assert!(!yes(&[b"websocket"], &[b"websocket"], &[]));
+        assert!(!yes(&[b"websocket"], &[b"websocket"], &[b"keep-alive"]));
+        assert!(!yes(
+            &[b"websocket, h2c"],
+            &[b"websocket, h2c"],
+            &[b"upgrade"]
+        ));
+        assert!(!yes(&[b"websocket"], &[b"websocket/13x"], &[b"upgrade"]));
+        assert!(!yes(&[b""], &[b""], &[b"upgrade"]));
     }
 
     #[test]

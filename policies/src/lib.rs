@@ -22,6 +22,9 @@
 //!
 //! * [`target`] — request-target validation and path normalisation (SPEC step 2).
 //! * [`client_ip`] — client address from the peer and `X-Forwarded-For` (step 1).
+//! * [`host`] — the request's host, parsed strictly into one canonical value (step 2).
+//! * [`method`] — accepted method spellings and method-override headers.
+//! * [`cookies`] — `Cookie` headers as bytes: find the gateway's, strip them for the app.
 //! * [`forwarding`] — header-name rules for the upstream request (step 7).
 //! * [`head`] — facts from the raw HTTP/1 request head: verbatim target, framing (step 2).
 //! * [`ratelimit`] — rate rules, in-process GCRA, `RateLimit` headers (step 4).
@@ -41,13 +44,16 @@
 pub mod access;
 pub mod assertion;
 pub mod client_ip;
+pub mod cookies;
 pub mod cors;
 pub mod csrf;
 pub mod emergency;
 pub mod forwarding;
 pub mod head;
 pub mod headers;
+pub mod host;
 mod mac;
+pub mod method;
 pub mod ratelimit;
 pub mod redirect;
 pub mod routes;

@@ -20,8 +20,11 @@
 //!   set (for upstreams that ignore case, where `/ADMIN` must hit the
 //!   `/admin` rule).
 //! * **Methods** are HTTP tokens, uppercased at configuration time and
-//!   compared exactly (methods are case-sensitive on the wire). A method
-//!   mismatch falls through to later routes.
+//!   compared exactly; the gateway refuses any request method with a
+//!   lowercase letter before routing ([`crate::method`]), so `post` never
+//!   falls through. `GET` covers `HEAD`, as every common framework serves
+//!   HEAD from the GET view (nginx's `limit_except GET` does the same). A
+//!   method mismatch falls through to later routes.
 //! * **Hosts** compare ASCII case-insensitively with any port and one
 //!   trailing dot ignored; IPv6 literals compare as addresses. A route with a
 //!   host never matches a request without a usable host.
@@ -156,9 +159,10 @@ impl RouteMatcher {
     }
 
     fn matches_method(&self, method: &str) -> bool {
-        self.methods
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|m| m == method))
+        self.methods.as_ref().is_none_or(|list| {
+            list.iter()
+                .any(|m| m == method || (method == "HEAD" && m == "GET"))
+        })
     }
 
     fn matches_host(&self, host: Option<&str>) -> bool {
@@ -717,7 +721,25 @@ mod tests {
         assert_eq!(table.find(None, "/api/x", "GET"), Some(1));
         assert_eq!(table.find(None, "/api/x", "HEAD"), Some(1));
         assert_eq!(table.find(None, "/api/x", "DELETE"), Some(2));
+        // The gateway refuses `post` before routing (`crate::method`).
         assert_eq!(table.find(None, "/api/x", "post"), Some(2));
+    }
+
+    /// `GET` covers `HEAD`: a GET-only rule never lets HEAD fall through.
+    #[test]
+    fn get_covers_head() {
+        let table = RouteTable::new(
+            vec![
+                route(None, "/admin", Some(&["GET"])),
+                route(None, "/", None),
+            ],
+            false,
+        );
+        assert_eq!(table.find(None, "/admin", "GET"), Some(0));
+        assert_eq!(table.find(None, "/admin", "HEAD"), Some(0));
+        assert_eq!(table.find(None, "/admin", "POST"), Some(1));
+        let head_only = RouteTable::new(vec![route(None, "/a", Some(&["HEAD"]))], false);
+        assert_eq!(head_only.find(None, "/a", "GET"), None);
     }
 
     #[test]

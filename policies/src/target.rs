@@ -209,6 +209,18 @@ pub fn forwarded_target(path: &NormalizedPath, query: Option<&str>) -> String {
     out
 }
 
+/// Whether a canonical path names a non-ASCII byte. Raw non-ASCII is
+/// refused by [`normalize_path`], so it can only be a `%XX` escape of 0x80 or
+/// above. `case_insensitive_paths` refuses such paths: upstreams that fold
+/// Unicode case (`/CAF%C3%89` as `/café`, the Kelvin sign as `k`) would
+/// otherwise see a resource that ASCII-only folding routed elsewhere.
+pub fn has_encoded_non_ascii(path: &NormalizedPath) -> bool {
+    path.0
+        .as_bytes()
+        .windows(2)
+        .any(|w| matches!(w, [b'%', b'8'..=b'9' | b'A'..=b'F']))
+}
+
 /// Validates and canonicalises a path alone (no query, no fragment).
 ///
 /// Public so configuration (route prefixes) goes through the very same rules

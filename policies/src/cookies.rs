@@ -1,0 +1,186 @@
+//! `Cookie` request headers, read and rewritten as bytes.
+//!
+//! Browsers send cookie values byte for byte as they were set, UTF-8 and
+//! all, and a sibling subdomain can plant a cookie with any bytes in it. A
+//! parser that first insists on a valid (ASCII) header string skips the whole
+//! header on one such byte: the gateway's own cookies are then neither found
+//! nor removed, and reach the app. So everything here works on the raw bytes
+//! of every `Cookie` header:
+//!
+//! * a header is split on `;` into crumbs; a crumb's name is what comes before
+//!   its first `=`, without surrounding spaces or tabs (a crumb with no `=` is
+//!   all name, as browsers send it);
+//! * [`values`] finds the crumbs with exactly one name;
+//! * [`strip`] removes every crumb whose name starts with a given prefix
+//!   compared ASCII case-insensitively (a planted `__host-portcullis` is the
+//!   gateway's business, never the app's), and keeps every other crumb byte
+//!   for byte.
+
+/// The values of every crumb named exactly `name`, in order, across all
+/// `Cookie` headers.
+pub fn values<'a, I>(headers: I, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a
+where
+    I: IntoIterator<Item = &'a [u8]>,
+    I::IntoIter: 'a,
+{
+    headers
+        .into_iter()
+        .flat_map(crumbs)
+        .filter_map(move |crumb| match split(crumb) {
+            (n, Some(v)) if n == name => Some(v),
+            _ => None,
+        })
+}
+
+/// What [`strip`] made of the `Cookie` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stripped {
+    /// No crumb had the prefix: forward the headers as they came.
+    Unchanged,
+    /// Every crumb had it: forward no `Cookie` header.
+    Empty,
+    /// The remaining crumbs, joined with `; ` into one header value.
+    Rest(Vec<u8>),
+}
+
+/// The `Cookie` headers without the crumbs whose name starts with `prefix`
+/// (ASCII case-insensitively).
+pub fn strip<'a, I>(headers: I, prefix: &[u8]) -> Stripped
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut kept: Vec<u8> = Vec::new();
+    let mut removed = false;
+    for crumb in headers.into_iter().flat_map(crumbs) {
+        let (name, _) = split(crumb);
+        let own = name
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix));
+        if own {
+            removed = true;
+        } else {
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(crumb);
+        }
+    }
+    match (removed, kept.is_empty()) {
+        (false, _) => Stripped::Unchanged,
+        (true, true) => Stripped::Empty,
+        (true, false) => Stripped::Rest(kept),
+    }
+}
+
+/// The non-empty crumbs of one header, trimmed of spaces and tabs.
+fn crumbs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    header
+        .split(|&b| b == b';')
+        .map(trim)
+        .filter(|c| !c.is_empty())
+}
+
+/// A crumb's trimmed name and, if it has an `=`, its trimmed value.
+fn split(crumb: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match crumb.iter().position(|&b| b == b'=') {
+        Some(i) => {
+            let (name, value) = crumb.split_at(i);
+            (trim(name), Some(trim(value.get(1..).unwrap_or_default())))
+        }
+        None => (crumb, None),
+    }
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let is_ws = |b: &u8| matches!(b, b' ' | b'\t');
+    let start = bytes.iter().position(|b| !is_ws(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ws(b))
+        .map_or(start, |i| i + 1);
+    bytes.get(start..end).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: &[u8] = b"__Host-portcullis";
+
+    fn found<'a>(headers: &'a [&'a [u8]], name: &'a [u8]) -> Vec<&'a [u8]> {
+        values(headers.iter().copied(), name).collect()
+    }
+
+    #[test]
+    fn values_are_found_next_to_any_bytes() {
+        let h: &[&[u8]] = &[b"__Host-portcullis=tok; name=Jos\xc3\xa9"];
+        assert_eq!(found(h, OWN), [b"tok"]);
+        let h: &[&[u8]] = &[b"name=Jos\xc3\xa9", b"__Host-portcullis=tok"];
+        assert_eq!(found(h, OWN), [b"tok"]);
+        let h: &[&[u8]] = &[b"x=\xff\x80;__Host-portcullis = tok ;y"];
+        assert_eq!(found(h, OWN), [b"tok"]);
+        let h: &[&[u8]] = &[b"__Host-portcullis=a", b"a=1; __Host-portcullis=b"];
+        assert_eq!(found(h, OWN), [b"a", b"b"]);
+    }
+
+    #[test]
+    fn values_match_the_exact_name_only() {
+        for header in [
+            &b"__Host-portcullis-csrf=x"[..],
+            b"__host-portcullis=x",
+            b"__Host-portcullisx=x",
+            b"x__Host-portcullis=x",
+            b"__Host-portcullis",
+            b"a=__Host-portcullis=x",
+        ] {
+            assert!(found(&[header], OWN).is_empty(), "{header:?}");
+        }
+        // A value with '=' in it is kept whole.
+        assert_eq!(found(&[b"__Host-portcullis=a=b"], OWN), [b"a=b"]);
+    }
+
+    #[test]
+    fn strip_removes_every_own_crumb_and_keeps_the_rest_byte_for_byte() {
+        let s = |h: &[&[u8]]| strip(h.iter().copied(), OWN);
+        assert_eq!(s(&[b"a=1; b=2"]), Stripped::Unchanged);
+        assert_eq!(s(&[b"name=Jos\xc3\xa9"]), Stripped::Unchanged);
+        assert_eq!(s(&[]), Stripped::Unchanged);
+        assert_eq!(
+            s(&[b"__Host-portcullis=t; name=Jos\xc3\xa9"]),
+            Stripped::Rest(b"name=Jos\xc3\xa9".to_vec())
+        );
+        assert_eq!(
+            s(&[b"name=Jos\xc3\xa9", b"app=1; __Host-portcullis=t"]),
+            Stripped::Rest(b"name=Jos\xc3\xa9; app=1".to_vec())
+        );
+        assert_eq!(
+            s(&[
+                b"a=1; __Host-portcullis=x; b=2",
+                b"__Host-portcullis-csrf=y; __Host-portcullis-emergency=z"
+            ]),
+            Stripped::Rest(b"a=1; b=2".to_vec())
+        );
+        for own in [
+            &b"__Host-portcullis=x"[..],
+            b"__host-PORTCULLIS=x",
+            b" __Host-portcullis =x",
+            b"\t__Host-portcullis-csrf=\xc3\xa9",
+            b"__Host-portcullis",
+            b"__HOST-portcullis-anything=1",
+        ] {
+            assert_eq!(s(&[own]), Stripped::Empty, "{own:?}");
+        }
+        // Crumbs keep their own bytes, '=' and spaces inside a value included.
+        assert_eq!(
+            s(&[b"__Host-portcullis=x;q=\"a b\";  e=a=b ; \xff=\xfe"]),
+            Stripped::Rest(b"q=\"a b\"; e=a=b; \xff=\xfe".to_vec())
+        );
+    }
+
+    #[test]
+    fn trim_handles_edges() {
+        assert_eq!(trim(b""), b"");
+        assert_eq!(trim(b"  \t "), b"");
+        assert_eq!(trim(b" a b "), b"a b");
+    }
+}
