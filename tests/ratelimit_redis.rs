@@ -216,8 +216,12 @@ async fn outage_with_deny_answers_503_promptly_then_recovers() {
     );
 }
 
+/// The same file for every instance: sessions are bound to the stored hash,
+/// so instances must share the file, not each hash the password anew.
 fn users_toml() -> String {
-    let hash = policies::users::hash_password(PW).expect("hash");
+    static HASH: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| policies::users::hash_password(PW).expect("hash"));
+    let hash = HASH.as_str();
     format!("[users.alice]\npassword = \"{hash}\"\nroles = [\"staff\"]\ngeneration = 1\n")
 }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -28,9 +29,16 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// One hash per password for the whole test binary, so forged sessions can
+/// carry the account epoch (generation mixed with the hash).
+static ALICE_HASH: LazyLock<String> =
+    LazyLock::new(|| policies::users::hash_password(ALICE_PW).expect("hash"));
+static BOB_HASH: LazyLock<String> =
+    LazyLock::new(|| policies::users::hash_password(BOB_PW).expect("hash"));
+
 fn users_toml(generation: u64, alice_disabled: bool, with_alice: bool) -> String {
-    let alice = policies::users::hash_password(ALICE_PW).expect("hash");
-    let bob = policies::users::hash_password(BOB_PW).expect("hash");
+    let alice = ALICE_HASH.as_str();
+    let bob = BOB_HASH.as_str();
     let mut out = format!(
         "[users.bob]\npassword = \"{bob}\"\nroles = [\"admin\", \"staff\"]\ngeneration = 1\n"
     );
@@ -306,11 +314,13 @@ fn forge(keys: &[&str], s: &Session) -> String {
     session::encode(s, &keys)
 }
 
+/// A session of Alice as the gateway would issue it while her users-file
+/// `generation` is `generation`.
 fn alice(generation: u64, issued: u64, seen: u64) -> Session {
     Session {
         id: session::new_id(),
         user: "Alice".into(),
-        generation,
+        generation: policies::users::account_epoch(generation, &ALICE_HASH),
         issued,
         seen,
     }
@@ -481,6 +491,88 @@ async fn passwd_disable_and_deletion_void_existing_sessions() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(gone, "deleted user");
+}
+
+/// Security review finding: bob (viewer) removed and added again as admin
+/// must not get the admin role through his old cookie. Every account used to
+/// start at generation 1, so the old session matched the new account.
+#[tokio::test]
+async fn a_removed_and_re_added_account_does_not_inherit_sessions() {
+    let env = Env::start();
+    let old = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);
+    assert_eq!(api_status(&env, "/private", Some(&old)).await, 200);
+    assert_eq!(api_status(&env, "/admin", Some(&old)).await, 403);
+    let users = env.users_path();
+    let users_arg = users.to_str().expect("utf8");
+
+    let out = run_cli(
+        &["user", "remove", "Alice", "--users", users_arg],
+        &[],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let mut gone = false;
+    for _ in 0..50 {
+        if api_status(&env, "/private", Some(&old)).await == 401 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "removed user");
+
+    // Back, same name and password, now an admin, at generation 1 again.
+    let reloads = |env: &Env| {
+        let log = env.gw.stdout() + &env.gw.stderr();
+        log.matches("users file reloaded").count()
+    };
+    let before = reloads(&env);
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime second
+    let out = run_cli(
+        &[
+            "user", "add", "Alice", "--role", "admin", "--users", users_arg,
+        ],
+        &[],
+        Some(&format!("{ALICE_PW}\n")),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let text = std::fs::read_to_string(&users).expect("users file");
+    assert!(text.contains("generation = 1"), "{text}");
+    // The gateway notices the file within a second or so (logging in
+    // before that would spend the per-user login limit).
+    assert!(
+        wait_until(Duration::from_secs(10), || reloads(&env) > before),
+        "the gateway reloads the users file"
+    );
+    let fresh = format!("__Host-portcullis={}", login(&env, "Alice", ALICE_PW).await);
+    assert_eq!(
+        api_status(&env, "/admin", Some(&fresh)).await,
+        200,
+        "control: the new account is an admin (and the gateway has the new file)"
+    );
+    for path in ["/admin", "/private"] {
+        assert_eq!(
+            api_status(&env, path, Some(&old)).await,
+            401,
+            "the old account's cookie on {path}"
+        );
+    }
+
+    // The same by hand: the old entry written back verbatim revives nothing
+    // either, since the hash differs from the one the session was bound to.
+    std::thread::sleep(Duration::from_millis(1100));
+    let hand = format!(
+        "{}[users.Alice]\npassword = \"{}\"\nroles = [\"admin\"]\ngeneration = 1\n",
+        users_toml(1, false, false),
+        policies::users::hash_password(ALICE_PW).expect("hash")
+    );
+    std::fs::write(&users, hand).expect("rewrite");
+    let mut revived = false;
+    for _ in 0..15 {
+        revived |= api_status(&env, "/admin", Some(&old)).await != 401;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!revived, "a hand-written account with a new hash");
 }
 
 #[tokio::test]

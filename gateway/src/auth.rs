@@ -4,6 +4,7 @@
 
 use cookie::{Cookie, SameSite as CookieSameSite};
 use pingora::http::RequestHeader;
+use policies::cookies;
 use policies::session::{self, Session};
 
 use crate::config::SameSite;
@@ -42,31 +43,32 @@ pub struct Auth {
     pub set_cookie: Option<String>,
 }
 
-/// Values of every cookie called `name` in the request, in order.
-pub fn cookie_values<'a>(
-    req: &'a RequestHeader,
-    name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
+/// The raw bytes of every `Cookie` header (see `policies::cookies`: one
+/// non-ASCII byte must not hide the gateway's cookies).
+fn cookie_headers(req: &RequestHeader) -> impl Iterator<Item = &[u8]> {
     req.headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (n, v) = pair.split_once('=')?;
-            (n.trim() == name).then(|| v.trim())
-        })
+        .map(|v| v.as_bytes())
 }
 
-/// The single value of cookie `name`; `None` when absent or sent twice (two
-/// copies mean someone planted one: believe neither).
+/// The single value of cookie `name`; `None` when absent, `Err` when sent
+/// twice (two copies mean someone planted one: believe neither) or when the
+/// value is not ASCII (no cookie the gateway sets ever is).
 pub fn single_cookie<'a>(req: &'a RequestHeader, name: &'a str) -> Result<Option<&'a str>, ()> {
-    let mut it = cookie_values(req, name);
+    let mut it = cookies::values(cookie_headers(req), name.as_bytes());
     let first = it.next();
     if it.next().is_some() {
         return Err(());
     }
-    Ok(first)
+    first
+        .map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .filter(|v| v.is_ascii())
+                .ok_or(())
+        })
+        .transpose()
 }
 
 fn same_site(s: SameSite) -> CookieSameSite {
@@ -151,7 +153,7 @@ pub fn csrf_cookie(binding: &str) -> String {
 }
 
 /// Verifies the session cookie: MAC, lifetimes, then the user (exists, not
-/// disabled, same generation) and revocation. A bad cookie is no cookie,
+/// disabled, same account epoch) and revocation. A bad cookie is no cookie,
 /// and is cleared. `Err` only when revocations cannot be read and
 /// `on_store_error = "deny"`.
 pub async fn authenticate(
@@ -183,7 +185,7 @@ pub async fn authenticate(
     let Some(user) = users.get(&s.user) else {
         return cleared();
     };
-    if user.disabled || user.generation != s.generation {
+    if user.disabled || user.epoch() != s.generation {
         return cleared();
     }
     let (name, roles) = (user.name.clone(), user.roles.clone());
@@ -205,33 +207,11 @@ pub async fn authenticate(
     })
 }
 
-/// The request's `Cookie` header without the gateway's own cookies, or
-/// `None` when nothing is left. The app never sees a session token.
-pub fn strip_own_cookies(req: &RequestHeader) -> Option<Option<String>> {
-    let values: Vec<&str> = req
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !values.iter().any(|v| v.contains(OWN_COOKIE_PREFIX)) {
-        return None; // unchanged
-    }
-    let kept: Vec<&str> = values
-        .iter()
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            !pair
-                .split('=')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .starts_with(OWN_COOKIE_PREFIX)
-        })
-        .collect();
-    Some((!kept.is_empty()).then(|| kept.join("; ")))
+/// The request's `Cookie` headers without the gateway's own cookies (any
+/// name starting with [`OWN_COOKIE_PREFIX`], in any case). The app never
+/// sees a session token; its own cookies pass byte for byte.
+pub fn strip_own_cookies(req: &RequestHeader) -> cookies::Stripped {
+    cookies::strip(cookie_headers(req), OWN_COOKIE_PREFIX.as_bytes())
 }
 
 #[cfg(test)]
@@ -280,17 +260,28 @@ mod tests {
 
     #[test]
     fn own_cookies_never_reach_the_app() {
-        assert_eq!(strip_own_cookies(&req(&["a=1; b=2"])), None);
+        use cookies::Stripped;
+        assert_eq!(strip_own_cookies(&req(&["a=1; b=2"])), Stripped::Unchanged);
         assert_eq!(
             strip_own_cookies(&req(&[
                 "a=1; __Host-portcullis=x; b=2",
                 "__Host-portcullis-csrf=y"
             ])),
-            Some(Some("a=1; b=2".to_string()))
+            Stripped::Rest(b"a=1; b=2".to_vec())
         );
         assert_eq!(
             strip_own_cookies(&req(&["__Host-portcullis=x"])),
-            Some(None)
+            Stripped::Empty
+        );
+        // Raw UTF-8 next to the session cookie (as browsers send it).
+        let mut r = req(&[]);
+        let utf8 = http::HeaderValue::from_bytes(b"__Host-portcullis=x; name=Jos\xc3\xa9")
+            .expect("obs-text is a valid header value");
+        r.append_header("cookie", utf8).expect("header");
+        assert_eq!(single_cookie(&r, SESSION_COOKIE), Ok(Some("x")));
+        assert_eq!(
+            strip_own_cookies(&r),
+            Stripped::Rest(b"name=Jos\xc3\xa9".to_vec())
         );
     }
 

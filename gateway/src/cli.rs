@@ -99,6 +99,13 @@ pub enum UserCommand {
         #[command(flatten)]
         file: UsersArg,
     },
+    /// Remove a user; the user's existing sessions end, and an account added
+    /// later under the same name never inherits them.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        file: UsersArg,
+    },
     /// List users, their roles and state.
     List {
         #[command(flatten)]

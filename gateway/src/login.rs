@@ -203,7 +203,7 @@ pub async fn login_submit(
     let s = session::Session {
         id: session::new_id(),
         user: user.name.clone(),
-        generation: user.generation,
+        generation: user.epoch(),
         issued: t,
         seen: t,
     };

@@ -14,9 +14,10 @@ use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
 use pingora::proxy::FailToProxy;
 use policies::access::{self, Decision};
 use policies::client_ip::{self, ClientAddr};
+use policies::host::Host;
 use policies::ratelimit::{self, Outcome, Rate};
 use policies::target::{self, RequestTarget};
-use policies::{forwarding, head};
+use policies::{cookies, forwarding, head};
 
 use crate::access_log;
 use crate::auth::{self, Identity};
@@ -68,9 +69,15 @@ pub struct Ctx {
     pub body_seen: u64,
     pub tried: Vec<PSocketAddr>,
     pub status: u16,
-    /// The request's framing was refused (step 2): its body is not read, not
-    /// even to be dropped.
-    pub framing_refused: bool,
+    /// The request's framing was refused (step 2), or its body came too
+    /// slowly: what is left of it is not read, not even to be dropped.
+    pub skip_drain: bool,
+    /// The declared body is small enough to read whole before the upstream
+    /// is contacted (stage `body`).
+    pub buffer_body: bool,
+    /// The route opted in to method-override headers and matched the
+    /// overriding method too: they are forwarded.
+    pub keep_method_override: bool,
 }
 
 impl Ctx {
@@ -132,6 +139,7 @@ fn status_label(status: u16) -> &'static str {
         403 => "403",
         404 => "404",
         405 => "405",
+        408 => "408",
         413 => "413",
         429 => "429",
         500 => "500",
@@ -164,33 +172,67 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
-enum HostError {
-    Duplicate,
-    Missing,
-    Mismatch,
-}
-
-/// The request's host: `Host`, or the HTTP/2 `:authority`; both must agree.
-fn request_host(
-    req: &RequestHeader,
-    absolute_authority: Option<&str>,
-) -> Result<Option<String>, HostError> {
+/// The request's host: every `Host` header, the HTTP/2 `:authority` and an
+/// absolute-form target's authority, each parsed strictly; there must be
+/// exactly one host between them, on every protocol version (an HTTP/1.0
+/// request without one is refused too: routes with a `host` and the app
+/// must never see different hosts, or none).
+fn request_host(req: &RequestHeader, absolute_authority: Option<&str>) -> Option<Host> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     let host = hosts
         .next()
-        .map(|h| h.to_str().map_err(|_| HostError::Mismatch))
-        .transpose()?;
+        .map(|h| Host::parse(h.as_bytes()))
+        .transpose()
+        .ok()?;
     if hosts.next().is_some() {
-        return Err(HostError::Duplicate);
+        return None;
     }
-    let authority = absolute_authority.or_else(|| req.uri.authority().map(|a| a.as_str()));
+    let authority = absolute_authority
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .map(|a| Host::parse(a.as_bytes()))
+        .transpose()
+        .ok()?;
     match (host, authority) {
-        (Some(h), Some(a)) if !h.eq_ignore_ascii_case(a) => Err(HostError::Mismatch),
-        (Some(h), _) => Ok(Some(h.to_string())),
-        (None, Some(a)) => Ok(Some(a.to_string())),
-        (None, None) if req.version == http::Version::HTTP_11 => Err(HostError::Missing),
-        (None, None) => Ok(None),
+        (Some(h), Some(a)) => (h == a).then_some(h),
+        (h, a) => h.or(a),
     }
+}
+
+/// The method a method-override header asks for: `None` without one, `Err`
+/// when they disagree or name no acceptable method.
+fn override_method(req: &RequestHeader) -> Result<Option<String>, ()> {
+    let mut found: Option<&[u8]> = None;
+    for (name, value) in req.headers.iter() {
+        if !policies::method::is_override_header(name.as_str()) {
+            continue;
+        }
+        let v = value.as_bytes();
+        if !policies::method::is_accepted(v) || found.is_some_and(|f| f != v) {
+            return Err(());
+        }
+        found = Some(v);
+    }
+    Ok(found.map(|v| String::from_utf8_lossy(v).into_owned()))
+}
+
+/// The limiter key of `rate_key = "header:NAME"`: `None` when the header is
+/// absent or empty, `Err` when it comes more than once in any spelling
+/// (`X-Api-Key` and `X_Api_Key` are one variable to many app servers).
+fn header_key(req: &RequestHeader, name: &str) -> Result<Option<String>, ()> {
+    let mut values = req
+        .headers
+        .iter()
+        .filter(|(n, _)| forwarding::header_name_eq(n.as_str(), name))
+        .map(|(_, v)| v.as_bytes());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(());
+    }
+    // Bounded: a huge header value must not become a huge key.
+    Ok(first.filter(|v| !v.is_empty()).map(|v| {
+        let v = v.get(..256).unwrap_or(v);
+        format!("h:{}", String::from_utf8_lossy(v))
+    }))
 }
 
 /// The `https://` URL the http listener redirects to.
@@ -245,8 +287,13 @@ impl Gateway {
         // h2 layer, which refuses TE and a CL that disagrees with the data.)
         let raw_head = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
         if raw_head.as_deref().is_some_and(head::ambiguous_framing) {
-            ctx.framing_refused = true;
+            ctx.skip_drain = true;
             session.set_keepalive(None);
+            return self.fail(session, ctx, 400).await;
+        }
+        // `post` must not fall through a POST rule to a public route while
+        // the app upper-cases it and runs the POST view.
+        if !policies::method::is_accepted(req.method.as_str().as_bytes()) {
             return self.fail(session, ctx, 400).await;
         }
         let wire_target = match raw_head.as_deref() {
@@ -274,11 +321,15 @@ impl Gateway {
             }
             RequestTarget::Asterisk => return self.fail(session, ctx, 400).await,
         };
-        let host = match request_host(req, authority) {
-            Ok(h) => h,
-            Err(_) => return self.fail(session, ctx, 400).await,
+        let Some(host) = request_host(req, authority) else {
+            return self.fail(session, ctx, 400).await;
         };
-        ctx.host = host;
+        ctx.host = Some(host.to_string());
+        // Upstreams that fold Unicode case would read `/CAF%C3%89` as a
+        // denied `/café`: in that mode only ASCII paths are routed.
+        if rt.table.case_insensitive() && target::has_encoded_non_ascii(&path) {
+            return self.fail(session, ctx, 400).await;
+        }
         ctx.upstream_target = Some(target::forwarded_target(&path, query));
 
         // ACME HTTP-01: answered on the plain listener from pending challenges.
@@ -362,21 +413,42 @@ impl Gateway {
             }
         }
 
-        // 3. Reserved paths.
+        // 3. Reserved paths (in any case when paths are case-insensitive:
+        // `/.PORTCULLIS/login` must not reach such an app).
         let p = path.as_str();
-        if p.starts_with(RESERVED) || p == "/.portcullis" {
-            return self.reserved(session, ctx, &rt).await;
+        if rt.table.case_insensitive() {
+            let head = p.get(..RESERVED.len()).unwrap_or(p);
+            if head.eq_ignore_ascii_case(RESERVED) || p.eq_ignore_ascii_case("/.portcullis") {
+                return self
+                    .reserved(session, ctx, &rt, &p.to_ascii_lowercase())
+                    .await;
+            }
+        } else if p.starts_with(RESERVED) || p == "/.portcullis" {
+            return self.reserved(session, ctx, &rt, p).await;
         }
 
         // Routing (host, path, method).
         let method = req.method.as_str();
-        let rule = match rt.table.find(ctx.host.as_deref(), p, method) {
+        let found = rt.table.find(ctx.host.as_deref(), p, method);
+        let rule = match found {
             Some(i) => {
                 ctx.route = Some(i);
                 &rt.routes[i]
             }
             None => &rt.fallback,
         };
+        // Method-override headers reach the app only on a route that opted
+        // in and that the overriding method matches as well: the app runs
+        // one of two methods, and the gateway checked the route for both.
+        if rule.method_override {
+            match override_method(req) {
+                Ok(None) => {}
+                Ok(Some(m)) if rt.table.find(ctx.host.as_deref(), p, &m) == found => {
+                    ctx.keep_method_override = true;
+                }
+                Ok(Some(_)) | Err(()) => return self.fail(session, ctx, 400).await,
+            }
+        }
 
         ctx.out.headers = Some(rule.headers.clone());
 
@@ -415,15 +487,12 @@ impl Gateway {
                     .identity
                     .as_ref()
                     .map_or(ip, |i| format!("u:{}", i.user.to_ascii_lowercase())),
-                RateKey::Header(name) => req
-                    .headers
-                    .get(name.as_str())
-                    .map(|v| v.as_bytes())
-                    .filter(|v| !v.is_empty())
-                    // Bounded: a huge header value must not become a huge key.
-                    .map_or(ip, |v| {
-                        format!("h:{}", String::from_utf8_lossy(&v[..v.len().min(256)]))
-                    }),
+                RateKey::Header(name) => match header_key(req, name) {
+                    Ok(Some(key)) => key,
+                    Ok(None) => ip,
+                    // Two keys: which one the app believes is anyone's guess.
+                    Err(()) => return self.fail(session, ctx, 400).await,
+                },
             };
             match limit.store.check(&key).await {
                 Verdict::Counted(outcome) => {
@@ -492,13 +561,50 @@ impl Gateway {
         if declared.is_some_and(|n| n > ctx.max_body) {
             return self.fail(session, ctx, 413).await;
         }
+        ctx.buffer_body = declared.is_some_and(|n| n > 0 && n <= rule.buffer_body);
         Ok(false)
     }
 
+    /// Stage `body`: a slow body must not hold the app. A body declared up to
+    /// `buffer_body` is read whole, within `body_timeout`, before the
+    /// upstream is contacted (pingora replays it from its retry buffer);
+    /// larger and chunked bodies stream, each HTTP/1 read waiting at most
+    /// `body_timeout`. Too slow: 408 and the connection closes.
+    async fn body(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let timeout = ctx.rt.config.server.body_timeout;
+        if !ctx.buffer_body {
+            if !session.is_body_empty() {
+                session.set_read_timeout(Some(timeout));
+            }
+            return Ok(false);
+        }
+        session.enable_retry_buffering();
+        let read_all = async {
+            while !session.is_body_done() {
+                if session.read_request_body().await?.is_none() {
+                    break;
+                }
+            }
+            Ok::<(), Box<Error>>(())
+        };
+        match tokio::time::timeout(timeout, read_all).await {
+            Ok(read) => read.map(|()| false),
+            Err(_) => {
+                ctx.skip_drain = true;
+                self.fail(session, ctx, 408).await
+            }
+        }
+    }
+
     /// Everything under `/.portcullis/`: answered here, never forwarded.
-    async fn reserved(&self, session: &mut Session, ctx: &mut Ctx, rt: &Runtime) -> Result<bool> {
-        let path = ctx.upstream_target.as_deref().unwrap_or("");
-        let path = path.split('?').next().unwrap_or("").to_string();
+    async fn reserved(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rt: &Runtime,
+        path: &str,
+    ) -> Result<bool> {
+        let path = path.to_string();
         let method = session.req_header().method.clone();
         let get = method == http::Method::GET || method == http::Method::HEAD;
         let post = method == http::Method::POST;
@@ -597,7 +703,9 @@ impl ProxyHttp for Gateway {
             body_seen: 0,
             tried: Vec::new(),
             status: 0,
-            framing_refused: false,
+            skip_drain: false,
+            buffer_body: false,
+            keep_method_override: false,
         }
     }
 
@@ -608,13 +716,16 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let answered = self.pipeline(session, ctx).await?;
+        let mut answered = self.pipeline(session, ctx).await?;
+        if !answered {
+            answered = self.body(session, ctx).await?;
+        }
         if answered && !session.is_body_done() {
             // Answered here without reading (all of) the body: the
             // connection cannot be reused, and the client must get to read
             // the answer before it closes.
             session.set_keepalive(None);
-            if !ctx.framing_refused {
+            if !ctx.skip_drain {
                 respond::linger(session).await;
             }
         }
@@ -692,9 +803,11 @@ impl ProxyHttp for Gateway {
         }
         // SPEC step 7: strip what a client could spoof, then set our own.
         let trusted = client.peer_trusted;
+        // A trusted proxy's X-Forwarded-Host is kept only if it is a host.
         let kept_host = trusted
             .then(|| up.headers.get("x-forwarded-host").cloned())
-            .flatten();
+            .flatten()
+            .filter(|h| Host::parse(h.as_bytes()).is_ok());
         // Identity headers are removed from every client request, trusted
         // peer or not: only the gateway speaks for a user.
         let ids = &ctx.rt.identity;
@@ -713,6 +826,9 @@ impl ProxyHttp for Gateway {
                     .chain(identity_names.iter())
                     .any(|t| forwarding::header_name_eq(name, t));
                 ours || (forwarding::is_forwarding_header(name) && (!trusted || name.contains('_')))
+                    || (!ctx.keep_method_override && policies::method::is_override_header(name))
+                    || forwarding::spoofable_header(name)
+                        .is_some_and(|h| !ctx.rt.config.server.pass_client_headers.contains(&h))
             })
             .map(str::to_string)
             .collect();
@@ -745,27 +861,66 @@ impl ProxyHttp for Gateway {
             }
         }
         // The gateway's cookies (the session token) never reach the app.
-        if let Some(rest) = auth::strip_own_cookies(up) {
-            up.remove_header(&http::header::COOKIE);
-            if let Some(rest) = rest {
+        match auth::strip_own_cookies(up) {
+            cookies::Stripped::Unchanged => {}
+            cookies::Stripped::Empty => {
+                up.remove_header(&http::header::COOKIE);
+            }
+            cookies::Stripped::Rest(rest) => {
+                let rest = HeaderValue::from_bytes(&rest)
+                    .map_err(|_| Error::explain(InternalError, "cookie header"))?;
                 up.insert_header(http::header::COOKIE, rest)?;
             }
         }
-        // HTTP/2 clients send :authority, not Host; an HTTP/1.1 upstream needs Host.
-        if !up.headers.contains_key(http::header::HOST) {
-            if let Some(h) = ctx.host.as_deref() {
-                up.insert_header(http::header::HOST, h)?;
-            }
+        // The host the routes matched, in canonical form (HTTP/2 clients send
+        // :authority, not Host; an HTTP/1.1 upstream needs Host).
+        if let Some(h) = ctx.host.as_deref() {
+            up.insert_header(http::header::HOST, h)?;
         }
         Ok(())
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // A 101 turns the connection into a raw tunnel: only as the answer
+        // to the client's own upgrade request, for a protocol it asked for.
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS
+            && !forwarding::is_upgrade_answer(
+                session
+                    .req_header()
+                    .headers
+                    .get_all(http::header::UPGRADE)
+                    .iter()
+                    .map(|v| v.as_bytes()),
+                resp.headers
+                    .get_all(http::header::UPGRADE)
+                    .iter()
+                    .map(|v| v.as_bytes()),
+                resp.headers
+                    .get_all(http::header::CONNECTION)
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            )
+        {
+            return Error::e_explain(InvalidHTTPHeader, "upstream 101 answers no upgrade request");
+        }
+        // With `[cors]` the gateway owns the CORS answer: the app's own
+        // headers could allow an origin the policy refuses.
+        if ctx.rt.cors.is_some() {
+            let app_cors: Vec<http::HeaderName> = resp
+                .headers
+                .keys()
+                .filter(|k| k.as_str().starts_with("access-control-"))
+                .cloned()
+                .collect();
+            for name in app_cors {
+                resp.remove_header(&name);
+            }
+        }
         ctx.status = resp.status.as_u16();
         ctx.out.apply(resp)?;
         Ok(())

@@ -37,6 +37,11 @@ pub struct RouteRule {
     pub headers: Arc<ResponseHeaders>,
     /// The route's own rate limit.
     pub limit: Option<RouteLimit>,
+    /// Method-override headers pass (the route matched the overriding method too).
+    pub method_override: bool,
+    /// Bodies declared up to this many bytes are read whole before the
+    /// upstream is contacted.
+    pub buffer_body: u64,
 }
 
 /// A route's `rate_limit`, its key and its policy name in headers.
@@ -158,6 +163,8 @@ impl Runtime {
                         .map_err(|e| format!("route {}: {e}", r.path))?,
                 ),
                 limit,
+                method_override: r.method_override,
+                buffer_body: r.buffer_body,
             });
         }
         let table = RouteTable::new(matchers, config.server.case_insensitive_paths);
@@ -169,6 +176,8 @@ impl Runtime {
             max_body: config.server.max_body,
             headers: global_headers.clone(),
             limit: None,
+            method_override: false,
+            buffer_body: config.server.buffer_body,
         };
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {

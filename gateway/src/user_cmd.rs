@@ -1,4 +1,4 @@
-//! `portcullis user add|passwd|disable|list`.
+//! `portcullis user add|passwd|disable|remove|list`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -66,6 +66,7 @@ pub fn run(cmd: UserCommand) -> ExitCode {
         UserCommand::Add { name, roles, file } => add(&name, roles, &file),
         UserCommand::Passwd { name, file } => passwd(&name, &file),
         UserCommand::Disable { name, file } => disable(&name, &file),
+        UserCommand::Remove { name, file } => remove(&name, &file),
         UserCommand::List { file } => list(&file),
     }
 }
@@ -145,6 +146,29 @@ fn disable(name: &str, file: &UsersArg) -> ExitCode {
         Ok(path) => {
             println!(
                 "{name} disabled in {}; their sessions have ended",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn remove(name: &str, file: &UsersArg) -> ExitCode {
+    let path = match users_path(file) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let result = users_file::update(&path, |users| {
+        users
+            .remove(name)
+            .then_some(())
+            .ok_or_else(|| format!("{}: no user {name:?}", path.display()))
+    });
+    match result {
+        Ok(()) => {
+            println!(
+                "{name} removed from {}; their sessions have ended",
                 path.display()
             );
             ExitCode::SUCCESS

@@ -27,6 +27,15 @@ pub struct User {
     pub generation: u64,
 }
 
+impl User {
+    /// What sessions are bound to: changes with `generation` and with every
+    /// new password hash, so a removed and re-added account never inherits
+    /// the old one's sessions (`policies::users::account_epoch`).
+    pub fn epoch(&self) -> u64 {
+        policies::users::account_epoch(self.generation, &self.password)
+    }
+}
+
 /// All accounts, keyed case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Users {
@@ -50,6 +59,11 @@ impl Users {
         }
         self.by_key.insert(key, user);
         true
+    }
+
+    /// Removes a user; `false` when there is none of that name.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.by_key.remove(&name.to_ascii_lowercase()).is_some()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &User> {

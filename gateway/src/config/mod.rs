@@ -21,6 +21,10 @@ pub use secret::{Secret, SecretSource};
 
 /// Default `[server] max_body`.
 const DEFAULT_MAX_BODY: u64 = 10 << 20;
+/// The most a request body can be buffered before the upstream is contacted:
+/// pingora's retry buffer, which replays it to the upstream, holds 64 KiB.
+pub const MAX_BUFFER_BODY: u64 = 64 << 10;
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `[tls] storage`.
 const DEFAULT_STORAGE: &str = "/var/lib/portcullis";
 
@@ -135,6 +139,15 @@ pub struct Server {
     pub trusted_proxies: Vec<IpNet>,
     pub max_body: u64,
     pub case_insensitive_paths: bool,
+    /// Headers of `policies::forwarding::spoofable_header` the operator lets
+    /// through (a CDN in front that sets `CF-Connecting-IP`), lowercase.
+    pub pass_client_headers: Vec<&'static str>,
+    /// Bodies with a declared length up to this are read whole before the
+    /// upstream is contacted (0: never).
+    pub buffer_body: u64,
+    /// A buffered body must arrive within this; a streamed HTTP/1 body may
+    /// pause at most this long between reads.
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +235,10 @@ pub struct Route {
     /// The global headers with this route's overrides merged key by key.
     pub headers: HeaderSet,
     pub rate_limit: Option<(Rate, RateKey)>,
+    /// Keep `X-HTTP-Method-Override` and its siblings (`policies::method`).
+    pub method_override: bool,
+    /// `[server] buffer_body` unless the route sets its own.
+    pub buffer_body: u64,
 }
 
 /// `SameSite` of the session cookie.
@@ -579,7 +596,42 @@ fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Server> {
     }
     let max_body = size(sec, "max_body", r).unwrap_or(DEFAULT_MAX_BODY);
     let case_insensitive_paths = sec.bool("case_insensitive_paths", r).unwrap_or(false);
+    let buffer_body = buffer_size(sec, r).unwrap_or(MAX_BUFFER_BODY);
+    let body_timeout = match duration(sec, "body_timeout", r) {
+        Some(d) if d.is_zero() => {
+            r.error(sec.key("body_timeout"), "must be at least 1s");
+            DEFAULT_BODY_TIMEOUT
+        }
+        Some(d) => d,
+        None => DEFAULT_BODY_TIMEOUT,
+    };
+    let mut pass_client_headers = Vec::new();
+    for (i, name) in sec
+        .str_list("pass_client_headers", r)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match policies::forwarding::spoofable_header(name) {
+            Some(h) => pass_client_headers.push(h),
+            None => r.error(
+                format!("{}[{i}]", sec.key("pass_client_headers")),
+                format!(
+                    "{name:?} is not a header the gateway removes; it removes {}",
+                    policies::forwarding::CLIENT_IP_HEADERS
+                        .iter()
+                        .chain(policies::forwarding::FOREIGN_IDENTITY_HEADERS.iter())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }
+    }
     (r.errors.len() == errors_before).then_some(Server {
+        pass_client_headers,
+        buffer_body,
+        body_timeout,
         ops,
         https,
         http,
@@ -604,6 +656,19 @@ fn size(sec: &mut Section<'_>, key: &'static str, r: &mut Report) -> Option<u64>
     units::parse_size(s)
         .map_err(|e| r.error(sec.key(key), e))
         .ok()
+}
+
+/// `buffer_body`: a size up to [`MAX_BUFFER_BODY`], or `"0"` for none.
+fn buffer_size(sec: &mut Section<'_>, r: &mut Report) -> Option<u64> {
+    let n = size(sec, "buffer_body", r)?;
+    if n > MAX_BUFFER_BODY {
+        r.error(
+            sec.key("buffer_body"),
+            format!("{n} bytes is over the 64KB the gateway can buffer (pingora's replay buffer)"),
+        );
+        return None;
+    }
+    Some(n)
 }
 
 fn duration(sec: &mut Section<'_>, key: &'static str, r: &mut Report) -> Option<Duration> {
@@ -1083,6 +1148,8 @@ fn read_route(
         }
     };
     let max_body = size(sec, "max_body", r);
+    let method_override = sec.bool("method_override", r).unwrap_or(false);
+    let buffer_body = buffer_size(sec, r);
     let route_rate = sec.str("rate_limit", r).and_then(|s| {
         Rate::parse(s)
             .map_err(|e| r.error(sec.key("rate_limit"), e.to_string()))
@@ -1145,6 +1212,10 @@ fn read_route(
             .unwrap_or(DEFAULT_MAX_BODY),
         headers: route_headers?,
         rate_limit: route_rate.zip(rate_key),
+        method_override,
+        buffer_body: buffer_body
+            .or(server.map(|s| s.buffer_body))
+            .unwrap_or(MAX_BUFFER_BODY),
     })
 }
 
