@@ -600,6 +600,68 @@ fn framing_cases() -> Vec<(&'static str, String, Expect)> {
             "GET /case HTTP/1.1 x\r\nHost: localhost\r\n\r\n".to_string(),
             Reject,
         ),
+        // The security review's parser disagreements (docs/hardening.md):
+        // refused, and the connection closed, like any malformed head.
+        (
+            "lowercase method",
+            "post /case HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "mixed-case method",
+            "Delete /case HTTP/1.1\r\nHost: localhost\r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "Host with a non-numeric port",
+            "GET /case HTTP/1.1\r\nHost: localhost:abc\r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "Host with a port past 65535",
+            "GET /case HTTP/1.1\r\nHost: localhost:99999\r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "Host with two ports",
+            "GET /case HTTP/1.1\r\nHost: localhost:1:2\r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "Host with an empty label",
+            "GET /case HTTP/1.1\r\nHost: localhost..\r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "Host list",
+            "GET /case HTTP/1.1\r\nHost: localhost,evil.example\r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "percent-encoded Host",
+            "GET /case HTTP/1.1\r\nHost: local%68ost\r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "Host with a path",
+            "GET /case HTTP/1.1\r\nHost: localhost/x\r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "empty Host",
+            "GET /case HTTP/1.1\r\nHost: \r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "HTTP/1.0 without Host",
+            "GET /case HTTP/1.0\r\n\r\n".to_string(),
+            Reject,
+        ),
+        (
+            "raw UTF-8 next to the gateway's cookies",
+            "GET /case HTTP/1.1\r\nHost: localhost\r\nCookie: __Host-portcullis=x; name=Jos\u{e9}\r\nCookie: __Host-portcullis-csrf=y\r\n\r\n".to_string(),
+            Forward,
+        ),
     ]
 }
 
@@ -646,6 +708,13 @@ async fn smuggling_and_malformed_heads_are_refused() {
         let framing = lower.matches("\r\ntransfer-encoding:").count()
             + lower.matches("\r\ncontent-length:").count().min(1);
         assert!(framing <= 1, "ambiguous framing upstream:\n{head}");
+    }
+    // The gateway's cookies never reach the app, whatever bytes surround them.
+    for head in up.heads() {
+        assert!(
+            !head.to_ascii_lowercase().contains("portcullis"),
+            "gateway cookie upstream:\n{head}"
+        );
     }
     if std::env::var_os("ADV_DUMP").is_some() {
         eprintln!("{:#?}", up.heads());

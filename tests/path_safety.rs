@@ -556,6 +556,10 @@ const ROUTE_CASES: &[Case] = &[
     ("GET", b"/x/%c0%afadmin", Reject400),
     ("GET", b"https://localhost:{PORT}/x/../admin", Reject400),
     ("GET", b"https://evil.example/admin", Reject400),
+    // Lower- and mixed-case methods never fall through a method rule.
+    ("post", b"/admin", Reject400),
+    ("Get", b"/admin", Reject400),
+    ("get", b"/public", Reject400),
     // Case-sensitive by default: these are other resources.
     ("GET", b"/Admin", Forwarded("/Admin")),
     ("GET", b"/ADMIN/x", Forwarded("/ADMIN/x")),
@@ -583,6 +587,17 @@ const CASE_INSENSITIVE_CASES: &[Case] = &[
     ("GET", b"/%41%44%4d%49%4e", Status(403)),
     ("GET", b"//ADMIN//", Status(403)),
     ("POST", b"/AdMiN/x", Status(403)),
+    // Reserved paths in any case: answered by the gateway, never the app.
+    ("GET", b"/.PORTCULLIS/health", Status(200)),
+    ("GET", b"/.Portcullis/HEALTH", Status(200)),
+    ("GET", b"/.PORTCULLIS/nope", Status(404)),
+    ("GET", b"/%2EPORTCULLIS/health", Status(200)),
+    // Non-ASCII bytes: an upstream folding Unicode case could read them as
+    // ASCII (Kelvin sign as k, long s as s): refused in this mode.
+    ("GET", b"/%E2%84%AAeys", Reject400),
+    ("GET", b"/%C5%BFettings", Reject400),
+    ("GET", b"/CAF%C3%89", Reject400),
+    ("GET", b"/%C3%A9", Reject400),
     ("GET", b"/ADMIN/../x", Reject400),
     ("GET", b"/X/..%2FADMIN", Reject400),
     ("GET", b"/administrator", Forwarded("/administrator")),

@@ -294,7 +294,7 @@ impl Gateway {
         // `post` must not fall through a POST rule to a public route while
         // the app upper-cases it and runs the POST view.
         if !policies::method::is_accepted(req.method.as_str().as_bytes()) {
-            return self.fail(session, ctx, 400).await;
+            return self.malformed(session, ctx).await;
         }
         let wire_target = match raw_head.as_deref() {
             Some(h) => head::request_target(h).unwrap_or_default(),
@@ -322,7 +322,7 @@ impl Gateway {
             RequestTarget::Asterisk => return self.fail(session, ctx, 400).await,
         };
         let Some(host) = request_host(req, authority) else {
-            return self.fail(session, ctx, 400).await;
+            return self.malformed(session, ctx).await;
         };
         ctx.host = Some(host.to_string());
         // Upstreams that fold Unicode case would read `/CAF%C3%89` as a
@@ -666,6 +666,13 @@ impl Gateway {
         close_if_body_unread(session);
         respond::too_many(session, &ctx.out, retry_after).await?;
         Ok(true)
+    }
+
+    /// 400 for a request no well-behaved client sends (a lowercase method,
+    /// an invalid host): the connection closes, as for malformed framing.
+    async fn malformed(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        session.set_keepalive(None);
+        self.fail(session, ctx, 400).await
     }
 
     /// Writes a gateway error and ends the request.

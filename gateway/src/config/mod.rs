@@ -24,7 +24,7 @@ const DEFAULT_MAX_BODY: u64 = 10 << 20;
 /// The most a request body can be buffered before the upstream is contacted:
 /// pingora's retry buffer, which replays it to the upstream, holds 64 KiB.
 pub const MAX_BUFFER_BODY: u64 = 64 << 10;
-const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `[tls] storage`.
 const DEFAULT_STORAGE: &str = "/var/lib/portcullis";
 
