@@ -8,7 +8,7 @@
 //! of every `Cookie` header:
 //!
 //! * a header is split on `;` into crumbs; a crumb's name is what comes before
-//!   its first `=`, without surrounding spaces or tabs (a crumb with no `=` is
+//!   its first `=`, without surrounding whitespace (a crumb with no `=` is
 //!   all name, as browsers send it);
 //! * [`values`] finds the crumbs with exactly one name;
 //! * [`strip`] removes every crumb whose name starts with a given prefix
@@ -72,7 +72,7 @@ where
     }
 }
 
-/// The non-empty crumbs of one header, trimmed of spaces and tabs.
+/// The non-empty crumbs of one header, trimmed of whitespace.
 fn crumbs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
     header
         .split(|&b| b == b';')
@@ -91,8 +91,11 @@ fn split(crumb: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
 }
 
+/// Trims every byte some cookie parser skips as whitespace (Python's
+/// `str.strip` the widest: also CR, LF, VT, FF), so no parser finds a name
+/// the gateway did not see.
 fn trim(bytes: &[u8]) -> &[u8] {
-    let is_ws = |b: &u8| matches!(b, b' ' | b'\t');
+    let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c);
     let start = bytes.iter().position(|b| !is_ws(b)).unwrap_or(bytes.len());
     let end = bytes
         .iter()

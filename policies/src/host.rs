@@ -13,6 +13,9 @@
 //!   DNS name needs: `admin%2etest` and `a.test,evil.example` are refused);
 //!   labels are non-empty and at most 63 bytes, the name at most 253, and one
 //!   trailing dot is allowed and dropped (`admin.test.` is `admin.test`);
+//!   a name whose last label is a number (`127.1`, `0x7f.1`, `2130706433`),
+//!   which browsers and WHATWG URL parsers read as IPv4, must be a plain
+//!   dotted quad;
 //! * optionally `:` and a port of 1 to 5 digits, at most 65535 (`:`, `:abc`,
 //!   `:99999`, `:443x`, `:-1` and `:1:2` are refused);
 //! * nothing else: no userinfo, path, query, fragment, whitespace, backslash
@@ -136,6 +139,12 @@ fn parse_name(name: &[u8]) -> Result<String, HostError> {
         return Err(HostError::InvalidChar);
     }
     let name = name.strip_suffix(b".").unwrap_or(name);
+    // WHATWG URL parsers (browsers, Node's `new URL`) read a name whose last
+    // label is a number as IPv4 (`0x7f.1` is 127.0.0.1): such a name must
+    // be a plain dotted quad, or a host rule for 127.0.0.1 is bypassed.
+    if ends_in_a_number(name) && !is_dotted_quad(name) {
+        return Err(HostError::InvalidName);
+    }
     let labels_ok = name.len() <= 253
         && name
             .split(|&b| b == b'.')
@@ -146,6 +155,29 @@ fn parse_name(name: &[u8]) -> Result<String, HostError> {
     // Only ASCII alphanumerics, '-', '_' and '.' remain: valid UTF-8.
     let name = String::from_utf8_lossy(name);
     Ok(name.to_ascii_lowercase())
+}
+
+/// The WHATWG "ends in a number" check: the last label is decimal digits or
+/// `0x` followed by hex digits.
+fn ends_in_a_number(name: &[u8]) -> bool {
+    let last = name.rsplit(|&b| b == b'.').next().unwrap_or_default();
+    match last {
+        [] => false,
+        [b'0', b'x' | b'X', hex @ ..] => hex.iter().all(u8::is_ascii_hexdigit),
+        digits => digits.iter().all(u8::is_ascii_digit),
+    }
+}
+
+/// Four decimal labels 0-255 without leading zeros, as IPv4 is printed.
+fn is_dotted_quad(name: &[u8]) -> bool {
+    std::str::from_utf8(name)
+        .ok()
+        .and_then(|s| {
+            s.parse::<std::net::Ipv4Addr>()
+                .ok()
+                .map(|a| a.to_string() == s)
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -171,6 +203,10 @@ mod tests {
             ("admin.test:65535", "admin.test:65535"),
             ("localhost", "localhost"),
             ("127.0.0.1:80", "127.0.0.1:80"),
+            ("127.0.0.1.", "127.0.0.1"),
+            ("0.0.0.0", "0.0.0.0"),
+            ("1.2.3.x4", "1.2.3.x4"),
+            ("0x.example", "0x.example"),
             ("my_host.internal", "my_host.internal"),
             ("[::1]", "[::1]"),
             ("[::1]:8443", "[::1]:8443"),
@@ -231,6 +267,17 @@ mod tests {
             "2001:db8::1",
             long_label.as_str(),
             long_name.as_str(),
+            // Numbers a WHATWG parser reads as IPv4.
+            "0x7f.1",
+            "0x7f000001",
+            "2130706433",
+            "127.1",
+            "127.0.0.01",
+            "0177.0.0.1",
+            "127.0.0.1.0x0",
+            "256.0.0.1",
+            "a.b.0x",
+            "1.2.3.4.5",
         ] {
             assert!(Host::parse(raw.as_bytes()).is_err(), "{raw:?} was accepted");
         }
