@@ -20,8 +20,16 @@ use policies::routes::{RouteMatcher, RouteTable};
 use support::config::basic;
 use support::*;
 
-/// The route table under test: `(host, path, methods, access)`, in order.
-const ROUTES: [(Option<&str>, &str, Option<&[&str]>, &str); 5] = [
+/// One `[[route]]`: host, path, methods, access.
+type Route = (
+    Option<&'static str>,
+    &'static str,
+    Option<&'static [&'static str]>,
+    &'static str,
+);
+
+/// The route table under test, in order.
+const ROUTES: [Route; 5] = [
     (
         None,
         "/api",
