@@ -1047,3 +1047,51 @@ fn user_commands_manage_the_file() {
         "{listing}"
     );
 }
+
+/// Security review finding 3: a raw UTF-8 cookie (as browsers send one a
+/// sibling subdomain planted) next to the session cookie made the gateway
+/// skip the whole header: the session was ignored on login routes and, with
+/// it, the app received the session cookie. Over HTTP/1.1 and HTTP/2, in one
+/// header and as a header of its own.
+#[tokio::test]
+async fn a_non_ascii_cookie_neither_hides_the_session_nor_leaks_it() {
+    let env = Env::start();
+    let session = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);
+    for http2 in [false, true] {
+        let client = https_client(&env.pki.ca_pem, env.gw.https_port, http2);
+        let one = format!("{session}; name=Jos\u{e9}");
+        let cases: [Vec<Vec<u8>>; 3] = [
+            vec![one.into_bytes()],
+            vec![b"name=Jos\xc3\xa9".to_vec(), session.clone().into_bytes()],
+            vec![session.clone().into_bytes(), b"app=1; x=\xff".to_vec()],
+        ];
+        for (i, headers) in cases.iter().enumerate() {
+            let mut req = client
+                .get(env.gw.url("/private"))
+                .header(ACCEPT, "application/json");
+            for h in headers {
+                req = req.header(
+                    COOKIE,
+                    reqwest::header::HeaderValue::from_bytes(h).expect("value"),
+                );
+            }
+            let resp = req.send().await.expect("request");
+            assert_eq!(
+                resp.status(),
+                200,
+                "http2 {http2} case {i}: the session counts"
+            );
+            let seen = echo(&resp.text().await.expect("body"));
+            assert_eq!(seen.header("x-forwarded-user"), Some("Alice"), "case {i}");
+            let cookies = seen.header_all("cookie").join("; ");
+            assert!(
+                !cookies.contains("portcullis"),
+                "http2 {http2} case {i}: {cookies:?}"
+            );
+            assert!(
+                cookies.contains("name=Jos") || cookies.contains("app=1"),
+                "{cookies:?}"
+            );
+        }
+    }
+}
