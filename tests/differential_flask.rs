@@ -12,7 +12,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use policies::host::Host;
@@ -69,45 +68,10 @@ fn table() -> RouteTable {
     RouteTable::new(matchers, false)
 }
 
-struct Flask(Child);
-
-impl Drop for Flask {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_flask(port: u16, log: &std::path::Path) -> Flask {
-    let py = std::env::var("PORTCULLIS_EXAMPLE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = Command::new(&py).args(["-c", "import flask"]).output();
-    assert!(
-        probe.as_ref().is_ok_and(|o| o.status.success()),
-        "{py} cannot import flask: run scripts/test (it makes a venv)"
-    );
+fn start_flask(port: u16, log: &std::path::Path) -> support::flask::Flask {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/support");
-    let child = Command::new(&py)
-        .args([
-            "-m",
-            "flask",
-            "--app",
-            "flask_views",
-            "run",
-            "--host",
-            "127.0.0.1",
-        ])
-        .args(["--port", &port.to_string()])
-        .current_dir(dir)
-        .env("DIFF_LOG", log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start flask");
-    let up = wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(up, "flask did not start on {port}");
-    Flask(child)
+    let log = log.to_str().expect("utf-8 temp path");
+    support::flask::start(&dir, "flask_views", port, &[("DIFF_LOG", log)], "flask")
 }
 
 /// Werkzeug's decoded path back to bytes a gateway would accept, so the

@@ -7,8 +7,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use reqwest::header::{ACCEPT, COOKIE};
 use support::login::login;
@@ -17,53 +15,13 @@ use support::*;
 const SESSION_KEYS: &str = "flask-example-session-key-0123456789abcdef";
 const ASSERTION_KEY: &str = "flask-example-assertion-key-0123456789abc";
 
-fn python() -> String {
-    std::env::var("PORTCULLIS_EXAMPLE_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 fn example_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/flask")
 }
 
-struct Flask(Child);
-
-impl Drop for Flask {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_flask(port: u16, key: &str) -> Flask {
-    let py = python();
-    let probe = Command::new(&py).args(["-c", "import flask, jwt"]).output();
-    assert!(
-        probe.as_ref().is_ok_and(|o| o.status.success()),
-        "{py} cannot import flask and jwt: run scripts/test (it makes a venv) or pip install -r examples/flask/requirements.txt"
-    );
-    let child = Command::new(&py)
-        .args([
-            "-m",
-            "flask",
-            "--app",
-            "app",
-            "run",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .current_dir(example_dir())
-        .env("PORTCULLIS_ASSERTION_KEY", key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start flask");
-    let up = wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(up, "flask did not start on {port}");
-    Flask(child)
+fn start_flask(port: u16, key: &str) -> support::flask::Flask {
+    let env = [("PORTCULLIS_ASSERTION_KEY", key)];
+    support::flask::start(&example_dir(), "app", port, &env, "flask, jwt")
 }
 
 #[tokio::test]

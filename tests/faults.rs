@@ -32,8 +32,22 @@ const EMERGENCY: &str = "faults-emergency-secret-0123456789-abcdefghij";
 const PW: &str = "correct horse battery staple";
 const BOB_PW: &str = "bob's password 12345";
 
+/// One users-file entry. The hash is made once per password for the whole
+/// binary: sessions are bound to the stored hash, so instances (and a file
+/// restored after a fault) must carry the same one, as a copied file would.
 fn user_toml(name: &str, pw: &str, roles: &str) -> String {
-    let hash = policies::users::hash_password(pw).expect("hash");
+    static HASHES: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let hash = {
+        let mut known = HASHES.lock().expect("hashes");
+        match known.iter().find(|(p, _)| p == pw) {
+            Some((_, h)) => h.clone(),
+            None => {
+                let h = policies::users::hash_password(pw).expect("hash");
+                known.push((pw.to_string(), h.clone()));
+                h
+            }
+        }
+    };
     format!("[users.{name}]\npassword = \"{hash}\"\nroles = [{roles}]\ngeneration = 1\n")
 }
 

@@ -786,3 +786,47 @@ async fn a_stalled_large_body_is_cut_off_after_body_timeout() {
         200_000
     );
 }
+
+/// Buffering must not stall clients that wait for `100 Continue` before
+/// sending a body (curl does above 1 KiB): the gateway answers 100 itself
+/// and the app sees the body without `Expect`.
+#[tokio::test]
+async fn expect_continue_is_answered_while_buffering() {
+    let env = Env::start("", "");
+    let mut s = support::client::tls_connect(
+        env.gw.https_port,
+        &env.pki.ca_pem,
+        "localhost",
+        &[b"http/1.1"],
+    )
+    .await
+    .expect("connect");
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("head");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let interim = tokio::time::timeout(Duration::from_secs(5), async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(interim.is_ok(), "no interim response within 5 s");
+    assert!(
+        got.starts_with(b"HTTP/1.1 100 Continue\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    s.write_all(&[b'z'; 2000]).await.expect("body");
+    let resp = support::client::read_response(&mut s, false).await;
+    assert_eq!(resp.status, 200);
+    let seen = env.up.last_request().expect("forwarded");
+    assert_eq!(seen.body.len(), 2000);
+    assert_eq!(seen.header("expect"), None);
+}

@@ -235,6 +235,15 @@ fn header_key(req: &RequestHeader, name: &str) -> Result<Option<String>, ()> {
     }))
 }
 
+/// `Expect: 100-continue` (RFC 9110 §10.1.1: HTTP/1.1 and later only).
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.version >= http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// The `https://` URL the http listener redirects to.
 fn https_location(host: &str, port: Option<u16>, target: &str) -> Option<String> {
     let name = policies::routes::normalize_host(host)?;
@@ -579,6 +588,12 @@ impl Gateway {
             return Ok(false);
         }
         session.enable_retry_buffering();
+        // A client waiting for `100 Continue` (curl does above 1 KiB) would
+        // otherwise stall until its own timeout: the app is not asked yet,
+        // so the gateway answers for it (and drops `Expect` upstream).
+        if expects_continue(session.req_header()) {
+            session.write_continue_response().await?;
+        }
         let read_all = async {
             while !session.is_body_done() {
                 if session.read_request_body().await?.is_none() {
@@ -878,6 +893,10 @@ impl ProxyHttp for Gateway {
                     .map_err(|_| Error::explain(InternalError, "cookie header"))?;
                 up.insert_header(http::header::COOKIE, rest)?;
             }
+        }
+        // A buffered body was read already, any `100 Continue` sent by us.
+        if ctx.buffer_body {
+            up.remove_header(&http::header::EXPECT);
         }
         // The host the routes matched, in canonical form (HTTP/2 clients send
         // :authority, not Host; an HTTP/1.1 upstream needs Host).

@@ -124,57 +124,57 @@ fn change(name: &str, file: &UsersArg, f: impl FnOnce(&mut User)) -> Result<Path
     Ok(path)
 }
 
+/// Prints what was done to the file at `path`, or fails with the error.
+fn done(result: Result<PathBuf, String>, what: impl FnOnce(&Path) -> String) -> ExitCode {
+    match result {
+        Ok(path) => {
+            println!("{}", what(&path));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 fn passwd(name: &str, file: &UsersArg) -> ExitCode {
     let hash = match read_password().and_then(|pw| hash_password(&pw).map_err(|e| e.to_string())) {
         Ok(h) => h,
         Err(e) => return fail(e),
     };
-    match change(name, file, |u| u.password = hash) {
-        Ok(path) => {
-            println!(
-                "password of {name} changed in {}; their sessions have ended",
-                path.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
+    done(change(name, file, |u| u.password = hash), |path| {
+        format!(
+            "password of {name} changed in {}; their sessions have ended",
+            path.display()
+        )
+    })
 }
 
 fn disable(name: &str, file: &UsersArg) -> ExitCode {
-    match change(name, file, |u| u.disabled = true) {
-        Ok(path) => {
-            println!(
-                "{name} disabled in {}; their sessions have ended",
-                path.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
+    done(change(name, file, |u| u.disabled = true), |path| {
+        format!(
+            "{name} disabled in {}; their sessions have ended",
+            path.display()
+        )
+    })
 }
 
+/// Removes a user. A later `add` of the same name hashes a new password
+/// with a fresh salt, so the old account's sessions never come back.
 fn remove(name: &str, file: &UsersArg) -> ExitCode {
-    let path = match users_path(file) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let result = users_file::update(&path, |users| {
-        users
-            .remove(name)
-            .then_some(())
-            .ok_or_else(|| format!("{}: no user {name:?}", path.display()))
+    let result = users_path(file).and_then(|path| {
+        users_file::update(&path, |users| {
+            users
+                .remove(name)
+                .then_some(())
+                .ok_or_else(|| format!("{}: no user {name:?}", path.display()))
+        })?;
+        Ok(path)
     });
-    match result {
-        Ok(()) => {
-            println!(
-                "{name} removed from {}; their sessions have ended",
-                path.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
+    done(result, |path| {
+        format!(
+            "{name} removed from {}; their sessions have ended",
+            path.display()
+        )
+    })
 }
 
 fn list(file: &UsersArg) -> ExitCode {

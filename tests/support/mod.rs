@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod client;
 pub mod config;
+pub mod flask;
 pub mod gateway;
 pub mod login;
 pub mod pki;
