@@ -830,3 +830,51 @@ async fn expect_continue_is_answered_while_buffering() {
     assert_eq!(seen.body.len(), 2000);
     assert_eq!(seen.header("expect"), None);
 }
+
+/// Finding 5, slow but steady: a streamed body that keeps trickling (never
+/// pausing `body_timeout`) must still average `body_min_rate` once
+/// `body_timeout` has passed, or the request ends with 408.
+#[tokio::test]
+async fn a_trickled_streamed_body_is_cut_off_below_the_minimum_rate() {
+    let routes = "[[route]]\npath = \"/upload\"\nbuffer_body = \"0\"\n";
+    let env = Env::start("body_timeout = \"2s\"\nbody_min_rate = \"1KB\"", routes);
+    let mut s = support::client::tls_connect(
+        env.gw.https_port,
+        &env.pki.ca_pem,
+        "localhost",
+        &[b"http/1.1"],
+    )
+    .await
+    .expect("connect");
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n")
+        .await
+        .expect("head");
+    let started = std::time::Instant::now();
+    // 100 bytes every 250 ms: 400 B/s, never a 2 s pause.
+    let mut cut_off = None;
+    while started.elapsed() < Duration::from_secs(15) {
+        if s.write_all(&[b't'; 100]).await.is_err() || s.flush().await.is_err() {
+            cut_off = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(250), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut_off = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => {
+                let head = String::from_utf8_lossy(&buf[..n]);
+                assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+                cut_off = Some(started.elapsed());
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let cut_off = cut_off.expect("the trickle was never cut off");
+    assert!(
+        cut_off < Duration::from_secs(8),
+        "cut off after {cut_off:?}"
+    );
+}

@@ -67,6 +67,8 @@ pub struct Ctx {
     pub upstream: Option<usize>,
     pub max_body: u64,
     pub body_seen: u64,
+    /// When the stage `body` let a streamed body through (for its minimum rate).
+    pub body_started: Option<Instant>,
     pub tried: Vec<PSocketAddr>,
     pub status: u16,
     /// The request's framing was refused (step 2), or its body came too
@@ -584,6 +586,7 @@ impl Gateway {
         if !ctx.buffer_body {
             if !session.is_body_empty() {
                 session.set_read_timeout(Some(timeout));
+                ctx.body_started = Some(Instant::now());
             }
             return Ok(false);
         }
@@ -723,6 +726,7 @@ impl ProxyHttp for Gateway {
             upstream: None,
             max_body: 0,
             body_seen: 0,
+            body_started: None,
             tried: Vec::new(),
             status: 0,
             skip_drain: false,
@@ -765,6 +769,17 @@ impl ProxyHttp for Gateway {
             ctx.body_seen += b.len() as u64;
             if ctx.body_seen > ctx.max_body {
                 return Error::e_explain(HTTPStatus(413), "request body over max_body");
+            }
+            // A streamed body sent slowly but steadily holds the app's
+            // request: past `body_timeout` it must average `body_min_rate`.
+            let server = &ctx.rt.config.server;
+            if let Some(started) = ctx.body_started {
+                let elapsed = started.elapsed();
+                if elapsed > server.body_timeout
+                    && ctx.body_seen < server.body_min_rate.saturating_mul(elapsed.as_secs())
+                {
+                    return Error::e_explain(HTTPStatus(408), "request body below body_min_rate");
+                }
             }
         }
         Ok(())
@@ -983,8 +998,9 @@ impl ProxyHttp for Gateway {
             // than let the client reuse a connection we are about to drop.
             session.set_keepalive(None);
             match respond::error(session, &ctx.out, status).await {
-                // A 400 here is the client's own stream failing: nothing to wait for.
-                Ok(()) if status != 400 => respond::linger(session).await,
+                // A 400 here is the client's own stream failing, a 408 a
+                // client too slow to wait for: nothing to drain.
+                Ok(()) if !matches!(status, 400 | 408) => respond::linger(session).await,
                 Ok(()) => {}
                 Err(we) => tracing::debug!(error = %we, "could not write the error response"),
             }

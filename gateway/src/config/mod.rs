@@ -25,6 +25,8 @@ const DEFAULT_MAX_BODY: u64 = 10 << 20;
 /// pingora's retry buffer, which replays it to the upstream, holds 64 KiB.
 pub const MAX_BUFFER_BODY: u64 = 64 << 10;
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// 1 KiB/s: far below any real uplink, far above a deliberate trickle.
+const DEFAULT_BODY_MIN_RATE: u64 = 1 << 10;
 /// Default `[tls] storage`.
 const DEFAULT_STORAGE: &str = "/var/lib/portcullis";
 
@@ -148,6 +150,9 @@ pub struct Server {
     /// A buffered body must arrive within this; a streamed HTTP/1 body may
     /// pause at most this long between reads.
     pub body_timeout: Duration,
+    /// Bytes per second a streamed body must average once `body_timeout`
+    /// has passed since it started (0: no minimum).
+    pub body_min_rate: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -605,6 +610,7 @@ fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Server> {
         Some(d) => d,
         None => DEFAULT_BODY_TIMEOUT,
     };
+    let body_min_rate = size(sec, "body_min_rate", r).unwrap_or(DEFAULT_BODY_MIN_RATE);
     let mut pass_client_headers = Vec::new();
     for (i, name) in sec
         .str_list("pass_client_headers", r)
@@ -632,6 +638,7 @@ fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Server> {
         pass_client_headers,
         buffer_body,
         body_timeout,
+        body_min_rate,
         ops,
         https,
         http,
