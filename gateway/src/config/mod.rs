@@ -602,14 +602,8 @@ fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Server> {
     let max_body = size(sec, "max_body", r).unwrap_or(DEFAULT_MAX_BODY);
     let case_insensitive_paths = sec.bool("case_insensitive_paths", r).unwrap_or(false);
     let buffer_body = buffer_size(sec, r).unwrap_or(MAX_BUFFER_BODY);
-    let body_timeout = match duration(sec, "body_timeout", r) {
-        Some(d) if d.is_zero() => {
-            r.error(sec.key("body_timeout"), "must be at least 1s");
-            DEFAULT_BODY_TIMEOUT
-        }
-        Some(d) => d,
-        None => DEFAULT_BODY_TIMEOUT,
-    };
+    // parse_duration refuses zero.
+    let body_timeout = duration(sec, "body_timeout", r).unwrap_or(DEFAULT_BODY_TIMEOUT);
     let body_min_rate = size(sec, "body_min_rate", r).unwrap_or(DEFAULT_BODY_MIN_RATE);
     let mut pass_client_headers = Vec::new();
     for (i, name) in sec

@@ -738,3 +738,71 @@ fn headers_and_cors() {
         assert!(has(&errs, needle), "{needle}: {errs:?}");
     }
 }
+
+/// The security-review keys (issue 15): defaults, and every mistake named.
+#[test]
+fn request_hardening_keys_default_and_name_their_mistakes() {
+    let cfg = parse_with(BASE, &[]).expect("valid").config;
+    assert_eq!(cfg.server.buffer_body, 64 << 10);
+    assert_eq!(cfg.server.body_timeout, Duration::from_secs(30));
+    assert_eq!(cfg.server.body_min_rate, 1 << 10);
+    assert!(cfg.server.pass_client_headers.is_empty());
+
+    let cfg = parse_with(
+        &format!(
+            "{}\n[[route]]\npath = \"/upload\"\nbuffer_body = \"0\"\nmethod_override = true\n",
+            BASE.replace(
+                "[server]",
+                "[server]\nbuffer_body = \"8KB\"\nbody_timeout = \"5s\"\nbody_min_rate = \"0\"\npass_client_headers = [\"cf_connecting_ip\", \"X-Remote-User\"]"
+            )
+        ),
+        &[],
+    )
+    .expect("valid")
+    .config;
+    assert_eq!(cfg.server.buffer_body, 8 << 10);
+    assert_eq!(cfg.server.body_timeout, Duration::from_secs(5));
+    assert_eq!(cfg.server.body_min_rate, 0);
+    assert_eq!(
+        cfg.server.pass_client_headers,
+        ["cf-connecting-ip", "x-remote-user"]
+    );
+    assert_eq!(cfg.routes[0].buffer_body, 0);
+    assert!(cfg.routes[0].method_override);
+
+    let errs = errors(&BASE.replace("[server]", "[server]\nbuffer_body = \"1MB\""));
+    assert!(
+        has(
+            &errs,
+            "portcullis.toml: server.buffer_body: 1048576 bytes is over the 64KB"
+        ),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{BASE}\n[[route]]\npath = \"/\"\nbuffer_body = \"65537\"\n"
+    ));
+    assert!(has(&errs, "route[0].buffer_body: 65537 bytes"), "{errs:?}");
+    let errs = errors(&BASE.replace("[server]", "[server]\nbody_timeout = \"0s\""));
+    assert!(
+        has(
+            &errs,
+            "server.body_timeout: \"0s\" must be greater than zero"
+        ),
+        "{errs:?}"
+    );
+    let errs = errors(&BASE.replace(
+        "[server]",
+        "[server]\npass_client_headers = [\"X-Forwarded-For\"]",
+    ));
+    assert!(
+        has(
+            &errs,
+            "server.pass_client_headers[0]: \"X-Forwarded-For\" is not a header the gateway removes"
+        ),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{BASE}\n[[route]]\npath = \"/\"\nmethod_override = \"yes\"\n"
+    ));
+    assert!(has(&errs, "route[0].method_override"), "{errs:?}");
+}
