@@ -15,6 +15,7 @@ mod limits;
 mod login;
 mod metrics;
 mod ops;
+mod own_errors;
 mod pages;
 mod passwords;
 mod proxy;

@@ -158,7 +158,7 @@ fn status_label(status: u16) -> &'static str {
 }
 
 /// A 128-bit random id in hex.
-fn new_request_id() -> String {
+pub fn new_request_id() -> String {
     use std::fmt::Write;
     let bytes: [u8; 16] = rand::random();
     bytes.iter().fold(String::with_capacity(32), |mut s, b| {

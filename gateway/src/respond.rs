@@ -94,7 +94,8 @@ pub fn wants_html(session: &Session) -> bool {
         })
 }
 
-fn error_body(status: u16, html: bool) -> (&'static str, String) {
+/// The body of a gateway error: JSON, or a small HTML page for browsers.
+pub fn error_body(status: u16, html: bool) -> (&'static str, String) {
     let reason = reason(status);
     if html {
         (

@@ -12,6 +12,7 @@ use pingora::services::background::background_service;
 
 use crate::config::{Config, TlsMode};
 use crate::head_deadline::{self, HeadDeadline};
+use crate::own_errors::OwnErrorsApp;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::runtime::{HealthChecks, Runtime};
@@ -172,8 +173,11 @@ pub fn build(
     http_proxy.server_options = Some(head_deadline::server_options());
     let mut proxy = pingora::services::listening::Service::new(
         "portcullis".to_string(),
-        HeadDeadline {
-            inner: Arc::new(http_proxy),
+        OwnErrorsApp {
+            inner: Arc::new(HeadDeadline {
+                inner: Arc::new(http_proxy),
+            }),
+            runtime: runtime.clone(),
         },
     );
     let config_path = shared.runtime.load().config.file.clone();
