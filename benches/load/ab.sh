@@ -38,23 +38,27 @@ for v in A B; do for m in tls policy; do
   PORTCULLIS_SESSION_KEYS=$keys taskset -c 0 "$bin" run -c "$v-$m.toml" >/dev/null 2>"$v-$m.err" & echo $! > "$v-$m.pid"
 done; done
 sleep 2
-# session cookie via B-policy login
-u=https://127.0.0.1:${port[B-policy]}
-curl -sk -D form.h -o form.html "$u/.portcullis/login?next=/"
-binding=$(sed -n 's/^set-cookie: __Host-portcullis-csrf=\([^;]*\).*/\1/Ip' form.h | tr -d '\r')
-token=$(grep -o 'name="csrf" value="[^"]*"' form.html | sed 's/.*value="//; s/"$//')
-curl -sk -D login.h -o /dev/null -H "Cookie: __Host-portcullis-csrf=$binding" --data-urlencode "csrf=$token" --data-urlencode username=bench --data-urlencode "password=benchpass-123456" --data-urlencode next=/small "$u/.portcullis/login"
-session=$(sed -n 's/^set-cookie: __Host-portcullis=\([^;]*\).*/\1/Ip' login.h | tr -d '\r')
-[ -n "$session" ] || { echo "no session"; cat login.h; exit 1; }
-cookie="Cookie: __Host-portcullis=$session"
+# a session cookie per binary (each logs in on its own policy instance: the
+# cookie format may differ between the two versions)
+login() { # port -> the session cookie
+  local u=https://127.0.0.1:$1 binding token session
+  curl -sk -D form.h -o form.html "$u/.portcullis/login?next=/"
+  binding=$(sed -n 's/^set-cookie: __Host-portcullis-csrf=\([^;]*\).*/\1/Ip' form.h | tr -d '\r')
+  token=$(grep -o 'name="csrf" value="[^"]*"' form.html | sed 's/.*value="//; s/"$//')
+  curl -sk -D login.h -o /dev/null -H "Cookie: __Host-portcullis-csrf=$binding" --data-urlencode "csrf=$token" --data-urlencode username=bench --data-urlencode "password=benchpass-123456" --data-urlencode next=/small "$u/.portcullis/login"
+  session=$(sed -n 's/^set-cookie: __Host-portcullis=\([^;]*\).*/\1/Ip' login.h | tr -d '\r')
+  [ -n "$session" ] || { echo "no session" >&2; cat login.h >&2; exit 1; }
+  echo "Cookie: __Host-portcullis=$session"
+}
+declare -A cookie=([A]="$(login "${port[A-policy]}")" [B]="$(login "${port[B-policy]}")")
 for v in A B; do for m in tls policy; do
-  s=$(curl -sk -o /dev/null -w '%{http_code}' -H "$cookie" "https://127.0.0.1:${port[$v-$m]}/small"); echo "$v-$m $s"; done; done
+  s=$(curl -sk -o /dev/null -w '%{http_code}' -H "${cookie[$v]}" "https://127.0.0.1:${port[$v-$m]}/small"); echo "$v-$m $s"; done; done
 ticks() { awk '{print $14+$15}' <(sed 's/^.*) //; s/^/x x /' /proc/$1/stat); }
-for v in A B; do for m in tls policy; do taskset -c 1 wrk -t1 -c64 -d2s -H "$cookie" "https://127.0.0.1:${port[$v-$m]}/small" >/dev/null; done; done
+for v in A B; do for m in tls policy; do taskset -c 1 wrk -t1 -c64 -d2s -H "${cookie[$v]}" "https://127.0.0.1:${port[$v-$m]}/small" >/dev/null; done; done
 echo -e "round\tmode\tbin\trps\tcpu_us_per_req\tp99"
 for r in $(seq $rounds); do for m in tls policy; do for v in A B; do
   pid=$(cat $v-$m.pid); t0=$(ticks $pid)
-  out=$(taskset -c 1 wrk -t1 -c64 -d${secs}s --latency -H "$cookie" "https://127.0.0.1:${port[$v-$m]}/small")
+  out=$(taskset -c 1 wrk -t1 -c64 -d${secs}s --latency -H "${cookie[$v]}" "https://127.0.0.1:${port[$v-$m]}/small")
   t1=$(ticks $pid)
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out"); n=$(awk '/requests in/ {print $1}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   echo -e "$r\t$m\t$v\t$rps\t$(awk -v a=$t0 -v b=$t1 -v n=$n 'BEGIN{printf "%.1f", (b-a)*10000/n}')\t$p99"

@@ -101,6 +101,11 @@ impl fmt::Debug for OwnErrors {
 /// the gateway's `X-Request-Id`.
 fn pingora_status(buf: &[u8]) -> Option<u16> {
     let rest = buf.strip_prefix(b"HTTP/1.1 ")?;
+    // Every proxied response head passes here: bail out on the status
+    // digit before scanning anything.
+    if !matches!(rest.first(), Some(b'4' | b'5')) {
+        return None;
+    }
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = buf.get(..end + 2)?;
     let has = |needle: &[u8]| {
