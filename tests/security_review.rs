@@ -97,6 +97,40 @@ fn with_method(method: &str, path: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// An HTTP/1.1 connection over TLS to the gateway with `head` (and
+/// `body_part`) written, left open for the test to go on with.
+async fn open_with(
+    port: u16,
+    ca_pem: &str,
+    head: &[u8],
+    body_part: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut s = support::client::tls_connect(port, ca_pem, "localhost", &[b"http/1.1"])
+        .await
+        .expect("connect");
+    s.write_all(head).await.expect("head");
+    s.write_all(body_part).await.expect("part of the body");
+    s.flush().await.expect("flush");
+    s
+}
+
+/// Reads until one response head (interim or final) is complete, the
+/// connection ends, or `wait` passes; returns what was read.
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S, wait: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(wait, async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    got
+}
+
 /// Finding 1: a method spelled in lower or mixed case fell through a
 /// POST-only deny rule to the public route, and the app upper-cased it.
 #[tokio::test]
@@ -598,24 +632,9 @@ async fn an_unrequested_101_is_a_bad_gateway() {
         let up = raw_upstream(response);
         let gw = Gateway::start(&basic(&pki, &[up], ""));
         // A plain GET (no Upgrade asked for).
-        let mut s =
-            support::client::tls_connect(gw.https_port, &pki.ca_pem, "localhost", &[b"http/1.1"])
-                .await
-                .expect("connect");
-        s.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .expect("write");
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        let read = async {
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+        let head = b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let mut s = open_with(gw.https_port, &pki.ca_pem, head, b"").await;
+        let got = read_head(&mut s, Duration::from_secs(5)).await;
         let head = String::from_utf8_lossy(&got);
         assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     }
@@ -666,19 +685,8 @@ async fn a_slow_small_body_never_reaches_the_app() {
     assert_eq!(env.up.last_request().expect("forwarded").body.len(), 1000);
 
     let before = env.up.hits();
-    let mut s = support::client::tls_connect(
-        env.gw.https_port,
-        &env.pki.ca_pem,
-        "localhost",
-        &[b"http/1.1"],
-    )
-    .await
-    .expect("connect");
-    s.write_all(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n")
-        .await
-        .expect("head");
-    s.write_all(&[b'x'; 100]).await.expect("part of the body");
-    s.flush().await.expect("flush");
+    let head = b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n";
+    let mut s = open_with(env.gw.https_port, &env.pki.ca_pem, head, &[b'x'; 100]).await;
     // While it stalls, the app has seen nothing and others are served.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -740,19 +748,15 @@ async fn a_stalled_large_body_is_cut_off_after_body_timeout() {
     let routes = "[[route]]\npath = \"/upload\"\nbuffer_body = \"0\"\n";
     let env = Env::start("body_timeout = \"2s\"", routes);
     for (path, length) in [("/big", 1_000_000), ("/upload", 1000)] {
-        let mut s = support::client::tls_connect(
-            env.gw.https_port,
-            &env.pki.ca_pem,
-            "localhost",
-            &[b"http/1.1"],
-        )
-        .await
-        .expect("connect");
         let head =
             format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n");
-        s.write_all(head.as_bytes()).await.expect("head");
-        s.write_all(&[b'x'; 100]).await.expect("part of the body");
-        s.flush().await.expect("flush");
+        let mut s = open_with(
+            env.gw.https_port,
+            &env.pki.ca_pem,
+            head.as_bytes(),
+            &[b'x'; 100],
+        )
+        .await;
         let started = std::time::Instant::now();
         let mut buf = [0u8; 4096];
         let mut got = Vec::new();
@@ -793,31 +797,9 @@ async fn a_stalled_large_body_is_cut_off_after_body_timeout() {
 #[tokio::test]
 async fn expect_continue_is_answered_while_buffering() {
     let env = Env::start("", "");
-    let mut s = support::client::tls_connect(
-        env.gw.https_port,
-        &env.pki.ca_pem,
-        "localhost",
-        &[b"http/1.1"],
-    )
-    .await
-    .expect("connect");
-    s.write_all(
-        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .expect("head");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    let interim = tokio::time::timeout(Duration::from_secs(5), async {
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(interim.is_ok(), "no interim response within 5 s");
+    let head = b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    let mut s = open_with(env.gw.https_port, &env.pki.ca_pem, head, b"").await;
+    let got = read_head(&mut s, Duration::from_secs(5)).await;
     assert!(
         got.starts_with(b"HTTP/1.1 100 Continue\r\n"),
         "{}",
@@ -838,17 +820,8 @@ async fn expect_continue_is_answered_while_buffering() {
 async fn a_trickled_streamed_body_is_cut_off_below_the_minimum_rate() {
     let routes = "[[route]]\npath = \"/upload\"\nbuffer_body = \"0\"\n";
     let env = Env::start("body_timeout = \"2s\"\nbody_min_rate = \"1KB\"", routes);
-    let mut s = support::client::tls_connect(
-        env.gw.https_port,
-        &env.pki.ca_pem,
-        "localhost",
-        &[b"http/1.1"],
-    )
-    .await
-    .expect("connect");
-    s.write_all(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n")
-        .await
-        .expect("head");
+    let head = b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n";
+    let mut s = open_with(env.gw.https_port, &env.pki.ca_pem, head, b"").await;
     let started = std::time::Instant::now();
     // 100 bytes every 250 ms: 400 B/s, never a 2 s pause.
     let mut cut_off = None;
