@@ -211,7 +211,7 @@ pub async fn authenticate(
 /// name starting with [`OWN_COOKIE_PREFIX`], in any case). The app never
 /// sees a session token; its own cookies pass byte for byte.
 pub fn strip_own_cookies(req: &RequestHeader) -> cookies::Stripped {
-    cookies::strip(cookie_headers(req), OWN_COOKIE_PREFIX.as_bytes())
+    cookies::strip(|| cookie_headers(req), OWN_COOKIE_PREFIX.as_bytes())
 }
 
 #[cfg(test)]
