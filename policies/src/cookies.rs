@@ -32,6 +32,39 @@ where
         })
 }
 
+/// Why a cookie the gateway reads is not believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CookieError {
+    /// Sent more than once: someone planted one, so neither is believed.
+    #[error("cookie sent more than once")]
+    Duplicate,
+    /// Not ASCII: no cookie the gateway sets ever is.
+    #[error("cookie value is not ASCII")]
+    NotAscii,
+}
+
+/// The single value of cookie `name` across all `Cookie` headers: `None`
+/// when absent.
+pub fn single<'a, I>(headers: I, name: &'a [u8]) -> Result<Option<&'a str>, CookieError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+    I::IntoIter: 'a,
+{
+    let mut it = values(headers, name);
+    let first = it.next();
+    if it.next().is_some() {
+        return Err(CookieError::Duplicate);
+    }
+    first
+        .map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .filter(|v| v.is_ascii())
+                .ok_or(CookieError::NotAscii)
+        })
+        .transpose()
+}
+
 /// What [`strip`] made of the `Cookie` headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stripped {
@@ -189,5 +222,32 @@ mod tests {
         assert_eq!(trim(b""), b"");
         assert_eq!(trim(b"  \t "), b"");
         assert_eq!(trim(b" a b "), b"a b");
+    }
+
+    #[test]
+    fn single_refuses_duplicates_and_non_ascii() {
+        fn one(hs: &'static [&'static [u8]]) -> Result<Option<&'static str>, CookieError> {
+            single(hs.iter().copied(), b"__Host-portcullis")
+        }
+        assert_eq!(one(&[]), Ok(None));
+        assert_eq!(one(&[b"a=1; __Host-portcullis=x"]), Ok(Some("x")));
+        assert_eq!(
+            one(&[b"__Host-portcullis=x; __Host-portcullis=y"]),
+            Err(CookieError::Duplicate)
+        );
+        // Two headers with one copy each are two copies.
+        assert_eq!(
+            one(&[b"__Host-portcullis=x", b"__Host-portcullis=x"]),
+            Err(CookieError::Duplicate)
+        );
+        // A longer name, or another case, is another cookie.
+        assert_eq!(one(&[b"__Host-portcullis-csrf=z"]), Ok(None));
+        assert_eq!(one(&[b"__host-portcullis=z"]), Ok(None));
+        assert_eq!(
+            one(&[b"__Host-portcullis=\xc3\xa9"]),
+            Err(CookieError::NotAscii)
+        );
+        // A non-ASCII neighbour hides nothing.
+        assert_eq!(one(&[b"__Host-portcullis=x; n=Jos\xc3\xa9"]), Ok(Some("x")));
     }
 }

@@ -108,6 +108,56 @@ impl Host {
     }
 }
 
+/// Why a request has no usable host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestHostError {
+    /// Neither a `Host` header nor an authority (an HTTP/1.0 request too:
+    /// routes with a `host` and the app must never see different hosts, or none).
+    #[error("no host")]
+    Missing,
+    /// More than one `Host` header.
+    #[error("more than one Host header")]
+    Several,
+    /// The `Host` header and the authority name different hosts.
+    #[error("Host and the request's authority disagree")]
+    Conflict,
+    /// One of them is not a strict host.
+    #[error(transparent)]
+    Invalid(#[from] HostError),
+}
+
+/// The request's one host: every `Host` header and the authority (HTTP/2
+/// `:authority` or an absolute-form target's), each parsed strictly; there
+/// must be exactly one host between them, on every protocol version.
+pub fn request_host<'a>(
+    host_headers: impl IntoIterator<Item = &'a [u8]>,
+    authority: Option<&[u8]>,
+) -> Result<Host, RequestHostError> {
+    let mut headers = host_headers.into_iter();
+    let host = headers.next().map(Host::parse).transpose()?;
+    if headers.next().is_some() {
+        return Err(RequestHostError::Several);
+    }
+    let authority = authority.map(Host::parse).transpose()?;
+    match (host, authority) {
+        (Some(h), Some(a)) if h == a => Ok(h),
+        (Some(_), Some(_)) => Err(RequestHostError::Conflict),
+        (Some(h), None) | (None, Some(h)) => Ok(h),
+        (None, None) => Err(RequestHostError::Missing),
+    }
+}
+
+impl Host {
+    /// The `https://` URL of `target` on this host, at `port` (`None`: the
+    /// default 443). The client's own port is dropped: it was the plain one.
+    pub fn https_url(&self, port: Option<u16>, target: &str) -> String {
+        match port {
+            Some(p) => format!("https://{}:{p}{target}", self.name),
+            None => format!("https://{}{target}", self.name),
+        }
+    }
+}
+
 /// `name[:port]`, what the upstream receives as `Host`.
 impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -292,5 +342,61 @@ mod tests {
         assert_eq!(Host::parse(b"a..test"), Err(HostError::InvalidName));
         assert_eq!(Host::parse(b"a/test"), Err(HostError::InvalidChar));
         assert_eq!(Host::parse(b"[zz]"), Err(HostError::InvalidIpLiteral));
+    }
+
+    #[test]
+    fn one_host_per_request() {
+        let h = |v: &[&str], a: Option<&str>| {
+            request_host(v.iter().map(|s| s.as_bytes()), a.map(str::as_bytes))
+        };
+        assert_eq!(
+            h(&["Example.COM."], None).map(|h| h.to_string()),
+            Ok("example.com".into())
+        );
+        assert_eq!(
+            h(&[], Some("a.test:8443")).map(|h| h.to_string()),
+            Ok("a.test:8443".into())
+        );
+        // The same host in two spellings is one host.
+        assert!(h(&["A.test"], Some("a.test.")).is_ok());
+        assert_eq!(h(&[], None), Err(RequestHostError::Missing));
+        assert_eq!(
+            h(&["a.test", "a.test"], None),
+            Err(RequestHostError::Several)
+        );
+        assert_eq!(
+            h(&["a.test"], Some("b.test")),
+            Err(RequestHostError::Conflict)
+        );
+        assert_eq!(
+            h(&["a.test:80"], Some("a.test")),
+            Err(RequestHostError::Conflict)
+        );
+        assert_eq!(
+            h(&["a.test:abc"], None),
+            Err(RequestHostError::Invalid(HostError::InvalidPort))
+        );
+        assert!(matches!(
+            h(&["a.test"], Some("a.test@evil")),
+            Err(RequestHostError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn https_url_keeps_path_and_drops_the_plain_port() {
+        let url = |h: &str, port, t| Host::parse(h.as_bytes()).map(|h| h.https_url(port, t));
+        assert_eq!(
+            url("Example.COM:80", None, "/a?b=1").as_deref(),
+            Ok("https://example.com/a?b=1")
+        );
+        assert_eq!(
+            url("example.com.", Some(8443), "/").as_deref(),
+            Ok("https://example.com:8443/")
+        );
+        assert_eq!(
+            url("[::1]:8080", Some(8443), "/x").as_deref(),
+            Ok("https://[::1]:8443/x")
+        );
+        assert_eq!(url("[0:0::1]", None, "/").as_deref(), Ok("https://[::1]/"));
     }
 }

@@ -27,7 +27,10 @@
 //! * [`cookies`] — `Cookie` headers as bytes: find the gateway's, strip them for the app.
 //! * [`forwarding`] — header-name rules for the upstream request (step 7).
 //! * [`head`] — facts from the raw HTTP/1 request head: verbatim target, framing (step 2).
-//! * [`ratelimit`] — rate rules, in-process GCRA, `RateLimit` headers (step 4).
+//! * [`ratelimit`] — rate rules, in-process GCRA, `RateLimit` headers (stage `limits`).
+//! * [`ratekey`] — what a limit counts a request by: IP, user or a header.
+//! * [`upstream`] — which client headers the upstream request loses.
+//! * [`failure`] — the status of a request the proxy could not complete.
 //! * [`routes`] — `[[route]]` matching on host, path prefix and method.
 //! * [`users`] — user names and argon2id password hashing with one-shape
 //!   verification (unknown users cost the same as wrong passwords).
@@ -48,16 +51,19 @@ pub mod cookies;
 pub mod cors;
 pub mod csrf;
 pub mod emergency;
+pub mod failure;
 pub mod forwarding;
 pub mod head;
 pub mod headers;
 pub mod host;
 mod mac;
 pub mod method;
+pub mod ratekey;
 pub mod ratelimit;
 pub mod redirect;
 pub mod routes;
 pub mod session;
 pub mod target;
 mod token;
+pub mod upstream;
 pub mod users;

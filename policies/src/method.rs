@@ -37,6 +37,42 @@ pub fn is_override_header(name: &str) -> bool {
     OVERRIDE_HEADERS.iter().any(|h| header_name_eq(name, h))
 }
 
+/// Why method-override headers are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    /// An override names a method the gateway would refuse itself.
+    #[error("method override names no acceptable method")]
+    Invalid,
+    /// Two override headers name different methods.
+    #[error("method override headers disagree")]
+    Conflict,
+}
+
+/// The method the override headers among `headers` (name, value) ask for:
+/// `None` without one. Every override must be an acceptable method, and all
+/// of them the same.
+pub fn override_method<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<Option<&'a str>, OverrideError> {
+    let mut found: Option<&[u8]> = None;
+    for (name, value) in headers {
+        if !is_override_header(name) {
+            continue;
+        }
+        if !is_accepted(value) {
+            return Err(OverrideError::Invalid);
+        }
+        if found.is_some_and(|f| f != value) {
+            return Err(OverrideError::Conflict);
+        }
+        found = Some(value);
+    }
+    // Accepted methods are tokens: ASCII, so this never fails.
+    found
+        .map(|v| std::str::from_utf8(v).map_err(|_| OverrideError::Invalid))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +132,31 @@ mod tests {
             "X-HTTP-Method-Overrid",
         ] {
             assert!(!is_override_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn override_method_needs_one_acceptable_method() {
+        let m = |hs: &[(&'static str, &'static str)]| {
+            override_method(hs.iter().map(|(n, v)| (*n, v.as_bytes())))
+        };
+        assert_eq!(m(&[("accept", "x")]), Ok(None));
+        assert_eq!(m(&[("x-http-method-override", "PUT")]), Ok(Some("PUT")));
+        // Every spelling counts; the same method twice is fine.
+        assert_eq!(
+            m(&[("X_HTTP_Method", "DELETE"), ("x-method-override", "DELETE")]),
+            Ok(Some("DELETE"))
+        );
+        assert_eq!(
+            m(&[("x-http-method", "PUT"), ("x-method-override", "DELETE")]),
+            Err(OverrideError::Conflict)
+        );
+        for bad in ["put", "", "PU T", "P\u{e9}T"] {
+            assert_eq!(
+                m(&[("x-http-method-override", bad)]),
+                Err(OverrideError::Invalid),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -1,0 +1,217 @@
+//! The pingora `ProxyHttp` glue. `request_filter` runs the pipeline
+//! (`crate::stages`) and sends its answer; the other phases pick an
+//! upstream address, rewrite the upstream request (`upstream`), check the
+//! response (`response`), map failures to a status and log.
+
+mod response;
+mod upstream;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use policies::failure::{self, Failure, Side};
+
+use crate::access_log;
+use crate::answer::{self, Answer};
+use crate::ctx::Ctx;
+use crate::metrics::{self, METRICS};
+use crate::stages;
+use crate::state::Shared;
+
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+}
+
+/// pingora's error, as `policies::failure` reads it.
+fn failure_of(e: &Error) -> (Side, Failure) {
+    let side = match e.esource() {
+        ErrorSource::Upstream => Side::Upstream,
+        ErrorSource::Downstream => Side::Downstream,
+        ErrorSource::Internal | ErrorSource::Unset => Side::Internal,
+    };
+    let failure = match e.etype() {
+        HTTPStatus(code) => Failure::Status(*code),
+        ReadTimedout | WriteTimedout => Failure::Timeout,
+        ConnectTimedout => Failure::ConnectTimeout,
+        WriteError | ReadError | ConnectionClosed => Failure::Closed,
+        _ => Failure::Other,
+    };
+    (side, failure)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new(self.shared.runtime.load_full())
+    }
+
+    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // The head is complete: lift the slow-head deadline.
+        crate::head_deadline::head_read();
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        match stages::run(&self.shared, session, ctx).await {
+            std::ops::ControlFlow::Continue(()) => Ok(false),
+            std::ops::ControlFlow::Break(a) => answer::send(session, ctx, a).await.map(|()| true),
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(b) = body else { return Ok(()) };
+        ctx.body_seen += b.len() as u64;
+        if ctx.body_seen > ctx.max_body {
+            return Error::e_explain(HTTPStatus(413), "request body over max_body");
+        }
+        // A streamed body sent slowly but steadily holds the app's request:
+        // past `body_timeout` it must average `body_min_rate`.
+        if let Some(started) = ctx.body_started {
+            let elapsed = started.elapsed();
+            if elapsed > ctx.rt.body_timeout
+                && ctx.body_seen < ctx.rt.body_min_rate.saturating_mul(elapsed.as_secs())
+            {
+                return Error::e_explain(HTTPStatus(408), "request body below body_min_rate");
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(up) = ctx.upstream.and_then(|i| ctx.rt.upstreams.get(i)) else {
+            return Error::e_explain(InternalError, "no upstream selected");
+        };
+        let tried = &ctx.tried;
+        // Healthy and untried first; then anything untried (health may lag).
+        let backend = up
+            .lb
+            .select_with(b"", 256, |b, healthy| healthy && !tried.contains(&b.addr))
+            .or_else(|| up.lb.select_with(b"", 256, |b, _| !tried.contains(&b.addr)));
+        let Some(backend) = backend else {
+            return Error::e_explain(
+                ConnectNoRoute,
+                format!("no address left for upstream {}", up.name),
+            );
+        };
+        ctx.tried.push(backend.addr.clone());
+        let mut peer = HttpPeer::new(backend, up.tls, up.sni.clone());
+        peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.read_timeout = Some(up.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Try the next address of the upstream, once each.
+        let more = ctx
+            .upstream
+            .and_then(|i| ctx.rt.upstreams.get(i))
+            .is_some_and(|u| ctx.tried.len() < u.addr_count);
+        if more {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        upstream::rewrite(up, ctx)
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        response::check(session, resp, ctx)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (side, what) = failure_of(e);
+        let status = failure::status(side, what).unwrap_or(0);
+        if matches!(status, 502 | 504) {
+            let upstream = ctx
+                .upstream
+                .and_then(|i| ctx.rt.upstreams.get(i))
+                .map_or("", |u| u.name.as_str());
+            let kind = if status == 504 { "timeout" } else { "error" };
+            METRICS
+                .upstream_errors
+                .with_label_values(&[upstream, kind])
+                .inc();
+        }
+        if status > 0 && session.response_written().is_none() {
+            // A 400 here is the client's own stream failing, a 408 a client
+            // too slow to wait for: nothing to drain. Either way the
+            // connection is not reused: the body may be half read.
+            let drain = !matches!(status, 400 | 408);
+            let answer = Answer::Fatal { status, drain };
+            if let Err(we) = answer::send(session, ctx, answer).await {
+                tracing::debug!(error = %we, "could not write the error response");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(e) = e {
+            tracing::warn!(request_id = %ctx.out.request_id, error = %e, "request failed");
+        }
+        let status = session
+            .response_written()
+            .map_or(ctx.status, |r| r.status.as_u16());
+        let upstream = ctx
+            .upstream
+            .and_then(|i| ctx.rt.upstreams.get(i))
+            .map(|u| u.name.as_str());
+        let route = ctx.label();
+        METRICS
+            .requests
+            .with_label_values(&[route, metrics::status_label(status)])
+            .inc();
+        METRICS
+            .latency
+            .with_label_values(&[route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if status == 429 {
+            METRICS.rate_limited.with_label_values(&[route]).inc();
+        }
+        access_log::write(&access_log::Line {
+            request_id: &ctx.out.request_id,
+            client_ip: ctx.client_ip(),
+            method: session.req_header().method.as_str(),
+            path: ctx.upstream_target.as_deref().unwrap_or(""),
+            route,
+            status,
+            bytes: session.body_bytes_sent(),
+            duration: ctx.started.elapsed(),
+            upstream,
+            user: ctx.identity.as_ref().map(|i| i.user.as_str()),
+        });
+    }
+}
