@@ -1,6 +1,6 @@
 //! `tls.mode = "acme"`: keeps a certificate from the ACME CA in the
 //! resolver. At start the stored certificate (if any) already serves (see
-//! `serve::load_certs`); this service orders one when there is none, renews
+//! `certificates::load`); this service orders one when there is none, renews
 //! when two thirds of its lifetime have passed, and retries failures with
 //! jittered backoff (1 min, 10 min, 100 min, … 24 h) while the old
 //! certificate keeps serving. A new certificate is served from the next

@@ -1,10 +1,10 @@
-//! SPEC step 5: from the request's cookies to an identity, and the cookies
+//! Stage `session`: from the request's cookies to an identity, and the cookies
 //! the gateway sets. The cookie format and MAC live in `policies::session`;
 //! this module adds what needs the users file and revocations.
 
 use cookie::{Cookie, SameSite as CookieSameSite};
 use pingora::http::RequestHeader;
-use policies::cookies;
+use policies::cookies::{self, CookieError};
 use policies::session::{self, Session};
 
 use crate::config::SameSite;
@@ -52,23 +52,10 @@ fn cookie_headers(req: &RequestHeader) -> impl Iterator<Item = &[u8]> {
         .map(|v| v.as_bytes())
 }
 
-/// The single value of cookie `name`; `None` when absent, `Err` when sent
-/// twice (two copies mean someone planted one: believe neither) or when the
-/// value is not ASCII (no cookie the gateway sets ever is).
-pub fn single_cookie<'a>(req: &'a RequestHeader, name: &'a str) -> Result<Option<&'a str>, ()> {
-    let mut it = cookies::values(cookie_headers(req), name.as_bytes());
-    let first = it.next();
-    if it.next().is_some() {
-        return Err(());
-    }
-    first
-        .map(|v| {
-            std::str::from_utf8(v)
-                .ok()
-                .filter(|v| v.is_ascii())
-                .ok_or(())
-        })
-        .transpose()
+/// The single value of cookie `name` (`policies::cookies::single`: two
+/// copies mean someone planted one, so neither is believed).
+pub fn cookie<'a>(req: &'a RequestHeader, name: &'a str) -> Result<Option<&'a str>, CookieError> {
+    cookies::single(cookie_headers(req), name.as_bytes())
 }
 
 fn same_site(s: SameSite) -> CookieSameSite {
@@ -116,10 +103,10 @@ pub async fn emergency(
     req: &RequestHeader,
     now: u64,
 ) -> Result<(Option<Grant>, Option<String>), StoreDown> {
-    let value = match single_cookie(req, EMERGENCY_COOKIE) {
+    let value = match cookie(req, EMERGENCY_COOKIE) {
         Ok(Some(v)) => v,
         Ok(None) => return Ok((None, None)),
-        Err(()) => return Ok((None, Some(clear_cookie(EMERGENCY_COOKIE)))),
+        Err(_) => return Ok((None, Some(clear_cookie(EMERGENCY_COOKIE)))),
     };
     let Some(grant) = em.verifier.decode(value, now, em.ttl) else {
         return Ok((None, Some(clear_cookie(EMERGENCY_COOKIE))));
@@ -162,10 +149,10 @@ pub async fn authenticate(
     req: &RequestHeader,
     now: u64,
 ) -> Result<Auth, StoreDown> {
-    let value = match single_cookie(req, SESSION_COOKIE) {
+    let value = match cookie(req, SESSION_COOKIE) {
         Ok(Some(v)) => v,
         Ok(None) => return Ok(Auth::default()),
-        Err(()) => {
+        Err(_) => {
             return Ok(Auth {
                 identity: None,
                 set_cookie: Some(clear_cookie(SESSION_COOKIE)),
@@ -227,38 +214,6 @@ mod tests {
     }
 
     #[test]
-    fn single_cookie_refuses_duplicates() {
-        assert_eq!(single_cookie(&req(&[]), SESSION_COOKIE), Ok(None));
-        assert_eq!(
-            single_cookie(&req(&["a=1; __Host-portcullis=x"]), SESSION_COOKIE),
-            Ok(Some("x"))
-        );
-        assert_eq!(
-            single_cookie(
-                &req(&["__Host-portcullis=x; __Host-portcullis=y"]),
-                SESSION_COOKIE
-            ),
-            Err(())
-        );
-        assert_eq!(
-            single_cookie(
-                &req(&["__Host-portcullis=x", "__Host-portcullis=x"]),
-                SESSION_COOKIE
-            ),
-            Err(())
-        );
-        // A prefix of the name is another cookie.
-        assert_eq!(
-            single_cookie(&req(&["__Host-portcullis-csrf=z"]), SESSION_COOKIE),
-            Ok(None)
-        );
-        assert_eq!(
-            single_cookie(&req(&["__host-portcullis=z"]), SESSION_COOKIE),
-            Ok(None)
-        );
-    }
-
-    #[test]
     fn own_cookies_never_reach_the_app() {
         use cookies::Stripped;
         assert_eq!(strip_own_cookies(&req(&["a=1; b=2"])), Stripped::Unchanged);
@@ -278,7 +233,7 @@ mod tests {
         let utf8 = http::HeaderValue::from_bytes(b"__Host-portcullis=x; name=Jos\xc3\xa9")
             .expect("obs-text is a valid header value");
         r.append_header("cookie", utf8).expect("header");
-        assert_eq!(single_cookie(&r, SESSION_COOKIE), Ok(Some("x")));
+        assert_eq!(cookie(&r, SESSION_COOKIE), Ok(Some("x")));
         assert_eq!(
             strip_own_cookies(&r),
             Stripped::Rest(b"name=Jos\xc3\xa9".to_vec())

@@ -21,7 +21,7 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
     // certificate is only created by `run`.
     if let TlsMode::Files { cert, key } = &cfg.tls.mode {
         if let Err(e) = certs::files::load(cert, key) {
-            errors.push(crate::serve::cert_error_line(&cfg, &e));
+            errors.push(crate::certificates::error_line(&cfg, &e));
         }
     }
     let mut acme_line = None;

@@ -123,7 +123,7 @@ pub fn run(https_port: u16, http_port: u16) -> ExitCode {
             return ExitCode::from(crate::EXIT_INVALID);
         }
     };
-    let certs = match crate::serve::load_certs(&cfg, true) {
+    let certs = match crate::certificates::load(&cfg, true) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("portcullis: {e}");

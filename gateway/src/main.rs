@@ -3,27 +3,29 @@
 
 mod access_log;
 mod acme;
+mod answer;
 mod audit;
 mod auth;
+mod certificates;
 mod check;
 mod cli;
 mod config;
+mod ctx;
 mod demo;
-mod emergency;
 mod head_deadline;
 mod limits;
-mod login;
 mod metrics;
 mod ops;
 mod own_errors;
-mod pages;
 mod passwords;
 mod proxy;
 mod reload;
+mod reserved;
 mod respond;
 mod response_headers;
 mod runtime;
 mod serve;
+mod stages;
 mod state;
 mod store;
 mod user_cmd;
@@ -138,10 +140,10 @@ fn run(path: &std::path::Path, flags: serve::RunFlags) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let certs = match serve::load_certs(&cfg, false) {
+    let certs = match certificates::load(&cfg, false) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{}", serve::cert_error_line(&cfg, &e));
+            eprintln!("{}", certificates::error_line(&cfg, &e));
             return ExitCode::from(EXIT_INVALID);
         }
     };

@@ -121,7 +121,7 @@ impl OwnErrors {
     fn page(&self, status: u16) -> Vec<u8> {
         let rt = self.runtime.load();
         let extras = Extras {
-            request_id: crate::proxy::new_request_id(),
+            request_id: crate::ctx::new_request_id(),
             headers: Some(rt.headers.clone()),
             https: self.inner.get_ssl_digest().is_some(),
             ..Extras::default()

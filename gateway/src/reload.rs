@@ -13,7 +13,6 @@
 //! effect at restart.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use certs::resolver::Resolver;
@@ -22,13 +21,6 @@ use serde_json::json;
 use crate::config::{self, Config, TlsMode};
 use crate::runtime::Runtime;
 use crate::state::Shared;
-
-/// Reload outcomes, for the operations endpoint.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    pub ok: AtomicU64,
-    pub failed: AtomicU64,
-}
 
 pub struct Reloader {
     pub path: PathBuf,
@@ -81,7 +73,6 @@ impl Reloader {
                 }
                 self.shared.runtime.store(Arc::new(runtime));
                 self.shared.users.refresh();
-                self.shared.reloads.ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(file, "config reloaded");
                 crate::audit::event(
                     "config_reload",
@@ -94,7 +85,6 @@ impl Reloader {
                 for e in &errors {
                     tracing::error!(error = %e, "config reload refused; the running config keeps serving");
                 }
-                self.shared.reloads.failed.fetch_add(1, Ordering::Relaxed);
                 crate::audit::event(
                     "config_reload",
                     "",
@@ -128,8 +118,8 @@ impl Reloader {
         let kept = restart_only(&current.config, &cfg);
         let certs = match (&self.resolver, &cfg.tls.mode) {
             (Some(_), TlsMode::Files { .. } | TlsMode::SelfSigned) => Some(
-                crate::serve::load_certs(&cfg, false)
-                    .map_err(|e| vec![crate::serve::cert_error_line(&cfg, &e)])?,
+                crate::certificates::load(&cfg, false)
+                    .map_err(|e| vec![crate::certificates::error_line(&cfg, &e)])?,
             ),
             _ => None,
         };

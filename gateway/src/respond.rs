@@ -195,22 +195,6 @@ pub async fn redirect(
     send(session, h, Bytes::new()).await
 }
 
-/// A small plain-text answer (health checks).
-pub async fn text(
-    session: &mut Session,
-    extras: &Extras,
-    status: u16,
-    body: &'static str,
-) -> Result<()> {
-    let h = header(
-        status,
-        extras,
-        Some("text/plain; charset=utf-8"),
-        body.len(),
-    )?;
-    send(session, h, Bytes::from_static(body.as_bytes())).await
-}
-
 /// A page or asset the gateway renders itself.
 pub async fn body(
     session: &mut Session,

@@ -49,7 +49,7 @@ pub struct RouteRule {
 pub struct RouteLimit {
     pub name: String,
     pub store: Limiter,
-    pub key: RateKey,
+    pub key: policies::ratekey::RateKey,
 }
 
 /// One named upstream with its balancer.
@@ -127,9 +127,23 @@ pub struct Runtime {
     /// Where the http listener redirects to; `None` for port 443.
     pub https_port: Option<u16>,
     pub tls_off: bool,
+    /// ACME is on: the plain listener answers pending HTTP-01 tokens.
+    pub acme: bool,
+    /// `[server] body_timeout`, `body_min_rate` (bytes per second) and
+    /// `pass_client_headers`.
+    pub body_timeout: Duration,
+    pub body_min_rate: u64,
+    pub pass_client_headers: Vec<&'static str>,
 }
 
 impl Runtime {
+    /// The rule of a matched route, or the fallback's.
+    pub fn rule(&self, route: Option<usize>) -> &RouteRule {
+        route
+            .and_then(|i| self.routes.get(i))
+            .unwrap_or(&self.fallback)
+    }
+
     /// Compiles a validated config. Fails only on what validation cannot see
     /// (e.g. a balancer that cannot be built), with one sentence.
     pub fn build(config: Config, store: Store) -> Result<Runtime, String> {
@@ -144,7 +158,11 @@ impl Runtime {
                             format!("route {}: rate_limit is too fast to express", r.path)
                         })?,
                         name,
-                        key: key.clone(),
+                        key: match key {
+                            RateKey::Ip => policies::ratekey::RateKey::Ip,
+                            RateKey::User => policies::ratekey::RateKey::User,
+                            RateKey::Header(h) => policies::ratekey::RateKey::Header(h.clone()),
+                        },
                     })
                 }
                 None => None,
@@ -281,6 +299,10 @@ impl Runtime {
             upstreams,
             https_port,
             tls_off: config.tls.mode == TlsMode::Off,
+            acme: matches!(config.tls.mode, TlsMode::Acme(_)),
+            body_timeout: config.server.body_timeout,
+            body_min_rate: config.server.body_min_rate,
+            pass_client_headers: config.server.pass_client_headers.clone(),
             config,
         })
     }

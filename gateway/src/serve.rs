@@ -45,52 +45,6 @@ pub enum ServeError {
     Other(String),
 }
 
-/// The certificate set a config asks for. `demo` passes `in_memory` to keep
-/// everything off the disk.
-pub fn load_certs(cfg: &Config, in_memory: bool) -> Result<CertSet, certs::CertError> {
-    let names = if cfg.tls.domains.is_empty() {
-        vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ]
-    } else {
-        cfg.tls.domains.clone()
-    };
-    let loaded = match &cfg.tls.mode {
-        TlsMode::Files { cert, key } => certs::files::load(cert, key)?,
-        TlsMode::SelfSigned if in_memory => certs::self_signed::generate(&names)?,
-        TlsMode::SelfSigned => certs::self_signed::load_or_create(&cfg.tls.storage, &names)?,
-        TlsMode::Acme(acme) => match certs::acme::AcmeStore::new(&cfg.tls.storage)
-            .load_cert(&acme.directory, &cfg.tls.domains)
-        {
-            // A stored certificate serves at once; renewal is the manager's job.
-            Ok(Some(loaded)) => loaded,
-            Ok(None) => {
-                tracing::info!("no stored ACME certificate yet: serving a temporary self-signed one while ordering");
-                certs::self_signed::generate(&names)?
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "stored ACME certificate unusable: serving a temporary self-signed one while ordering");
-                certs::self_signed::generate(&names)?
-            }
-        },
-        TlsMode::Off => return Ok(CertSet::new(Vec::new())),
-    };
-    Ok(CertSet::new(vec![loaded]))
-}
-
-/// One error line for bad certificate material: file, key, reason.
-pub fn cert_error_line(cfg: &Config, e: &certs::CertError) -> String {
-    let msg = e.to_string();
-    let key = match &cfg.tls.mode {
-        TlsMode::Files { key, .. } if msg.starts_with(&key.display().to_string()) => "tls.key",
-        TlsMode::Files { .. } => "tls.cert",
-        _ => "tls.storage",
-    };
-    format!("{}: {key}: {msg}", cfg.file.display())
-}
-
 /// Fails fast, with the address, when a port is taken: pingora would panic.
 ///
 /// The probe binds without listening: a socket that listened for even a
@@ -160,7 +114,6 @@ pub fn build(
         revocations,
         login_limits,
         emergency_limits,
-        reloads: Default::default(),
         challenges: Default::default(),
     });
     let mut http_proxy = pingora::proxy::HttpProxy::new(

@@ -1,0 +1,64 @@
+//! Every reserved path, written once. Pages link to them, handlers answer
+//! them, and the `reserved` stage keeps them from the app.
+
+/// The bare prefix: itself reserved, as is everything under [`PREFIX`].
+pub const ROOT: &str = "/.portcullis";
+/// Everything under it is answered by the gateway and never forwarded.
+pub const PREFIX: &str = "/.portcullis/";
+pub const HEALTH: &str = "/.portcullis/health";
+pub const STYLE: &str = "/.portcullis/style.css";
+pub const LOGIN: &str = "/.portcullis/login";
+pub const LOGOUT: &str = "/.portcullis/logout";
+/// Where logout lands.
+pub const SIGNED_OUT: &str = "/.portcullis/login?signed_out=1";
+pub const EMERGENCY: &str = "/.portcullis/emergency";
+pub const EMERGENCY_DASHBOARD: &str = "/.portcullis/emergency/dashboard";
+pub const EMERGENCY_CREATE_USER: &str = "/.portcullis/emergency/create-user";
+pub const EMERGENCY_RESET_PASSWORD: &str = "/.portcullis/emergency/reset-password";
+pub const EMERGENCY_LOGOUT: &str = "/.portcullis/emergency/logout";
+/// Where the emergency logout lands.
+pub const EMERGENCY_ENDED: &str = "/.portcullis/emergency?ended=1";
+
+/// Whether `path` (normalised) is reserved; with case-insensitive routes in
+/// any case, so `/.PORTCULLIS/login` never reaches an app that folds case.
+pub fn is_reserved(path: &str, case_insensitive: bool) -> bool {
+    if case_insensitive {
+        let head = path.get(..PREFIX.len()).unwrap_or(path);
+        head.eq_ignore_ascii_case(PREFIX) || path.eq_ignore_ascii_case(ROOT)
+    } else {
+        path.starts_with(PREFIX) || path == ROOT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_and_the_bare_root_are_reserved() {
+        for p in [
+            ROOT,
+            PREFIX,
+            LOGIN,
+            "/.portcullis/anything",
+            EMERGENCY_ENDED,
+        ] {
+            assert!(is_reserved(p, false), "{p}");
+            assert!(is_reserved(p, true), "{p}");
+        }
+        for p in [
+            "/.portcullisx",
+            "/",
+            "/a/.portcullis/login",
+            "/.portcullis.css",
+        ] {
+            assert!(!is_reserved(p, false), "{p}");
+            assert!(!is_reserved(p, true), "{p}");
+        }
+        for p in ["/.PORTCULLIS/login", "/.Portcullis", "/.portcullis/LOGIN"] {
+            assert!(is_reserved(p, true), "{p}");
+        }
+        assert!(!is_reserved("/.PORTCULLIS/login", false));
+        assert!(!is_reserved("/.Portcullis", false));
+    }
+}

@@ -1,0 +1,74 @@
+//! The request pipeline: an ordered list of small stages, each returning
+//! "continue" or an [`Answer`] (docs/behaviour.md, "Pipeline"). Stages
+//! decide; only `answer::send` writes.
+
+mod access;
+mod body;
+mod client_ip;
+mod cors;
+mod limits;
+mod listener;
+mod reserved;
+mod route;
+mod session;
+mod target;
+
+use std::ops::ControlFlow;
+
+use pingora::prelude::*;
+
+use crate::answer::Step;
+use crate::ctx::Ctx;
+use crate::state::Shared;
+
+/// Runs every stage in order; `Continue` means "forward to the app".
+pub async fn run(shared: &Shared, s: &mut Session, ctx: &mut Ctx) -> Step {
+    client_ip::run(s, ctx)?;
+    target::run(s, ctx)?;
+    listener::run(shared, s, ctx)?;
+    limits::global(ctx).await?;
+    session::run(shared, s, ctx).await?;
+    reserved::run(shared, s, ctx).await?;
+    route::run(s, ctx)?;
+    cors::run(s, ctx)?;
+    limits::route(s, ctx).await?;
+    access::run(s, ctx)?;
+    access::body_limit(s, ctx)?;
+    body::run(s, ctx).await?;
+    ControlFlow::Continue(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The stages in the order they run, as docs/behaviour.md names them.
+    pub const ORDER: [&str; 12] = [
+        "client_ip",
+        "target",
+        "listener",
+        "limits",
+        "session",
+        "reserved",
+        "route",
+        "cors",
+        "route_limit",
+        "access",
+        "body_limit",
+        "body",
+    ];
+
+    /// docs/behaviour.md lists the stages in the order `run` calls them;
+    /// tests/stage_order.rs checks that order black-box.
+    #[test]
+    fn the_doc_lists_the_stages_in_order() {
+        let doc = include_str!("../../../docs/behaviour.md");
+        let mut at = 0;
+        for stage in ORDER {
+            let needle = format!("`{stage}`");
+            let found = doc.get(at..).and_then(|rest| rest.find(&needle));
+            let Some(found) = found else {
+                panic!("docs/behaviour.md does not list `{stage}` after the stage before it");
+            };
+            at += found + needle.len();
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Stage `session`: who is asking. Runs before `reserved` (logout needs to
+//! know who) and after `limits` (a limited client costs no session work).
+
+use pingora::prelude::*;
+
+use crate::answer::{Answer, Step};
+use crate::auth::{self, Identity};
+use crate::ctx::Ctx;
+use crate::state::{self, Shared};
+
+pub async fn run(shared: &Shared, session: &Session, ctx: &mut Ctx) -> Step {
+    let rt = ctx.rt.clone();
+    let Some(srt) = rt.session.as_ref() else {
+        return Step::Continue(());
+    };
+    let req = session.req_header();
+    let Ok(auth) = auth::authenticate(srt, shared, req, state::now()).await else {
+        return Step::Break(Answer::Error(503));
+    };
+    ctx.identity = auth.identity;
+    ctx.out.set_cookies.extend(auth.set_cookie);
+    // The emergency session: only while the gate is on for this client.
+    let Some(em) = rt.emergency.as_ref().filter(|e| e.admits(ctx.client_ip())) else {
+        return Step::Continue(());
+    };
+    let Ok((grant, clear)) = auth::emergency(em, shared, req, state::now()).await else {
+        return Step::Break(Answer::Error(503));
+    };
+    ctx.out.set_cookies.extend(clear);
+    ctx.emergency = grant;
+    if grant.is_some() && ctx.identity.is_none() {
+        ctx.identity = Some(Identity {
+            user: auth::EMERGENCY_USER.to_string(),
+            roles: em.roles.clone(),
+            session: None,
+        });
+    }
+    Step::Continue(())
+}

@@ -1,0 +1,41 @@
+//! Once a second: the users file and the shared store's logouts; once a
+//! minute: limiter and revocation memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{now, Shared};
+
+/// Reloads the users file and prunes limiter and revocation memory.
+pub struct Housekeeping {
+    pub shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Housekeeping {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            n += 1;
+            self.shared.users.refresh();
+            self.shared.revocations.resync().await;
+            if n.is_multiple_of(60) {
+                self.shared.login_limits.prune();
+                self.shared.emergency_limits.prune();
+                let rt = self.shared.runtime.load();
+                if let Some(store) = &rt.default_limit {
+                    store.prune();
+                }
+                for limit in rt.routes.iter().filter_map(|r| r.limit.as_ref()) {
+                    limit.store.prune();
+                }
+                self.shared.revocations.prune(now());
+            }
+        }
+    }
+}
