@@ -15,7 +15,6 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +35,7 @@ use crate::error::CertError;
 use crate::files;
 use crate::resolver::Loaded;
 use crate::storage::{ensure_private_dir, write_atomic};
+use crate::tls_alpn::PendingCerts;
 
 /// Longest wait for any single exchange with the CA (connect included).
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -149,15 +149,8 @@ pub enum AcmeError {
 /// state, written by [`obtain`] and read by the listeners.
 #[derive(Clone, Debug, Default)]
 pub struct ChallengeStore {
-    inner: Arc<Pending>,
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    http: RwLock<HashMap<String, String>>,
-    alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
-    /// Set while `alpn` is not empty: the https listener's fast path.
-    alpn_pending: AtomicBool,
+    http: Arc<RwLock<HashMap<String, String>>>,
+    alpn: PendingCerts,
 }
 
 impl ChallengeStore {
@@ -174,18 +167,13 @@ impl ChallengeStore {
             return None;
         }
         // A panic elsewhere while holding the lock leaves a usable map.
-        let map = self
-            .inner
-            .http
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let map = self.http.read().unwrap_or_else(PoisonError::into_inner);
         map.get(token).cloned()
     }
 
     /// Number of pending HTTP-01 answers.
     pub fn len(&self) -> usize {
-        self.inner
-            .http
+        self.http
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
@@ -199,60 +187,40 @@ impl ChallengeStore {
     /// True while a TLS-ALPN-01 challenge is pending (one atomic load: the
     /// https listener asks on every connection).
     pub fn alpn_pending(&self) -> bool {
-        self.inner.alpn_pending.load(Ordering::Acquire)
+        self.alpn.is_pending()
     }
 
     /// The TLS-ALPN-01 certificate for `server_name`, if pending.
     pub fn alpn_cert(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
-        let map = self
-            .inner
-            .alpn
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        map.get(&server_name.to_ascii_lowercase()).cloned()
+        self.alpn.get(server_name)
     }
 
     fn insert(&self, token: String, key_authorization: String) {
-        self.inner
-            .http
+        self.http
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(token, key_authorization);
     }
 
     fn remove(&self, token: &str) {
-        self.inner
-            .http
+        self.http
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(token);
     }
+}
 
-    pub(crate) fn insert_alpn(&self, domain: String, cert: Arc<CertifiedKey>) {
-        let mut map = self
-            .inner
-            .alpn
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        map.insert(domain, cert);
-        self.inner.alpn_pending.store(true, Ordering::Release);
-    }
-
-    fn remove_alpn(&self, domain: &str) {
-        let mut map = self
-            .inner
-            .alpn
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        map.remove(domain);
-        self.inner
-            .alpn_pending
-            .store(!map.is_empty(), Ordering::Release);
+/// The TLS-ALPN-01 half, for [`crate::tls_alpn::validation_config`]: it
+/// shares its state with the store, so what [`obtain`]
+/// publishes later is seen by the validation handshake.
+impl From<ChallengeStore> for PendingCerts {
+    fn from(store: ChallengeStore) -> Self {
+        store.alpn
     }
 }
 
 /// RFC 8555 8.1: tokens are base64url without padding; ours are bounded.
-fn valid_token(token: &str) -> bool {
+pub(super) fn valid_token(token: &str) -> bool {
     !token.is_empty()
         && token.len() <= 256
         && token
@@ -262,20 +230,31 @@ fn valid_token(token: &str) -> bool {
 
 /// Removes the answers it published when dropped, so a failed or cancelled
 /// `obtain` leaves none behind.
-struct Published {
+pub(super) struct Published {
     store: ChallengeStore,
     tokens: Vec<String>,
     domains: Vec<String>,
 }
 
 impl Published {
-    fn add(&mut self, token: String, key_authorization: String) {
+    /// Nothing published yet into `store`.
+    pub(super) fn new(store: ChallengeStore) -> Self {
+        Self {
+            store,
+            tokens: Vec::new(),
+            domains: Vec::new(),
+        }
+    }
+
+    /// Serve `key_authorization` for HTTP-01 `token` until dropped.
+    pub(super) fn add(&mut self, token: String, key_authorization: String) {
         self.store.insert(token.clone(), key_authorization);
         self.tokens.push(token);
     }
 
-    fn add_alpn(&mut self, domain: String, cert: Arc<CertifiedKey>) {
-        self.store.insert_alpn(domain.clone(), cert);
+    /// Serve `cert` for TLS-ALPN-01 validations of `domain` until dropped.
+    pub(super) fn add_alpn(&mut self, domain: String, cert: Arc<CertifiedKey>) {
+        self.store.alpn.insert(domain.clone(), cert);
         self.domains.push(domain);
     }
 }
@@ -286,7 +265,7 @@ impl Drop for Published {
             self.store.remove(token);
         }
         for domain in &self.domains {
-            self.store.remove_alpn(domain);
+            self.store.alpn.remove(domain);
         }
     }
 }
@@ -689,11 +668,7 @@ pub async fn obtain(
         }
     };
 
-    let mut published = Published {
-        store: challenges.clone(),
-        tokens: Vec::new(),
-        domains: Vec::new(),
-    };
+    let mut published = Published::new(challenges.clone());
     authorize(&mut order, cfg.challenge, &mut published).await?;
 
     let order_url = order.url().to_owned();
@@ -1142,6 +1117,23 @@ mod tests {
     }
 
     #[test]
+    fn the_validation_side_sees_what_is_published_later() {
+        let store = ChallengeStore::new();
+        // Converted before anything is published, as the gateway does at start.
+        let pending = PendingCerts::from(store.clone());
+        assert!(!pending.is_pending());
+        {
+            let mut published = Published::new(store.clone());
+            let cert = crate::tls_alpn::challenge_cert("a.test", &[7; 32]).expect("cert");
+            published.add_alpn("a.test".to_owned(), cert);
+            assert!(pending.is_pending());
+            assert!(pending.get("a.test").is_some());
+        }
+        assert!(!pending.is_pending());
+        assert!(pending.get("a.test").is_none());
+    }
+
+    #[test]
     fn one_order_lock_per_certificate_and_stale_ones_are_taken_over() {
         let dir = tempfile::tempdir().expect("dir");
         let store = AcmeStore::new(dir.path());
@@ -1180,11 +1172,7 @@ mod tests {
     fn published_tokens_are_removed_on_drop() {
         let store = ChallengeStore::new();
         {
-            let mut published = Published {
-                store: store.clone(),
-                tokens: Vec::new(),
-                domains: Vec::new(),
-            };
+            let mut published = Published::new(store.clone());
             published.add("t1".to_owned(), "k1".to_owned());
             published.add("t2".to_owned(), "k2".to_owned());
             let cert = crate::tls_alpn::challenge_cert("a.test", &[7; 32]).expect("cert");
