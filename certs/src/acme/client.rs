@@ -16,7 +16,7 @@ use super::error::AcmeError;
 use super::names::{directory_host, normalize_domains};
 use super::store::AcmeStore;
 use super::transport::{http_client, protocol, step, step_raw, Http, StepError, STEP_TIMEOUT};
-use crate::resolver::Loaded;
+use crate::loaded::Loaded;
 use crate::tls_alpn;
 
 /// How long the CA may take to validate the challenges / issue the certificate.

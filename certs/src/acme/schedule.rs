@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::resolver::Loaded;
+use crate::loaded::Loaded;
 
 /// When to renew: two thirds into the certificate's lifetime.
 pub fn renew_at(loaded: &Loaded) -> SystemTime {

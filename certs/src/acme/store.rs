@@ -14,7 +14,7 @@ use super::error::AcmeError;
 use super::names::{directory_host, normalize_domains, set_name};
 use crate::error::CertError;
 use crate::files;
-use crate::resolver::Loaded;
+use crate::loaded::Loaded;
 use crate::storage::{ensure_private_dir, write_atomic};
 
 /// An order lock older than this is left over from a crash: ordering is
