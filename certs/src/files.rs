@@ -14,7 +14,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::CertError;
-use crate::resolver::Loaded;
+use crate::loaded::Loaded;
 
 /// Load a PEM chain (leaf first) and its PEM private key (PKCS#8, PKCS#1 or
 /// SEC1). Both may live in the same file.

@@ -9,6 +9,7 @@
 pub mod acme;
 pub mod error;
 pub mod files;
+mod loaded;
 pub mod resolver;
 pub mod self_signed;
 pub mod storage;

@@ -4,26 +4,12 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-/// One certificate with what we know about it.
-#[derive(Clone, Debug)]
-pub struct Loaded {
-    /// Chain (leaf first) and signing key, ready for rustls.
-    pub certified: Arc<CertifiedKey>,
-    /// DNS SANs lowercased (wildcards kept as `*.example.com`) and IP SANs as
-    /// text; the subject CN only when the certificate has neither.
-    pub names: Vec<String>,
-    /// Start of validity; with `not_after` it gives the lifetime that
-    /// renewal is scheduled against.
-    pub not_before: SystemTime,
-    /// End of validity, so callers can warn or schedule renewal.
-    pub not_after: SystemTime,
-}
+pub use crate::loaded::Loaded;
 
 /// Immutable SNI map: exact names, `*.example.com` wildcards (one label), and a default.
 ///

@@ -15,7 +15,7 @@ use x509_parser::time::ASN1Time;
 
 use crate::error::CertError;
 use crate::files;
-use crate::resolver::Loaded;
+use crate::loaded::Loaded;
 use crate::storage::{ensure_private_dir, write_atomic};
 
 /// Validity of a new certificate, counted from now.

@@ -10,13 +10,18 @@
 //! the ClientHello, and either completes a validation handshake with
 //! [`validation_config`] or hands back every byte it read, for the caller to
 //! put back in front of the stream. It only looks while a TLS-ALPN-01
-//! challenge is pending ([`ChallengeStore::alpn_pending`]), so ordinary
+//! challenge is pending ([`PendingCerts::is_pending`]), so ordinary
 //! connections pay nothing the rest of the time.
+//!
+//! The pending certificates are kept here ([`PendingCerts`]) rather than
+//! with the ACME client: the client publishes into them through
+//! `acme::ChallengeStore`, and this module needs nothing from `acme`.
 
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,7 +32,6 @@ use rustls::ServerConfig;
 use rustls_pki_types::PrivateKeyDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::acme::ChallengeStore;
 use crate::error::CertError;
 
 /// The ALPN protocol ID of TLS-ALPN-01 validation handshakes.
@@ -40,6 +44,68 @@ const MAX_PEEK: usize = 64 * 1024;
 const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a validation handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The challenge certificates a validation handshake may be answered with,
+/// by domain. Cheap to clone; the clones share one state, written while an
+/// order is being validated and read on the https listener.
+#[derive(Clone, Debug, Default)]
+pub struct PendingCerts {
+    inner: Arc<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    certs: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// Set while `certs` is not empty: the https listener's fast path.
+    any: AtomicBool,
+}
+
+impl PendingCerts {
+    /// None pending.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True while a challenge is pending (one atomic load: the https
+    /// listener asks on every connection).
+    pub fn is_pending(&self) -> bool {
+        self.inner.any.load(Ordering::Acquire)
+    }
+
+    /// The challenge certificate for `server_name`, if pending; names are
+    /// matched case-insensitively (stored lowercase).
+    pub fn get(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
+        // A panic elsewhere while holding the lock leaves a usable map.
+        let map = self
+            .inner
+            .certs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(&server_name.to_ascii_lowercase()).cloned()
+    }
+
+    /// Answer validations of `domain` (lowercase) with `cert`.
+    pub(crate) fn insert(&self, domain: String, cert: Arc<CertifiedKey>) {
+        let mut map = self
+            .inner
+            .certs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.insert(domain, cert);
+        self.inner.any.store(true, Ordering::Release);
+    }
+
+    /// Stop answering validations of `domain`.
+    pub(crate) fn remove(&self, domain: &str) {
+        let mut map = self
+            .inner
+            .certs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.remove(domain);
+        self.inner.any.store(!map.is_empty(), Ordering::Release);
+    }
+}
 
 /// The challenge certificate for `domain`: self-signed P-256, the domain as
 /// its only SAN, and `digest` (SHA-256 of the key authorization) in the
@@ -72,8 +138,11 @@ pub fn challenge_cert(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, 
 
 /// The TLS config that answers validation handshakes: `acme-tls/1` only, and
 /// the pending challenge certificate for the requested name (none: the
-/// handshake fails).
-pub fn validation_config(challenges: ChallengeStore) -> Result<Arc<ServerConfig>, CertError> {
+/// handshake fails). `challenges` is a [`PendingCerts`] or what holds one
+/// (`acme::ChallengeStore`); it is read on every validation handshake.
+pub fn validation_config(
+    challenges: impl Into<PendingCerts>,
+) -> Result<Arc<ServerConfig>, CertError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
@@ -82,18 +151,18 @@ pub fn validation_config(challenges: ChallengeStore) -> Result<Arc<ServerConfig>
             reason: e.to_string(),
         })?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(ChallengeResolver(challenges)));
+        .with_cert_resolver(Arc::new(ChallengeResolver(challenges.into())));
     config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
     Ok(Arc::new(config))
 }
 
 #[derive(Debug)]
-struct ChallengeResolver(ChallengeStore);
+struct ChallengeResolver(PendingCerts);
 
 impl ResolvesServerCert for ChallengeResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = hello.server_name()?;
-        let found = self.0.alpn_cert(name);
+        let found = self.0.get(name);
         if found.is_none() {
             tracing::warn!(
                 server_name = name,
@@ -178,7 +247,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Recording<'_, S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut *this.io).poll_read(cx, buf);
         if this.peeking.load(Ordering::Relaxed) {
-            this.seen.extend_from_slice(&buf.filled()[before..]);
+            this.seen
+                .extend_from_slice(buf.filled().get(before..).unwrap_or_default());
             if this.seen.len() > MAX_PEEK {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -287,9 +357,9 @@ mod tests {
     }
 
     /// A store with a pending challenge certificate for `a.test`.
-    fn pending_a_test() -> ChallengeStore {
-        let store = ChallengeStore::new();
-        store.insert_alpn(
+    fn pending_a_test() -> PendingCerts {
+        let store = PendingCerts::new();
+        store.insert(
             "a.test".into(),
             challenge_cert("a.test", &digest()).expect("cert"),
         );
@@ -315,13 +385,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_validation_handshake_gets_the_challenge_certificate() {
-        let store = ChallengeStore::new();
-        assert!(!store.alpn_pending());
-        store.insert_alpn(
+        let store = PendingCerts::new();
+        assert!(!store.is_pending());
+        store.insert(
             "a.test".into(),
             challenge_cert("a.test", &digest()).expect("cert"),
         );
-        assert!(store.alpn_pending());
+        assert!(store.is_pending());
         let config = validation_config(store.clone()).expect("config");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
