@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use toml::{Table, Value};
 
@@ -230,4 +231,24 @@ impl<'a> Section<'a> {
             }
         }
     }
+}
+
+/// A size key (`"10MB"`), its error reported under the key.
+pub(super) fn size(sec: &mut Section<'_>, key: &'static str, r: &mut Report) -> Option<u64> {
+    let s = sec.str(key, r)?;
+    super::units::parse_size(s)
+        .map_err(|e| r.error(sec.key(key), e))
+        .ok()
+}
+
+/// A duration key (`"30s"`), its error reported under the key.
+pub(super) fn duration(
+    sec: &mut Section<'_>,
+    key: &'static str,
+    r: &mut Report,
+) -> Option<Duration> {
+    let s = sec.str(key, r)?;
+    super::units::parse_duration(s)
+        .map_err(|e| r.error(sec.key(key), e))
+        .ok()
 }

@@ -1,6 +1,9 @@
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
+use super::emergency::EMERGENCY_ENV;
+use super::tls::LETS_ENCRYPT;
 use super::*;
 
 const BASE: &str = r#"

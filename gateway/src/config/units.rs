@@ -2,7 +2,10 @@
 //!
 //! Parsed once at load; request-time code only ever sees the typed values.
 
+use std::net::IpAddr;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 /// `"30s"`, `"15m"`, `"12h"`, `"7d"`: a positive whole number and one unit.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -53,6 +56,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A CIDR, or a bare address meaning just that host.
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .map(|n| n.trunc())
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 #[cfg(test)]

@@ -1,0 +1,158 @@
+//! `[[route]]` and `[access]`.
+
+use super::headers::header_values;
+use super::reader::size;
+use super::server::{buffer_size, Server, DEFAULT_MAX_BODY, MAX_BUFFER_BODY};
+use super::{Access, HeaderSet, Rate, Report, Section, Upstream};
+
+/// What a route's `rate_limit` counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateKey {
+    Ip,
+    /// The session's user; the client IP without a session.
+    User,
+    /// A request header (lowercase); the client IP when it is missing.
+    Header(String),
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub path: String,
+    pub host: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub access: Access,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    pub max_body: u64,
+    /// The global headers with this route's overrides merged key by key.
+    pub headers: HeaderSet,
+    pub rate_limit: Option<(Rate, RateKey)>,
+    /// Keep `X-HTTP-Method-Override` and its siblings (`policies::method`).
+    pub method_override: bool,
+    /// `[server] buffer_body` unless the route sets its own.
+    pub buffer_body: u64,
+}
+
+pub(super) fn parse_access(s: &str, key: &str, r: &mut Report) -> Option<Access> {
+    Access::parse(s)
+        .map_err(|e| r.error(key, e.to_string()))
+        .ok()
+}
+
+pub(super) fn read_route(
+    sec: &mut Section<'_>,
+    upstreams: &[Upstream],
+    access_default: Option<&Access>,
+    server: Option<&Server>,
+    global_headers: &HeaderSet,
+    r: &mut Report,
+) -> Option<Route> {
+    let errors_before = r.errors.len();
+    let path = sec.str("path", r);
+    if path.is_none() && !sec.has("path") {
+        r.error(sec.key("path"), "required, e.g. path = \"/\"");
+    }
+    let host = sec.str("host", r).map(str::to_string);
+    let methods = sec
+        .str_list("methods", r)
+        .map(|m| m.into_iter().map(str::to_string).collect::<Vec<_>>());
+    let access = match sec.str("access", r) {
+        Some(s) => parse_access(s, &sec.key("access"), r),
+        None => access_default.cloned(),
+    };
+    let upstream = match sec.str("upstream", r) {
+        Some(name) => match upstreams.iter().position(|u| u.name == name) {
+            Some(i) => Some(i),
+            None => {
+                let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                r.error(
+                    sec.key("upstream"),
+                    format!(
+                        "{name:?} is not a configured upstream (have: {})",
+                        names.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+        None if upstreams.len() == 1 => Some(0),
+        None if upstreams.is_empty() => None,
+        None => {
+            r.error(
+                sec.key("upstream"),
+                "required when more than one upstream is configured",
+            );
+            None
+        }
+    };
+    let max_body = size(sec, "max_body", r);
+    let method_override = sec.bool("method_override", r).unwrap_or(false);
+    let buffer_body = buffer_size(sec, r);
+    let route_rate = sec.str("rate_limit", r).and_then(|s| {
+        Rate::parse(s)
+            .map_err(|e| r.error(sec.key("rate_limit"), e.to_string()))
+            .ok()
+    });
+    let rate_key = match sec.str("rate_key", r) {
+        None | Some("ip") => Some(RateKey::Ip),
+        Some("user") => Some(RateKey::User),
+        Some(h) if h.starts_with("header:") => {
+            let name = &h["header:".len()..];
+            if http::HeaderName::from_bytes(name.as_bytes()).is_ok() {
+                Some(RateKey::Header(name.to_ascii_lowercase()))
+            } else {
+                r.error(
+                    sec.key("rate_key"),
+                    format!("{name:?} is not a header name"),
+                );
+                None
+            }
+        }
+        Some(other) => {
+            r.error(
+                sec.key("rate_key"),
+                format!("{other:?} is not one of \"ip\", \"user\", \"header:NAME\""),
+            );
+            None
+        }
+    };
+    if sec.has("rate_key") && !sec.has("rate_limit") {
+        r.error(sec.key("rate_key"), "needs rate_limit on the same route");
+    }
+    let route_headers = match sec.table("headers", r) {
+        Some(mut hs) => {
+            let values = header_values(&mut hs, r);
+            hs.finish(r);
+            global_headers
+                .with_route_overrides(&values)
+                .map_err(|e| r.error(sec.key("headers"), e.to_string()))
+                .ok()
+        }
+        None => Some(global_headers.clone()),
+    };
+    // Validate the matcher now so a bad prefix is a config error, not a 404 later.
+    if let Some(p) = path {
+        if let Err(e) = policies::routes::RouteMatcher::new(host.as_deref(), p, methods.clone()) {
+            r.error(sec.key("path"), e.to_string());
+        }
+    }
+    if r.errors.len() != errors_before {
+        return None;
+    }
+    Some(Route {
+        path: path?.to_string(),
+        host,
+        methods,
+        access: access?,
+        upstream: upstream?,
+        max_body: max_body
+            .or(server.map(|s| s.max_body))
+            .unwrap_or(DEFAULT_MAX_BODY),
+        headers: route_headers?,
+        rate_limit: route_rate.zip(rate_key),
+        method_override,
+        buffer_body: buffer_body
+            .or(server.map(|s| s.buffer_body))
+            .unwrap_or(MAX_BUFFER_BODY),
+    })
+}

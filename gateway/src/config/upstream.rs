@@ -1,0 +1,88 @@
+//! `[upstreams.NAME]`: where requests go.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use super::reader::duration;
+use super::{Report, Section};
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub addrs: Vec<SocketAddr>,
+    /// Path of the active health check, when configured.
+    pub health: Option<String>,
+    pub tls: bool,
+    pub sni: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+pub(super) fn read_upstream(name: &str, sec: &mut Section<'_>, r: &mut Report) -> Option<Upstream> {
+    let errors_before = r.errors.len();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        r.error(
+            sec.key(""),
+            "upstream names use only letters, digits, '_' and '-'",
+        );
+    }
+    let mut addrs = Vec::new();
+    let mut first_host = None;
+    match sec.str_list("addrs", r) {
+        Some(list) if !list.is_empty() => {
+            for (i, a) in list.into_iter().enumerate() {
+                let key = format!("{}[{i}]", sec.key("addrs"));
+                if first_host.is_none() {
+                    first_host = a
+                        .rsplit_once(':')
+                        .map(|(h, _)| h.trim_matches(['[', ']']).to_string());
+                }
+                match a.to_socket_addrs() {
+                    Ok(mut it) => match it.next() {
+                        Some(sa) => addrs.push(sa),
+                        None => r.error(key, format!("{a:?} resolves to no address")),
+                    },
+                    Err(e) => r.error(key, format!("{a:?} is not a host:port address ({e})")),
+                }
+            }
+        }
+        Some(_) => r.error(sec.key("addrs"), "must list at least one address"),
+        None if !sec.has("addrs") => r.error(
+            sec.key("addrs"),
+            "required, e.g. addrs = [\"127.0.0.1:8000\"]",
+        ),
+        None => {}
+    }
+    let health = sec.str("health", r).and_then(|h| {
+        if h.starts_with('/') && !h.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            Some(h.to_string())
+        } else {
+            r.error(
+                sec.key("health"),
+                format!("{h:?} must be a path starting with '/'"),
+            );
+            None
+        }
+    });
+    let tls = sec.bool("tls", r).unwrap_or(false);
+    let sni = sec
+        .str("sni", r)
+        .map(str::to_string)
+        .or(first_host)
+        .unwrap_or_default();
+    let connect_timeout = duration(sec, "connect_timeout", r).unwrap_or(Duration::from_secs(2));
+    let read_timeout = duration(sec, "read_timeout", r).unwrap_or(Duration::from_secs(60));
+    (r.errors.len() == errors_before).then(|| Upstream {
+        name: name.to_string(),
+        addrs,
+        health,
+        tls,
+        sni,
+        connect_timeout,
+        read_timeout,
+    })
+}
