@@ -14,7 +14,6 @@ mod identity;
 mod rate_limit;
 mod reader;
 mod route;
-mod safety;
 mod secret;
 mod secrets;
 mod server;
@@ -22,6 +21,7 @@ mod session;
 mod tls;
 pub mod units;
 mod upstream;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
@@ -31,13 +31,13 @@ pub use rate_limit::{OnStoreError, RateLimitConf, RedisConf};
 pub(crate) use reader::Section;
 pub use reader::{ConfigError, Report};
 pub use route::{RateKey, Route};
-pub use safety::startup_safety;
 pub use secret::{Secret, SecretSource};
 pub use secrets::Secrets;
 pub use server::Server;
 pub use session::{SameSite, SessionConf};
 pub use tls::{AcmeMode, Challenge, Tls, TlsMode};
 pub use upstream::Upstream;
+pub use validate::startup_safety;
 
 pub use policies::access::Access;
 pub use policies::cors::CorsPolicy;
@@ -119,6 +119,7 @@ pub fn parse(text: &str, path: &Path, env: EnvLookup<'_>, mut r: Report) -> Resu
     }
 }
 
+/// Reads every section, then checks the rules that span them.
 fn read_root(
     root: &mut Section<'_>,
     base: &Path,
@@ -126,139 +127,40 @@ fn read_root(
     r: &mut Report,
 ) -> Option<Config> {
     let server = root.section("server", r, server::read_server);
-
     let tls = root.section("tls", r, |s, r| tls::read_tls(s, base, r));
-
-    let upstreams = match root.table("upstreams", r) {
-        Some(mut sec) => {
-            let ups = sec
-                .named_tables(r)
-                .into_iter()
-                .filter_map(|(name, mut s)| {
-                    let u = upstream::read_upstream(name, &mut s, r);
-                    s.finish(r);
-                    u
-                })
-                .collect();
-            sec.finish(r);
-            ups
-        }
-        None => Vec::new(),
-    };
-    if upstreams.is_empty() && !r.errors.iter().any(|e| e.key.starts_with("upstreams")) {
-        r.error(
-            "upstreams",
-            "at least one upstream is required, e.g. [upstreams.app] addrs = [\"127.0.0.1:8000\"]",
-        );
-    }
-
+    let upstreams = upstream::read_upstreams(root, r);
     let secrets = root.section("secrets", r, |s, r| secrets::read_secrets(s, base, env, r));
-
-    let access_default = root.section("access", r, |sec, r| match sec.str("default", r) {
-        Some(s) => route::parse_access(s, &sec.key("default"), r),
-        None => Some(Access::Login),
-    });
-
+    let access_default = root.section("access", r, route::read_access);
     let session = root.section("session", r, |s, r| session::read_session(s, base, r));
-
     let identity = root.section("identity", r, identity::read_identity);
-
     let headers = root.section("headers", r, headers::read_headers);
-
     let cors = root.section("cors", r, cors::read_cors);
     let rate_limit = root.section("rate_limit", r, |s, r| {
         rate_limit::read_rate_limit(s, base, env, r)
     });
-
-    let mut routes = Vec::new();
-    if let Some(list) = root.table_list("route", r) {
-        for mut sec in list {
-            if let Some(route) = route::read_route(
-                &mut sec,
-                &upstreams,
-                access_default.as_ref(),
-                server.as_ref(),
-                &headers,
-                r,
-            ) {
-                routes.push(route);
-            }
-            sec.finish(r);
-        }
-    }
-
+    let inherited = route::Inherited {
+        upstreams: &upstreams,
+        access: access_default.as_ref(),
+        server: server.as_ref(),
+        headers: &headers,
+    };
+    let routes = route::read_routes(root, &inherited, r);
     let emergency = root.section("emergency", r, |s, r| emergency::read_emergency(s, env, r));
-    if let (Some(e), Some(sec)) = (&emergency, &secrets) {
-        if e.enabled
-            && sec.emergency.is_none()
-            && !r.errors.iter().any(|e| e.key == "secrets.emergency")
-        {
-            r.error(
-                "emergency.enabled",
-                "the gate needs secrets.emergency (e.g. \"env:PORTCULLIS_EMERGENCY_SECRET\", 32+ characters)",
-            );
-        }
-        if e.enabled
-            && sec.session_keys.is_none()
-            && !r.errors.iter().any(|e| e.key == "secrets.session_keys")
-        {
-            r.error(
-                "emergency.enabled",
-                "the gate needs secrets.session_keys (its forms are CSRF-protected with them)",
-            );
-        }
-    }
-
-    // Login and role rules need the keys that sign sessions.
-    let secrets = secrets.unwrap_or_default();
-    if secrets.session_keys.is_none() && !r.errors.iter().any(|e| e.key == "secrets.session_keys") {
-        let needs = std::iter::once(("access.default".to_string(), access_default.as_ref()))
-            .chain(
-                routes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, rt)| (format!("route[{i}].access"), Some(&rt.access))),
-            )
-            .find(|(_, a)| matches!(a, Some(Access::Login | Access::Roles(_))));
-        if let Some((key, _)) = needs {
-            r.error(
-                key,
-                "\"login\" and \"role:\" need secrets.session_keys (e.g. \"env:PORTCULLIS_SESSION_KEYS\" holding a key from `portcullis secret`)",
-            );
-        }
-    }
-    let server = server?;
-    let tls = tls?;
-    if tls.mode == TlsMode::Off {
-        if server.https.is_some() {
-            r.error("server.https", "tls.mode = \"off\" serves plain HTTP on server.http; remove server.https or choose a TLS mode");
-        }
-        if server.http.is_none() {
-            r.error(
-                "server.http",
-                "required when tls.mode = \"off\" (the platform in front sends plain HTTP here)",
-            );
-        }
-    } else if server.https.is_none() {
-        r.error(
-            "server.https",
-            "required (the TLS listener, e.g. \"0.0.0.0:443\")",
-        );
-    }
-    if matches!(&tls.mode, TlsMode::Acme(m) if m.challenge == Challenge::Http01)
-        && server.http.is_none()
-    {
-        r.error(
-            "server.http",
-            "required with tls.mode = \"acme\" and challenge = \"http-01\": the CA checks HTTP-01 challenges there (reachable as port 80)",
-        );
-    }
+    let sections = validate::Sections {
+        server: server.as_ref(),
+        tls: tls.as_ref(),
+        secrets: secrets.as_ref(),
+        access_default: access_default.as_ref(),
+        routes: &routes,
+        emergency: emergency.as_ref(),
+    };
+    validate::cross_section(&sections, r);
     Some(Config {
         file: PathBuf::new(),
-        server,
-        tls,
+        server: server?,
+        tls: tls?,
         upstreams,
-        secrets,
+        secrets: secrets.unwrap_or_default(),
         session: session?,
         identity: identity?,
         access_default: access_default?,

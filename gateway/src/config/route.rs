@@ -33,13 +33,55 @@ pub struct Route {
     pub buffer_body: u64,
 }
 
-pub(super) fn parse_access(s: &str, key: &str, r: &mut Report) -> Option<Access> {
+/// `[access] default`: `"login"` when absent.
+pub(super) fn read_access(sec: &mut Section<'_>, r: &mut Report) -> Option<Access> {
+    match sec.str("default", r) {
+        Some(s) => parse_access(s, &sec.key("default"), r),
+        None => Some(Access::Login),
+    }
+}
+
+/// What a route takes from other sections when it does not say.
+pub(super) struct Inherited<'a> {
+    pub upstreams: &'a [Upstream],
+    /// `[access] default`; `None` when it had an error.
+    pub access: Option<&'a Access>,
+    pub server: Option<&'a Server>,
+    pub headers: &'a HeaderSet,
+}
+
+/// Every `[[route]]`, in file order; a route with errors is left out.
+pub(super) fn read_routes(
+    root: &mut Section<'_>,
+    inherited: &Inherited<'_>,
+    r: &mut Report,
+) -> Vec<Route> {
+    let mut routes = Vec::new();
+    if let Some(list) = root.table_list("route", r) {
+        for mut sec in list {
+            if let Some(route) = read_route(
+                &mut sec,
+                inherited.upstreams,
+                inherited.access,
+                inherited.server,
+                inherited.headers,
+                r,
+            ) {
+                routes.push(route);
+            }
+            sec.finish(r);
+        }
+    }
+    routes
+}
+
+fn parse_access(s: &str, key: &str, r: &mut Report) -> Option<Access> {
     Access::parse(s)
         .map_err(|e| r.error(key, e.to_string()))
         .ok()
 }
 
-pub(super) fn read_route(
+fn read_route(
     sec: &mut Section<'_>,
     upstreams: &[Upstream],
     access_default: Option<&Access>,

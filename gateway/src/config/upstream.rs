@@ -18,7 +18,34 @@ pub struct Upstream {
     pub read_timeout: Duration,
 }
 
-pub(super) fn read_upstream(name: &str, sec: &mut Section<'_>, r: &mut Report) -> Option<Upstream> {
+/// `[upstreams]`: every named table; at least one is required.
+pub(super) fn read_upstreams(root: &mut Section<'_>, r: &mut Report) -> Vec<Upstream> {
+    let upstreams = match root.table("upstreams", r) {
+        Some(mut sec) => {
+            let ups = sec
+                .named_tables(r)
+                .into_iter()
+                .filter_map(|(name, mut s)| {
+                    let u = read_upstream(name, &mut s, r);
+                    s.finish(r);
+                    u
+                })
+                .collect();
+            sec.finish(r);
+            ups
+        }
+        None => Vec::new(),
+    };
+    if upstreams.is_empty() && !r.errors.iter().any(|e| e.key.starts_with("upstreams")) {
+        r.error(
+            "upstreams",
+            "at least one upstream is required, e.g. [upstreams.app] addrs = [\"127.0.0.1:8000\"]",
+        );
+    }
+    upstreams
+}
+
+fn read_upstream(name: &str, sec: &mut Section<'_>, r: &mut Report) -> Option<Upstream> {
     let errors_before = r.errors.len();
     if name.is_empty()
         || !name

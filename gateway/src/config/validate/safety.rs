@@ -1,6 +1,6 @@
 //! SPEC "Start-up safety": what `run` refuses once a public listener leaves loopback.
 
-use super::{Config, Report, SecretSource, TlsMode};
+use super::super::{Config, Report, SecretSource, TlsMode};
 
 /// Errors for an unsafe configuration, and warnings for development shortcuts
 /// that are only tolerated on loopback.
