@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::reader::duration;
-use super::units::parse_cidr;
+use super::reader::{cidr_list, duration};
 use super::{EnvLookup, Rate, Report, Section};
 
 /// `[emergency]`: the break-glass gate.
@@ -37,20 +36,50 @@ pub(super) fn read_emergency(
     r: &mut Report,
 ) -> Option<Emergency> {
     let errors_before = r.errors.len();
-    let mut enabled = sec.bool("enabled", r).unwrap_or(false);
-    match env(EMERGENCY_ENV).as_deref() {
-        None => {}
-        Some("true") => enabled = true,
-        Some("false") => enabled = false,
-        Some(other) => r.error(
-            "emergency.enabled",
-            format!("environment variable {EMERGENCY_ENV} is {other:?}; use \"true\" or \"false\""),
-        ),
-    }
+    let enabled = enabled(sec, env, r);
     let ttl = duration(sec, "ttl", r).unwrap_or(Duration::from_secs(15 * 60));
     if ttl.is_zero() || ttl > EMERGENCY_MAX_TTL {
         r.error(sec.key("ttl"), "must be more than 0 and at most 1h");
     }
+    let roles = roles(sec, r);
+    let allow_from = cidr_list(sec, "allow_from", "\"203.0.113.0/24\"", r);
+    let attempts = match Rate::parse(sec.str("attempts", r).unwrap_or("5/15m")) {
+        Ok(rate) => Some(rate),
+        Err(e) => {
+            r.error(sec.key("attempts"), e.to_string());
+            None
+        }
+    };
+    (r.errors.len() == errors_before).then_some(Emergency {
+        enabled,
+        ttl,
+        roles,
+        allow_from,
+        attempts: attempts?,
+    })
+}
+
+/// `enabled`, overridden by [`EMERGENCY_ENV`] when that is set.
+fn enabled(sec: &mut Section<'_>, env: EnvLookup<'_>, r: &mut Report) -> bool {
+    let enabled = sec.bool("enabled", r).unwrap_or(false);
+    match env(EMERGENCY_ENV).as_deref() {
+        None => enabled,
+        Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            r.error(
+                "emergency.enabled",
+                format!(
+                    "environment variable {EMERGENCY_ENV} is {other:?}; use \"true\" or \"false\""
+                ),
+            );
+            enabled
+        }
+    }
+}
+
+/// The roles an emergency session gets; `["admin"]` by default.
+fn roles(sec: &mut Section<'_>, r: &mut Report) -> Vec<String> {
     let roles: Vec<String> = match sec.str_list("roles", r) {
         None => vec!["admin".to_string()],
         Some(list) => list.iter().map(|s| s.trim().to_string()).collect(),
@@ -67,33 +96,5 @@ pub(super) fn read_emergency(
             format!("invalid role name {bad:?}: use A-Z a-z 0-9 . _ -"),
         );
     }
-    let mut allow_from = Vec::new();
-    for (i, s) in sec
-        .str_list("allow_from", r)
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        match parse_cidr(s) {
-            Some(net) => allow_from.push(net),
-            None => r.error(
-                format!("{}[{i}]", sec.key("allow_from")),
-                format!("{s:?} is not an IP address or CIDR (e.g. \"203.0.113.0/24\")"),
-            ),
-        }
-    }
-    let attempts = match Rate::parse(sec.str("attempts", r).unwrap_or("5/15m")) {
-        Ok(rate) => Some(rate),
-        Err(e) => {
-            r.error(sec.key("attempts"), e.to_string());
-            None
-        }
-    };
-    (r.errors.len() == errors_before).then_some(Emergency {
-        enabled,
-        ttl,
-        roles,
-        allow_from,
-        attempts: attempts?,
-    })
+    roles
 }

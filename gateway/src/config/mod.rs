@@ -97,7 +97,10 @@ pub fn parse(text: &str, path: &Path, env: EnvLookup<'_>, mut r: Report) -> Resu
             let msg = e.message().to_string();
             let line = e
                 .span()
-                .map(|s| format!("line {}: ", text[..s.start].lines().count().max(1)))
+                .map(|s| {
+                    let before = text.get(..s.start).unwrap_or(text);
+                    format!("line {}: ", before.lines().count().max(1))
+                })
                 .unwrap_or_default();
             r.error("", format!("{line}invalid TOML: {msg}"));
             return Err(r);

@@ -57,6 +57,39 @@ pub(super) fn read_rate_limit(
     r: &mut Report,
 ) -> Option<RateLimitConf> {
     let errors_before = r.errors.len();
+    let redis = read_store(sec, base, env, r);
+    let default = rate(sec, "default", "600/minute", r);
+    let login = rate(sec, "login", "5/minute", r);
+    if login.is_none() && sec.has("login") && r.errors.len() == errors_before {
+        r.warn(
+            sec.key("login"),
+            "is \"off\": login attempts are not limited (brute force)",
+        );
+    }
+    (r.errors.len() == errors_before).then_some(RateLimitConf {
+        redis,
+        default,
+        login,
+    })
+}
+
+/// A limit key: a rate, or `"off"` for `None`.
+fn rate(sec: &mut Section<'_>, key: &'static str, default: &str, r: &mut Report) -> Option<Rate> {
+    match sec.str(key, r).unwrap_or(default) {
+        "off" => None,
+        s => Rate::parse(s)
+            .map_err(|e| r.error(sec.key(key), e.to_string()))
+            .ok(),
+    }
+}
+
+/// `store`, `redis`, `on_store_error`: `None` for the in-process store.
+fn read_store(
+    sec: &mut Section<'_>,
+    base: &Path,
+    env: EnvLookup<'_>,
+    r: &mut Report,
+) -> Option<RedisConf> {
     let on_error = match sec.str("on_store_error", r) {
         None | Some("allow") => Some(OnStoreError::Allow),
         Some("deny") => Some(OnStoreError::Deny),
@@ -69,7 +102,7 @@ pub(super) fn read_rate_limit(
         }
     };
     let url = sec.str("redis", r);
-    let redis = match sec.str("store", r) {
+    match sec.str("store", r) {
         None | Some("memory") => {
             for key in ["redis", "on_store_error"] {
                 if sec.has(key) {
@@ -97,33 +130,12 @@ pub(super) fn read_rate_limit(
             );
             None
         }
-    };
-    let mut rate =
-        |key: &'static str, default: &str, r: &mut Report| match sec.str(key, r).unwrap_or(default)
-        {
-            "off" => None,
-            s => Rate::parse(s)
-                .map_err(|e| r.error(sec.key(key), e.to_string()))
-                .ok(),
-        };
-    let default = rate("default", "600/minute", r);
-    let login = rate("login", "5/minute", r);
-    if login.is_none() && sec.has("login") && r.errors.len() == errors_before {
-        r.warn(
-            sec.key("login"),
-            "is \"off\": login attempts are not limited (brute force)",
-        );
     }
-    (r.errors.len() == errors_before).then_some(RateLimitConf {
-        redis,
-        default,
-        login,
-    })
 }
 
 /// A Redis URL, itself possibly a secret reference. A literal URL may not
 /// carry a password: the config file is not a secret store.
-pub(super) fn read_redis_url(
+fn read_redis_url(
     reference: &str,
     key: &str,
     base: &Path,
@@ -131,7 +143,7 @@ pub(super) fn read_redis_url(
     r: &mut Report,
 ) -> Option<redis::ConnectionInfo> {
     let resolved = secret::resolve(reference, base, env)
-        .map_err(|e| r.error(key, e))
+        .map_err(|e| r.error(key, e.to_string()))
         .ok()?;
     let url = String::from_utf8_lossy(resolved.value.trim_ascii()).into_owned();
     let scheme_ok = ["redis://", "redis+unix://", "unix://"]

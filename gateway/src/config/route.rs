@@ -1,5 +1,7 @@
 //! `[[route]]` and `[access]`.
 
+use policies::routes::RouteMatcher;
+
 use super::headers::header_values;
 use super::reader::size;
 use super::server::{buffer_size, Server, DEFAULT_MAX_BODY, MAX_BUFFER_BODY};
@@ -59,14 +61,7 @@ pub(super) fn read_routes(
     let mut routes = Vec::new();
     if let Some(list) = root.table_list("route", r) {
         for mut sec in list {
-            if let Some(route) = read_route(
-                &mut sec,
-                inherited.upstreams,
-                inherited.access,
-                inherited.server,
-                inherited.headers,
-                r,
-            ) {
+            if let Some(route) = read_route(&mut sec, inherited, r) {
                 routes.push(route);
             }
             sec.finish(r);
@@ -81,14 +76,7 @@ fn parse_access(s: &str, key: &str, r: &mut Report) -> Option<Access> {
         .ok()
 }
 
-fn read_route(
-    sec: &mut Section<'_>,
-    upstreams: &[Upstream],
-    access_default: Option<&Access>,
-    server: Option<&Server>,
-    global_headers: &HeaderSet,
-    r: &mut Report,
-) -> Option<Route> {
+fn read_route(sec: &mut Section<'_>, inherited: &Inherited<'_>, r: &mut Report) -> Option<Route> {
     let errors_before = r.errors.len();
     let path = sec.str("path", r);
     if path.is_none() && !sec.has("path") {
@@ -100,87 +88,24 @@ fn read_route(
         .map(|m| m.into_iter().map(str::to_string).collect::<Vec<_>>());
     let access = match sec.str("access", r) {
         Some(s) => parse_access(s, &sec.key("access"), r),
-        None => access_default.cloned(),
+        None => inherited.access.cloned(),
     };
-    let upstream = match sec.str("upstream", r) {
-        Some(name) => match upstreams.iter().position(|u| u.name == name) {
-            Some(i) => Some(i),
-            None => {
-                let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
-                r.error(
-                    sec.key("upstream"),
-                    format!(
-                        "{name:?} is not a configured upstream (have: {})",
-                        names.join(", ")
-                    ),
-                );
-                None
-            }
-        },
-        None if upstreams.len() == 1 => Some(0),
-        None if upstreams.is_empty() => None,
-        None => {
-            r.error(
-                sec.key("upstream"),
-                "required when more than one upstream is configured",
-            );
-            None
-        }
-    };
+    let upstream = route_upstream(sec, inherited.upstreams, r);
     let max_body = size(sec, "max_body", r);
     let method_override = sec.bool("method_override", r).unwrap_or(false);
     let buffer_body = buffer_size(sec, r);
-    let route_rate = sec.str("rate_limit", r).and_then(|s| {
-        Rate::parse(s)
-            .map_err(|e| r.error(sec.key("rate_limit"), e.to_string()))
-            .ok()
-    });
-    let rate_key = match sec.str("rate_key", r) {
-        None | Some("ip") => Some(RateKey::Ip),
-        Some("user") => Some(RateKey::User),
-        Some(h) if h.starts_with("header:") => {
-            let name = &h["header:".len()..];
-            if http::HeaderName::from_bytes(name.as_bytes()).is_ok() {
-                Some(RateKey::Header(name.to_ascii_lowercase()))
-            } else {
-                r.error(
-                    sec.key("rate_key"),
-                    format!("{name:?} is not a header name"),
-                );
-                None
-            }
-        }
-        Some(other) => {
-            r.error(
-                sec.key("rate_key"),
-                format!("{other:?} is not one of \"ip\", \"user\", \"header:NAME\""),
-            );
-            None
-        }
-    };
-    if sec.has("rate_key") && !sec.has("rate_limit") {
-        r.error(sec.key("rate_key"), "needs rate_limit on the same route");
-    }
-    let route_headers = match sec.table("headers", r) {
-        Some(mut hs) => {
-            let values = header_values(&mut hs, r);
-            hs.finish(r);
-            global_headers
-                .with_route_overrides(&values)
-                .map_err(|e| r.error(sec.key("headers"), e.to_string()))
-                .ok()
-        }
-        None => Some(global_headers.clone()),
-    };
+    let rate_limit = route_rate_limit(sec, r);
+    let headers = route_headers(sec, inherited.headers, r);
     // Validate the matcher now so a bad prefix is a config error, not a 404 later.
     if let Some(p) = path {
-        if let Err(e) = policies::routes::RouteMatcher::new(host.as_deref(), p, methods.clone()) {
+        if let Err(e) = RouteMatcher::new(host.as_deref(), p, methods.clone()) {
             r.error(sec.key("path"), e.to_string());
         }
     }
     if r.errors.len() != errors_before {
         return None;
     }
+    let server = inherited.server;
     Some(Route {
         path: path?.to_string(),
         host,
@@ -190,11 +115,91 @@ fn read_route(
         max_body: max_body
             .or(server.map(|s| s.max_body))
             .unwrap_or(DEFAULT_MAX_BODY),
-        headers: route_headers?,
-        rate_limit: route_rate.zip(rate_key),
+        headers: headers?,
+        rate_limit,
         method_override,
         buffer_body: buffer_body
             .or(server.map(|s| s.buffer_body))
             .unwrap_or(MAX_BUFFER_BODY),
     })
+}
+
+/// `upstream`: a configured name; optional when there is only one.
+fn route_upstream(sec: &mut Section<'_>, upstreams: &[Upstream], r: &mut Report) -> Option<usize> {
+    match sec.str("upstream", r) {
+        Some(name) => {
+            let found = upstreams.iter().position(|u| u.name == name);
+            if found.is_none() {
+                let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                r.error(
+                    sec.key("upstream"),
+                    format!(
+                        "{name:?} is not a configured upstream (have: {})",
+                        names.join(", ")
+                    ),
+                );
+            }
+            found
+        }
+        None if upstreams.len() == 1 => Some(0),
+        None if upstreams.is_empty() => None,
+        None => {
+            r.error(
+                sec.key("upstream"),
+                "required when more than one upstream is configured",
+            );
+            None
+        }
+    }
+}
+
+/// `rate_limit` and what it counts by (`rate_key`, the client IP by default).
+fn route_rate_limit(sec: &mut Section<'_>, r: &mut Report) -> Option<(Rate, RateKey)> {
+    let rate = sec.str("rate_limit", r).and_then(|s| {
+        Rate::parse(s)
+            .map_err(|e| r.error(sec.key("rate_limit"), e.to_string()))
+            .ok()
+    });
+    let key = match sec.str("rate_key", r) {
+        None | Some("ip") => Some(RateKey::Ip),
+        Some("user") => Some(RateKey::User),
+        Some(h) => match h.strip_prefix("header:") {
+            Some(name) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+                Some(RateKey::Header(name.to_ascii_lowercase()))
+            }
+            Some(name) => {
+                r.error(
+                    sec.key("rate_key"),
+                    format!("{name:?} is not a header name"),
+                );
+                None
+            }
+            None => {
+                r.error(
+                    sec.key("rate_key"),
+                    format!("{h:?} is not one of \"ip\", \"user\", \"header:NAME\""),
+                );
+                None
+            }
+        },
+    };
+    if sec.has("rate_key") && !sec.has("rate_limit") {
+        r.error(sec.key("rate_key"), "needs rate_limit on the same route");
+    }
+    rate.zip(key)
+}
+
+/// The global headers with this route's `headers` overrides merged in.
+fn route_headers(sec: &mut Section<'_>, global: &HeaderSet, r: &mut Report) -> Option<HeaderSet> {
+    match sec.table("headers", r) {
+        Some(mut hs) => {
+            let values = header_values(&mut hs, r);
+            hs.finish(r);
+            global
+                .with_route_overrides(&values)
+                .map_err(|e| r.error(sec.key("headers"), e.to_string()))
+                .ok()
+        }
+        None => Some(global.clone()),
+    }
 }

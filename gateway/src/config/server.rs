@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::reader::{duration, size};
-use super::units::parse_cidr;
+use super::reader::{cidr_list, duration, size};
 use super::{Report, Section};
 
 /// Default `[server] max_body`.
@@ -60,22 +59,61 @@ pub(super) fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Serve
     let errors_before = r.errors.len();
     let https = listen_addr(sec, "https", r);
     let http = listen_addr(sec, "http", r);
-    let ops = listen_addr(sec, "ops", r);
-    if let Some(a) = ops {
-        if !a.ip().is_loopback() {
-            r.warn(
-                sec.key("ops"),
-                format!("{a} is not loopback: keep it off the internet (firewall or a private interface); /metrics shows route names and traffic"),
-            );
-        }
-        if Some(a) == https || Some(a) == http {
-            r.error(
-                sec.key("ops"),
-                "must differ from server.https and server.http",
-            );
-        }
+    let ops = ops_listener(sec, [https, http], r);
+    let threads = threads(sec, r);
+    let trusted_proxies = cidr_list(
+        sec,
+        "trusted_proxies",
+        "\"10.0.0.0/8\", \"2001:db8::/32\"",
+        r,
+    );
+    let max_body = size(sec, "max_body", r).unwrap_or(DEFAULT_MAX_BODY);
+    let case_insensitive_paths = sec.bool("case_insensitive_paths", r).unwrap_or(false);
+    let buffer_body = buffer_size(sec, r).unwrap_or(MAX_BUFFER_BODY);
+    // parse_duration refuses zero.
+    let body_timeout = duration(sec, "body_timeout", r).unwrap_or(DEFAULT_BODY_TIMEOUT);
+    let body_min_rate = size(sec, "body_min_rate", r).unwrap_or(DEFAULT_BODY_MIN_RATE);
+    let pass_client_headers = pass_client_headers(sec, r);
+    (r.errors.len() == errors_before).then_some(Server {
+        pass_client_headers,
+        buffer_body,
+        body_timeout,
+        body_min_rate,
+        ops,
+        https,
+        http,
+        threads,
+        trusted_proxies,
+        max_body,
+        case_insensitive_paths,
+    })
+}
+
+/// `ops`: must not share a public listener's address; a warning off loopback.
+fn ops_listener(
+    sec: &mut Section<'_>,
+    public: [Option<SocketAddr>; 2],
+    r: &mut Report,
+) -> Option<SocketAddr> {
+    let ops = listen_addr(sec, "ops", r)?;
+    if !ops.ip().is_loopback() {
+        r.warn(
+            sec.key("ops"),
+            format!("{ops} is not loopback: keep it off the internet (firewall or a private interface); /metrics shows route names and traffic"),
+        );
     }
-    let threads = match sec.int("threads", r) {
+    if public.contains(&Some(ops)) {
+        r.error(
+            sec.key("ops"),
+            "must differ from server.https and server.http",
+        );
+    }
+    Some(ops)
+}
+
+fn threads(sec: &mut Section<'_>, r: &mut Report) -> usize {
+    match sec.int("threads", r) {
+        // In range, so the cast is exact.
         Some(n) if (1..=256).contains(&n) => n as usize,
         Some(n) => {
             r.error(
@@ -85,31 +123,12 @@ pub(super) fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Serve
             1
         }
         None => 2,
-    };
-    let mut trusted_proxies = Vec::new();
-    for (i, c) in sec
-        .str_list("trusted_proxies", r)
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        match parse_cidr(c) {
-            Some(net) => trusted_proxies.push(net),
-            None => r.error(
-                format!("{}[{i}]", sec.key("trusted_proxies")),
-                format!(
-                    "{c:?} is not an IP address or CIDR (e.g. \"10.0.0.0/8\", \"2001:db8::/32\")"
-                ),
-            ),
-        }
     }
-    let max_body = size(sec, "max_body", r).unwrap_or(DEFAULT_MAX_BODY);
-    let case_insensitive_paths = sec.bool("case_insensitive_paths", r).unwrap_or(false);
-    let buffer_body = buffer_size(sec, r).unwrap_or(MAX_BUFFER_BODY);
-    // parse_duration refuses zero.
-    let body_timeout = duration(sec, "body_timeout", r).unwrap_or(DEFAULT_BODY_TIMEOUT);
-    let body_min_rate = size(sec, "body_min_rate", r).unwrap_or(DEFAULT_BODY_MIN_RATE);
-    let mut pass_client_headers = Vec::new();
+}
+
+/// `pass_client_headers`: only headers the gateway would otherwise remove.
+fn pass_client_headers(sec: &mut Section<'_>, r: &mut Report) -> Vec<&'static str> {
+    let mut out = Vec::new();
     for (i, name) in sec
         .str_list("pass_client_headers", r)
         .unwrap_or_default()
@@ -117,7 +136,7 @@ pub(super) fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Serve
         .enumerate()
     {
         match policies::forwarding::spoofable_header(name) {
-            Some(h) => pass_client_headers.push(h),
+            Some(h) => out.push(h),
             None => r.error(
                 format!("{}[{i}]", sec.key("pass_client_headers")),
                 format!(
@@ -132,19 +151,7 @@ pub(super) fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Serve
             ),
         }
     }
-    (r.errors.len() == errors_before).then_some(Server {
-        pass_client_headers,
-        buffer_body,
-        body_timeout,
-        body_min_rate,
-        ops,
-        https,
-        http,
-        threads,
-        trusted_proxies,
-        max_body,
-        case_insensitive_paths,
-    })
+    out
 }
 
 /// `buffer_body`: a size up to [`MAX_BUFFER_BODY`], or `"0"` for none.

@@ -58,6 +58,38 @@ pub struct Tls {
 pub(super) fn read_tls(sec: &mut Section<'_>, base: &Path, r: &mut Report) -> Option<Tls> {
     let errors_before = r.errors.len();
     let mode_s = sec.str("mode", r).unwrap_or("acme");
+    let domains = read_domains(sec, r);
+    let storage = sec
+        .str("storage", r)
+        .map(|s| base.join(s))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STORAGE));
+    let cert = sec.str("cert", r).map(|s| base.join(s));
+    let key = sec.str("key", r).map(|s| base.join(s));
+    let mode = match mode_s {
+        "files" => files_mode(sec, cert, key, r),
+        "self-signed" => Some(TlsMode::SelfSigned),
+        "off" => Some(TlsMode::Off),
+        "acme" => read_acme(sec, base, &domains, r).map(TlsMode::Acme),
+        other => {
+            r.error(
+                sec.key("mode"),
+                format!("{other:?} is not one of \"acme\", \"files\", \"self-signed\", \"off\""),
+            );
+            None
+        }
+    };
+    if let Some(mode) = &mode {
+        keys_of_other_modes(sec, mode, r);
+    }
+    (r.errors.len() == errors_before).then(|| Tls {
+        mode: mode.unwrap_or(TlsMode::Off),
+        domains,
+        storage,
+    })
+}
+
+/// `domains`, lowercase without a trailing dot; IP addresses allowed.
+fn read_domains(sec: &mut Section<'_>, r: &mut Report) -> Vec<String> {
     let mut domains = Vec::new();
     for (i, d) in sec
         .str_list("domains", r)
@@ -76,58 +108,48 @@ pub(super) fn read_tls(sec: &mut Section<'_>, base: &Path, r: &mut Report) -> Op
             );
         }
     }
-    let storage = sec
-        .str("storage", r)
-        .map(|s| base.join(s))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STORAGE));
-    let cert = sec.str("cert", r).map(|s| base.join(s));
-    let key = sec.str("key", r).map(|s| base.join(s));
-    let mode = match mode_s {
-        "files" => match (cert.clone(), key.clone()) {
-            (Some(cert), Some(key)) => Some(TlsMode::Files { cert, key }),
-            (c, k) => {
-                if c.is_none() {
-                    r.error(sec.key("cert"), "required when tls.mode = \"files\"");
-                }
-                if k.is_none() {
-                    r.error(sec.key("key"), "required when tls.mode = \"files\"");
-                }
-                None
+    domains
+}
+
+fn files_mode(
+    sec: &Section<'_>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    r: &mut Report,
+) -> Option<TlsMode> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsMode::Files { cert, key }),
+        (c, k) => {
+            if c.is_none() {
+                r.error(sec.key("cert"), "required when tls.mode = \"files\"");
             }
-        },
-        "self-signed" => Some(TlsMode::SelfSigned),
-        "off" => Some(TlsMode::Off),
-        "acme" => read_acme(sec, base, &domains, r).map(TlsMode::Acme),
-        other => {
-            r.error(
-                sec.key("mode"),
-                format!("{other:?} is not one of \"acme\", \"files\", \"self-signed\", \"off\""),
-            );
+            if k.is_none() {
+                r.error(sec.key("key"), "required when tls.mode = \"files\"");
+            }
             None
         }
-    };
-    if !matches!(mode, Some(TlsMode::Files { .. })) {
+    }
+}
+
+/// Keys that belong to another mode than the one chosen are errors.
+fn keys_of_other_modes(sec: &Section<'_>, mode: &TlsMode, r: &mut Report) {
+    if !matches!(mode, TlsMode::Files { .. }) {
         for k in ["cert", "key"] {
-            if sec.has(k) && mode.is_some() {
+            if sec.has(k) {
                 r.error(sec.key(k), "only used with tls.mode = \"files\"");
             }
         }
     }
-    if !matches!(mode, Some(TlsMode::Acme(_))) {
+    if !matches!(mode, TlsMode::Acme(_)) {
         for k in ["email", "directory", "ca", "challenge"] {
-            if sec.has(k) && mode.is_some() {
+            if sec.has(k) {
                 r.error(sec.key(k), "only used with tls.mode = \"acme\"");
             }
         }
     }
-    (r.errors.len() == errors_before).then(|| Tls {
-        mode: mode.unwrap_or(TlsMode::Off),
-        domains,
-        storage,
-    })
 }
 
-pub(super) fn read_acme(
+fn read_acme(
     sec: &mut Section<'_>,
     base: &Path,
     domains: &[String],
@@ -157,6 +179,20 @@ pub(super) fn read_acme(
             format!("{directory:?} is not an https:// URL"),
         );
     }
+    let email = read_email(sec, r);
+    let ca_pem = sec
+        .str("ca", r)
+        .and_then(|p| read_ca(&base.join(p), &sec.key("ca"), r));
+    let challenge = read_challenge(sec, domains, r);
+    (r.errors.len() == errors_before).then_some(AcmeMode {
+        directory,
+        email,
+        ca_pem,
+        challenge,
+    })
+}
+
+fn read_email(sec: &mut Section<'_>, r: &mut Report) -> Option<String> {
     let email = sec.str("email", r).map(|e| e.trim().to_string());
     if let Some(e) = &email {
         let ok = e.split_once('@').is_some_and(|(a, d)| {
@@ -168,27 +204,26 @@ pub(super) fn read_acme(
             r.error(sec.key("email"), format!("{e:?} is not an e-mail address"));
         }
     }
-    let ca_pem = sec.str("ca", r).and_then(|p| {
-        let path = base.join(p);
-        match std::fs::read(&path) {
-            Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => Some(pem),
-            Ok(_) => {
-                r.error(
-                    sec.key("ca"),
-                    format!("{} holds no PEM certificate", path.display()),
-                );
-                None
-            }
-            Err(e) => {
-                r.error(
-                    sec.key("ca"),
-                    format!("cannot read {}: {e}", path.display()),
-                );
-                None
-            }
+    email
+}
+
+/// `ca`: read at load, and it must hold at least one PEM certificate.
+fn read_ca(path: &Path, key: &str, r: &mut Report) -> Option<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => Some(pem),
+        Ok(_) => {
+            r.error(key, format!("{} holds no PEM certificate", path.display()));
+            None
         }
-    });
-    let challenge = match sec.str("challenge", r) {
+        Err(e) => {
+            r.error(key, format!("cannot read {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+fn read_challenge(sec: &mut Section<'_>, domains: &[String], r: &mut Report) -> Challenge {
+    match sec.str("challenge", r) {
         None | Some("http-01") => Challenge::Http01,
         Some("tls-alpn-01") => {
             if let Some(ip) = domains.iter().find(|d| d.parse::<IpAddr>().is_ok()) {
@@ -206,13 +241,7 @@ pub(super) fn read_acme(
             );
             Challenge::Http01
         }
-    };
-    (r.errors.len() == errors_before).then_some(AcmeMode {
-        directory,
-        email,
-        ca_pem,
-        challenge,
-    })
+    }
 }
 
 fn valid_domain(d: &str) -> bool {

@@ -57,6 +57,29 @@ fn read_upstream(name: &str, sec: &mut Section<'_>, r: &mut Report) -> Option<Up
             "upstream names use only letters, digits, '_' and '-'",
         );
     }
+    let (addrs, first_host) = read_addrs(sec, r);
+    let health = read_health(sec, r);
+    let tls = sec.bool("tls", r).unwrap_or(false);
+    let sni = sec
+        .str("sni", r)
+        .map(str::to_string)
+        .or(first_host)
+        .unwrap_or_default();
+    let connect_timeout = duration(sec, "connect_timeout", r).unwrap_or(Duration::from_secs(2));
+    let read_timeout = duration(sec, "read_timeout", r).unwrap_or(Duration::from_secs(60));
+    (r.errors.len() == errors_before).then(|| Upstream {
+        name: name.to_string(),
+        addrs,
+        health,
+        tls,
+        sni,
+        connect_timeout,
+        read_timeout,
+    })
+}
+
+/// `addrs`, resolved once at load, and the host of the first (the default SNI).
+fn read_addrs(sec: &mut Section<'_>, r: &mut Report) -> (Vec<SocketAddr>, Option<String>) {
     let mut addrs = Vec::new();
     let mut first_host = None;
     match sec.str_list("addrs", r) {
@@ -84,32 +107,19 @@ fn read_upstream(name: &str, sec: &mut Section<'_>, r: &mut Report) -> Option<Up
         ),
         None => {}
     }
-    let health = sec.str("health", r).and_then(|h| {
-        if h.starts_with('/') && !h.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            Some(h.to_string())
-        } else {
-            r.error(
-                sec.key("health"),
-                format!("{h:?} must be a path starting with '/'"),
-            );
-            None
-        }
-    });
-    let tls = sec.bool("tls", r).unwrap_or(false);
-    let sni = sec
-        .str("sni", r)
-        .map(str::to_string)
-        .or(first_host)
-        .unwrap_or_default();
-    let connect_timeout = duration(sec, "connect_timeout", r).unwrap_or(Duration::from_secs(2));
-    let read_timeout = duration(sec, "read_timeout", r).unwrap_or(Duration::from_secs(60));
-    (r.errors.len() == errors_before).then(|| Upstream {
-        name: name.to_string(),
-        addrs,
-        health,
-        tls,
-        sni,
-        connect_timeout,
-        read_timeout,
-    })
+    (addrs, first_host)
+}
+
+/// `health`: a path the active check requests.
+fn read_health(sec: &mut Section<'_>, r: &mut Report) -> Option<String> {
+    let h = sec.str("health", r)?;
+    if h.starts_with('/') && !h.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        Some(h.to_string())
+    } else {
+        r.error(
+            sec.key("health"),
+            format!("{h:?} must be a path starting with '/'"),
+        );
+        None
+    }
 }
