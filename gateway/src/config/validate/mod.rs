@@ -4,6 +4,7 @@
 //! Each section's reader checks only its own keys; anything that needs two
 //! sections to judge lives here, so the whole list is in one place.
 
+mod reach;
 mod safety;
 
 use super::{Access, Challenge, Emergency, Report, Route, Secrets, Server, Tls, TlsMode};
@@ -54,25 +55,40 @@ fn emergency_needs_secrets(s: &Sections<'_>, r: &mut Report) {
     }
 }
 
-/// Login and role rules need the keys that sign sessions.
+/// What a rule that needs sessions says without keys to sign them.
+const NEEDS_KEYS: &str = "\"login\" and \"role:\" need secrets.session_keys (e.g. \"env:PORTCULLIS_SESSION_KEYS\" holding a key from `portcullis secret`)";
+
+/// Login and role rules need the keys that sign sessions, but only rules
+/// that can apply: `[access] default` when some request matches no route
+/// (the implicit `"login"` behind a catch-all route needs nothing), a route
+/// when no catch-all comes before it.
 fn sessions_need_keys(s: &Sections<'_>, r: &mut Report) {
     let has_keys = s.secrets.is_some_and(|sec| sec.session_keys.is_some());
     if has_keys || has_error(r, "secrets.session_keys") {
         return;
     }
-    let needs = std::iter::once(("access.default".to_string(), s.access_default))
-        .chain(
-            s.routes
-                .iter()
-                .enumerate()
-                .map(|(i, rt)| (format!("route[{i}].access"), Some(&rt.access))),
-        )
-        .find(|(_, a)| matches!(a, Some(Access::Login | Access::Roles(_))));
-    if let Some((key, _)) = needs {
-        r.error(
-            key,
-            "\"login\" and \"role:\" need secrets.session_keys (e.g. \"env:PORTCULLIS_SESSION_KEYS\" holding a key from `portcullis secret`)",
-        );
+    let needs = |a: &Access| matches!(a, Access::Login | Access::Roles(_));
+    // A route left out for its own errors might have been a catch-all:
+    // which requests reach the default is unknown until it is fixed.
+    let routes_known = !r.errors.iter().any(|e| e.key.starts_with("route"));
+    if s.access_default.is_some_and(needs) && routes_known {
+        let ci = s.server.is_some_and(|sv| sv.case_insensitive_paths);
+        if let Some(who) = reach::unmatched(s.routes, ci) {
+            r.error(
+                "access.default",
+                format!("{NEEDS_KEYS}; requests no route matches reach access.default: {who}"),
+            );
+            return;
+        }
+    }
+    let reachable = reach::first_catch_all(s.routes).map_or(s.routes.len(), |i| i + 1);
+    let route = s
+        .routes
+        .iter()
+        .take(reachable)
+        .position(|rt| needs(&rt.access));
+    if let Some(i) = route {
+        r.error(format!("route[{i}].access"), NEEDS_KEYS);
     }
 }
 
