@@ -189,6 +189,44 @@ fn run_refuses_unsafe_public_start_ups() {
     assert!(stderr_of(&out).contains("warning:") && stderr_of(&out).contains("literal secret"));
 }
 
+/// HTTPS in front of an app, nothing more: no `[access]` (so the default is
+/// `"login"`) and no session keys. A catch-all route means no request ever
+/// reaches that default, so nothing needs the keys; without it, the refusal
+/// says which requests would.
+#[tokio::test]
+async fn https_only_with_a_catch_all_route_needs_no_session_keys() {
+    let (pki, up) = (TestPki::new(), Upstream::start());
+    let https_only = |routes: &str| {
+        basic(&pki, &[up.addr()], routes).replace("[access]\ndefault = \"public\"\n", "")
+    };
+    let catch_all = https_only("[[route]]\npath = \"/\"\naccess = \"public\"\n");
+    let (out, _dir) = with_config(&catch_all, &["check"], &[]);
+    assert_eq!(exit_code(&out), 0, "{}", stderr_of(&out));
+    assert!(stdout_of(&out).trim_end().ends_with(": ok"));
+
+    let partial = https_only("[[route]]\npath = \"/static\"\naccess = \"public\"\n");
+    let (out, _dir) = with_config(&partial, &["check"], &[]);
+    let stderr = stderr_of(&out);
+    assert_eq!(exit_code(&out), 1, "{stderr}");
+    assert!(
+        stderr.contains("access.default: \"login\" and \"role:\" need secrets.session_keys")
+            && stderr.contains(
+                "requests no route matches reach access.default: every path outside /static"
+            ),
+        "{stderr}"
+    );
+
+    // `run` serves it: every request goes through the catch-all.
+    let gw = Gateway::start(&catch_all);
+    let client = https_client(&pki.ca_pem, gw.https_port, false);
+    let resp = client
+        .get(gw.url("/any/path"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+}
+
 #[test]
 fn a_port_in_use_is_a_runtime_failure_with_one_sentence() {
     let (pki, up) = (TestPki::new(), Upstream::start());

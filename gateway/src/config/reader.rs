@@ -8,8 +8,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
+use std::time::Duration;
 
+use ipnet::IpNet;
 use toml::{Table, Value};
+
+use super::units::parse_cidr;
 
 /// One problem with a config file: which file, which key, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,4 +234,50 @@ impl<'a> Section<'a> {
             }
         }
     }
+}
+
+/// A size key (`"10MB"`), its error reported under the key.
+pub(super) fn size(sec: &mut Section<'_>, key: &'static str, r: &mut Report) -> Option<u64> {
+    let s = sec.str(key, r)?;
+    super::units::parse_size(s)
+        .map_err(|e| r.error(sec.key(key), e.to_string()))
+        .ok()
+}
+
+/// A duration key (`"30s"`), its error reported under the key.
+pub(super) fn duration(
+    sec: &mut Section<'_>,
+    key: &'static str,
+    r: &mut Report,
+) -> Option<Duration> {
+    let s = sec.str(key, r)?;
+    super::units::parse_duration(s)
+        .map_err(|e| r.error(sec.key(key), e.to_string()))
+        .ok()
+}
+
+/// A list of CIDRs (a bare address is one host); each bad entry is named by
+/// its index, with `example` in the message.
+pub(super) fn cidr_list(
+    sec: &mut Section<'_>,
+    key: &'static str,
+    example: &str,
+    r: &mut Report,
+) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for (i, s) in sec
+        .str_list(key, r)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match parse_cidr(s) {
+            Some(net) => out.push(net),
+            None => r.error(
+                format!("{}[{i}]", sec.key(key)),
+                format!("{s:?} is not an IP address or CIDR (e.g. {example})"),
+            ),
+        }
+    }
+    out
 }

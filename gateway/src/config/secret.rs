@@ -1,6 +1,7 @@
 //! Secret references: `env:NAME`, `file:/path`, or (development only) a literal.
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::EnvLookup;
@@ -38,46 +39,87 @@ impl<T> Secret<T> {
     }
 }
 
-/// Resolves a reference to the secret's bytes. The error is one sentence.
+/// Why a secret reference could not be resolved; `Display` is one sentence
+/// (shown after the key).
+#[derive(Debug)]
+pub enum SecretError {
+    EnvUnset(String),
+    EnvEmpty(String),
+    FileEmpty(PathBuf),
+    Unreadable {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// `""`: neither a reference nor a usable literal.
+    Empty,
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretError::EnvUnset(name) => write!(f, "environment variable {name} is not set"),
+            SecretError::EnvEmpty(name) => write!(f, "environment variable {name} is empty"),
+            SecretError::FileEmpty(path) => write!(f, "{} is empty", path.display()),
+            SecretError::Unreadable { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            SecretError::Empty => f.write_str("is empty"),
+        }
+    }
+}
+
+impl std::error::Error for SecretError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SecretError::Unreadable { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves a reference to the secret's bytes.
 pub fn resolve(
     reference: &str,
     base: &Path,
     env: EnvLookup<'_>,
-) -> Result<Secret<Vec<u8>>, String> {
+) -> Result<Secret<Vec<u8>>, SecretError> {
     if let Some(name) = reference.strip_prefix("env:") {
         return match env(name) {
             Some(v) if !v.is_empty() => Ok(Secret {
                 source: SecretSource::Env(name.to_string()),
                 value: v.into_bytes(),
             }),
-            Some(_) => Err(format!("environment variable {name} is empty")),
-            None => Err(format!("environment variable {name} is not set")),
+            Some(_) => Err(SecretError::EnvEmpty(name.to_string())),
+            None => Err(SecretError::EnvUnset(name.to_string())),
         };
     }
     if let Some(p) = reference.strip_prefix("file:") {
-        let path = base.join(p);
-        return match std::fs::read(&path) {
-            // A trailing newline is an editor's, not the secret's.
-            Ok(mut v) => {
-                while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    v.pop();
-                }
-                if v.is_empty() {
-                    return Err(format!("{} is empty", path.display()));
-                }
-                Ok(Secret {
-                    source: SecretSource::File(path),
-                    value: v,
-                })
-            }
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        };
+        return read_file(base.join(p));
     }
     if reference.is_empty() {
-        return Err("is empty".to_string());
+        return Err(SecretError::Empty);
     }
     Ok(Secret {
         source: SecretSource::Literal,
         value: reference.as_bytes().to_vec(),
     })
+}
+
+fn read_file(path: PathBuf) -> Result<Secret<Vec<u8>>, SecretError> {
+    match std::fs::read(&path) {
+        // A trailing newline is an editor's, not the secret's.
+        Ok(mut v) => {
+            while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                v.pop();
+            }
+            if v.is_empty() {
+                return Err(SecretError::FileEmpty(path));
+            }
+            Ok(Secret {
+                source: SecretSource::File(path),
+                value: v,
+            })
+        }
+        Err(source) => Err(SecretError::Unreadable { path, source }),
+    }
 }

@@ -1,6 +1,9 @@
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
+use super::emergency::EMERGENCY_ENV;
+use super::tls::LETS_ENCRYPT;
 use super::*;
 
 const BASE: &str = r#"
@@ -148,6 +151,131 @@ fn login_access_needs_session_keys() {
         ),
         "{errs:?}"
     );
+}
+
+/// `BASE` with `[access] default` left out (so `"login"`), no keys, and `routes`.
+fn implicit_login(routes: &str) -> String {
+    format!(
+        "{}\n{routes}",
+        BASE.replace("[access]\ndefault = \"public\"\n", "")
+    )
+}
+
+#[test]
+fn a_catch_all_route_makes_the_default_unreachable_so_no_keys_are_needed() {
+    let text = implicit_login("[[route]]\npath = \"/\"\naccess = \"public\"\n");
+    let cfg = parse_with(&text, &[]).expect("valid").config;
+    assert_eq!(cfg.access_default, Access::Login);
+    assert!(cfg.secrets.session_keys.is_none());
+    // The catch-all may come last.
+    let text = implicit_login(
+        "[[route]]\npath = \"/api\"\naccess = \"public\"\n[[route]]\npath = \"/\"\naccess = \"deny\"\n",
+    );
+    parse_with(&text, &[]).expect("valid");
+    // A login route after the catch-all never matches either.
+    let text = implicit_login(
+        "[[route]]\npath = \"/\"\naccess = \"public\"\n[[route]]\npath = \"/admin\"\naccess = \"login\"\n",
+    );
+    parse_with(&text, &[]).expect("valid");
+    // Before it, it does.
+    let text = implicit_login(
+        "[[route]]\npath = \"/admin\"\naccess = \"role:admin\"\n[[route]]\npath = \"/\"\naccess = \"public\"\n",
+    );
+    let errs = errors(&text);
+    assert_eq!(
+        errs,
+        vec!["/etc/portcullis/portcullis.toml: route[0].access: \"login\" and \"role:\" need secrets.session_keys (e.g. \"env:PORTCULLIS_SESSION_KEYS\" holding a key from `portcullis secret`)"]
+    );
+}
+
+#[test]
+fn a_reachable_default_names_the_requests_that_reach_it() {
+    const NEED: &str = "access.default: \"login\" and \"role:\" need secrets.session_keys (e.g. \"env:PORTCULLIS_SESSION_KEYS\" holding a key from `portcullis secret`); requests no route matches reach access.default: ";
+    let cases = [
+        ("", "every request (there is no [[route]])"),
+        (
+            "[[route]]\npath = \"/api/\"\naccess = \"public\"\n[[route]]\npath = \"/static\"\naccess = \"public\"\n\
+             [[route]]\npath = \"/api/v1\"\naccess = \"public\"\n",
+            "every path outside /api, /static",
+        ),
+        // A host or methods make "/" no catch-all.
+        (
+            "[[route]]\npath = \"/\"\nhost = \"App.Example.com\"\naccess = \"public\"\n",
+            "hosts other than app.example.com on any path",
+        ),
+        (
+            "[[route]]\npath = \"/\"\nmethods = [\"GET\"]\naccess = \"public\"\n",
+            "methods other than GET, HEAD on any path",
+        ),
+        (
+            "[[route]]\npath = \"/api\"\nmethods = [\"GET\"]\naccess = \"public\"\n\
+             [[route]]\npath = \"/api\"\nmethods = [\"POST\"]\naccess = \"public\"\n",
+            "every path outside /api; methods other than GET, POST, HEAD under /api",
+        ),
+        // A plain route over a filtered one leaves nothing there.
+        (
+            "[[route]]\npath = \"/app/admin\"\nhost = \"a.example\"\naccess = \"public\"\n\
+             [[route]]\npath = \"/app\"\naccess = \"public\"\n",
+            "every path outside /app",
+        ),
+        (
+            "[[route]]\npath = \"/api/\"\naccess = \"public\"\n\
+             [[route]]\npath = \"/\"\nmethods = [\"GET\"]\naccess = \"public\"\n",
+            "methods other than GET, HEAD on any path outside /api",
+        ),
+        (
+            "[[route]]\npath = \"/x\"\nhost = \"a.example\"\nmethods = [\"GET\"]\naccess = \"public\"\n",
+            "every path outside /x; requests under /x that no route's host and methods match",
+        ),
+    ];
+    for (routes, who) in cases {
+        let errs = errors(&implicit_login(routes));
+        assert!(
+            errs.iter().any(|e| e.ends_with(&format!("{NEED}{who}"))),
+            "{routes}: {errs:?}"
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+    }
+    // An explicit role rule for unmatched paths is judged the same way.
+    let text = BASE.replace("default = \"public\"", "default = \"role:ops\"");
+    assert!(has(&errors(&text), NEED), "role default");
+    let text = format!("{text}\n[[route]]\npath = \"/\"\naccess = \"public\"\n");
+    parse_with(&text, &[]).expect("unreachable role default");
+}
+
+#[test]
+fn case_insensitive_paths_cover_prefixes_in_any_case() {
+    let routes = "[[route]]\npath = \"/api\"\naccess = \"public\"\n\
+                  [[route]]\npath = \"/API/v1\"\nmethods = [\"GET\"]\naccess = \"public\"\n";
+    let errs = errors(&implicit_login(routes));
+    assert!(
+        has(
+            &errs,
+            "reach access.default: every path outside /api, /API/v1; methods other than GET, HEAD under /API/v1"
+        ),
+        "{errs:?}"
+    );
+    let text =
+        implicit_login(routes).replace("[server]", "[server]\ncase_insensitive_paths = true");
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e.ends_with("reach access.default: every path outside /api")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_route_with_errors_leaves_the_default_unjudged() {
+    // The broken route may have been the catch-all: only its own error shows.
+    let text =
+        implicit_login("[[route]]\npath = \"/\"\naccess = \"public\"\nupstream = \"nope\"\n");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(has(
+        &errs,
+        "route[0].upstream: \"nope\" is not a configured upstream"
+    ));
 }
 
 #[test]

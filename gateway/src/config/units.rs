@@ -1,58 +1,125 @@
 //! The small value languages of the config file: durations, sizes, rates.
 //!
 //! Parsed once at load; request-time code only ever sees the typed values.
+//! No `super::` here: the `units_rate` fuzz target compiles this file alone.
 
+use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
+/// Why a duration or size was refused; `Display` is the sentence the config
+/// error shows after the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitError {
+    /// Digits only, e.g. `"30"`.
+    NoDurationUnit(String),
+    NotADuration(String),
+    UnknownDurationUnit {
+        value: String,
+        unit: String,
+    },
+    /// `"0s"`: a zero timeout or window is never meant.
+    Zero(String),
+    NotASize(String),
+    UnknownSizeUnit {
+        value: String,
+        unit: String,
+    },
+    /// Overflows 64 bits.
+    TooLarge(String),
+}
+
+impl fmt::Display for UnitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnitError::NoDurationUnit(s) => {
+                write!(f, "{s:?} has no unit (use s, m, h or d, e.g. \"30s\")")
+            }
+            UnitError::NotADuration(s) => write!(
+                f,
+                "{s:?} is not a duration (e.g. \"30s\", \"15m\", \"12h\", \"7d\")"
+            ),
+            UnitError::UnknownDurationUnit { value, unit } => {
+                write!(f, "{value:?} has unknown unit {unit:?} (use s, m, h or d)")
+            }
+            UnitError::Zero(s) => write!(f, "{s:?} must be greater than zero"),
+            UnitError::NotASize(s) => write!(f, "{s:?} is not a size (e.g. \"10MB\", \"512KB\")"),
+            UnitError::UnknownSizeUnit { value, unit } => {
+                write!(
+                    f,
+                    "{value:?} has unknown unit {unit:?} (use B, KB, MB or GB)"
+                )
+            }
+            UnitError::TooLarge(s) => write!(f, "{s:?} is too large"),
+        }
+    }
+}
+
+impl std::error::Error for UnitError {}
+
 /// `"30s"`, `"15m"`, `"12h"`, `"7d"`: a positive whole number and one unit.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?} has no unit (use s, m, h or d, e.g. \"30s\")"))?;
+        .ok_or_else(|| UnitError::NoDurationUnit(s.to_string()))?;
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. \"30s\", \"15m\", \"12h\", \"7d\")"))?;
+        .map_err(|_| UnitError::NotADuration(s.to_string()))?;
     let secs = match unit {
         "s" => Some(n),
         "m" => n.checked_mul(60),
         "h" => n.checked_mul(3600),
         "d" => n.checked_mul(86_400),
         _ => {
-            return Err(format!(
-                "{s:?} has unknown unit {unit:?} (use s, m, h or d)"
-            ))
+            return Err(UnitError::UnknownDurationUnit {
+                value: s.to_string(),
+                unit: unit.to_string(),
+            })
         }
     }
-    .ok_or_else(|| format!("{s:?} is too large"))?;
+    .ok_or_else(|| UnitError::TooLarge(s.to_string()))?;
     if secs == 0 {
-        return Err(format!("{s:?} must be greater than zero"));
+        return Err(UnitError::Zero(s.to_string()));
     }
     Ok(Duration::from_secs(secs))
 }
 
 /// `"10MB"`, `"512KB"`, `"1GB"`, `"100B"`. Multiples of 1024, as nginx reads them.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, UnitError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
+    // Errors quote the value as written, surrounding spaces included.
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. \"10MB\", \"512KB\")"))?;
+        .map_err(|_| UnitError::NotASize(s.to_string()))?;
     let mult: u64 = match unit.to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,
         "M" | "MB" | "MIB" => 1 << 20,
         "G" | "GB" | "GIB" => 1 << 30,
         _ => {
-            return Err(format!(
-                "{s:?} has unknown unit {unit:?} (use B, KB, MB or GB)"
-            ))
+            return Err(UnitError::UnknownSizeUnit {
+                value: s.to_string(),
+                unit: unit.to_string(),
+            })
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+        .ok_or_else(|| UnitError::TooLarge(s.to_string()))
+}
+
+/// A CIDR, or a bare address meaning just that host.
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .map(|n| n.trunc())
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 #[cfg(test)]

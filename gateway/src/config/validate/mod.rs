@@ -1,0 +1,121 @@
+//! Rules that span sections, checked once every section has been read, and
+//! the start-up safety checks `run` and `check` apply to a loaded config.
+//!
+//! Each section's reader checks only its own keys; anything that needs two
+//! sections to judge lives here, so the whole list is in one place.
+
+mod reach;
+mod safety;
+
+use super::{Access, Challenge, Emergency, Report, Route, Secrets, Server, Tls, TlsMode};
+
+pub use safety::startup_safety;
+
+/// The sections the cross-section rules look at; `None` for a section that
+/// had errors of its own (its rules are skipped rather than guessed).
+pub(super) struct Sections<'a> {
+    pub server: Option<&'a Server>,
+    pub tls: Option<&'a Tls>,
+    pub secrets: Option<&'a Secrets>,
+    pub access_default: Option<&'a Access>,
+    pub routes: &'a [Route],
+    pub emergency: Option<&'a Emergency>,
+}
+
+/// Reports every cross-section mistake.
+pub(super) fn cross_section(s: &Sections<'_>, r: &mut Report) {
+    emergency_needs_secrets(s, r);
+    sessions_need_keys(s, r);
+    if let (Some(server), Some(tls)) = (s.server, s.tls) {
+        listeners_fit_tls(server, tls, r);
+    }
+}
+
+/// Whether `key` already has an error (a missing secret is reported once).
+fn has_error(r: &Report, key: &str) -> bool {
+    r.errors.iter().any(|e| e.key == key)
+}
+
+/// An enabled emergency gate needs its secret and the session keys.
+fn emergency_needs_secrets(s: &Sections<'_>, r: &mut Report) {
+    let (Some(e), Some(sec)) = (s.emergency, s.secrets) else {
+        return;
+    };
+    if e.enabled && sec.emergency.is_none() && !has_error(r, "secrets.emergency") {
+        r.error(
+            "emergency.enabled",
+            "the gate needs secrets.emergency (e.g. \"env:PORTCULLIS_EMERGENCY_SECRET\", 32+ characters)",
+        );
+    }
+    if e.enabled && sec.session_keys.is_none() && !has_error(r, "secrets.session_keys") {
+        r.error(
+            "emergency.enabled",
+            "the gate needs secrets.session_keys (its forms are CSRF-protected with them)",
+        );
+    }
+}
+
+/// What a rule that needs sessions says without keys to sign them.
+const NEEDS_KEYS: &str = "\"login\" and \"role:\" need secrets.session_keys (e.g. \"env:PORTCULLIS_SESSION_KEYS\" holding a key from `portcullis secret`)";
+
+/// Login and role rules need the keys that sign sessions, but only rules
+/// that can apply: `[access] default` when some request matches no route
+/// (the implicit `"login"` behind a catch-all route needs nothing), a route
+/// when no catch-all comes before it.
+fn sessions_need_keys(s: &Sections<'_>, r: &mut Report) {
+    let has_keys = s.secrets.is_some_and(|sec| sec.session_keys.is_some());
+    if has_keys || has_error(r, "secrets.session_keys") {
+        return;
+    }
+    let needs = |a: &Access| matches!(a, Access::Login | Access::Roles(_));
+    // A route left out for its own errors might have been a catch-all:
+    // which requests reach the default is unknown until it is fixed.
+    let routes_known = !r.errors.iter().any(|e| e.key.starts_with("route"));
+    if s.access_default.is_some_and(needs) && routes_known {
+        let ci = s.server.is_some_and(|sv| sv.case_insensitive_paths);
+        if let Some(who) = reach::unmatched(s.routes, ci) {
+            r.error(
+                "access.default",
+                format!("{NEEDS_KEYS}; requests no route matches reach access.default: {who}"),
+            );
+            return;
+        }
+    }
+    let reachable = reach::first_catch_all(s.routes).map_or(s.routes.len(), |i| i + 1);
+    let route = s
+        .routes
+        .iter()
+        .take(reachable)
+        .position(|rt| needs(&rt.access));
+    if let Some(i) = route {
+        r.error(format!("route[{i}].access"), NEEDS_KEYS);
+    }
+}
+
+/// Which listeners the TLS mode needs, and which it cannot use.
+fn listeners_fit_tls(server: &Server, tls: &Tls, r: &mut Report) {
+    if tls.mode == TlsMode::Off {
+        if server.https.is_some() {
+            r.error("server.https", "tls.mode = \"off\" serves plain HTTP on server.http; remove server.https or choose a TLS mode");
+        }
+        if server.http.is_none() {
+            r.error(
+                "server.http",
+                "required when tls.mode = \"off\" (the platform in front sends plain HTTP here)",
+            );
+        }
+    } else if server.https.is_none() {
+        r.error(
+            "server.https",
+            "required (the TLS listener, e.g. \"0.0.0.0:443\")",
+        );
+    }
+    if matches!(&tls.mode, TlsMode::Acme(m) if m.challenge == Challenge::Http01)
+        && server.http.is_none()
+    {
+        r.error(
+            "server.http",
+            "required with tls.mode = \"acme\" and challenge = \"http-01\": the CA checks HTTP-01 challenges there (reachable as port 80)",
+        );
+    }
+}
