@@ -49,7 +49,7 @@ pub struct RouteRule {
 pub struct RouteLimit {
     pub name: String,
     pub store: Limiter,
-    pub key: policies::ratekey::RateKey,
+    pub key: RateKey,
 }
 
 /// One named upstream with its balancer.
@@ -158,11 +158,7 @@ impl Runtime {
                             format!("route {}: rate_limit is too fast to express", r.path)
                         })?,
                         name,
-                        key: match key {
-                            RateKey::Ip => policies::ratekey::RateKey::Ip,
-                            RateKey::User => policies::ratekey::RateKey::User,
-                            RateKey::Header(h) => policies::ratekey::RateKey::Header(h.clone()),
-                        },
+                        key: key.clone(),
                     })
                 }
                 None => None,

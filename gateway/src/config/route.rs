@@ -7,15 +7,9 @@ use super::reader::size;
 use super::server::{buffer_size, Server, DEFAULT_MAX_BODY, MAX_BUFFER_BODY};
 use super::{Access, HeaderSet, Rate, Report, Section, Upstream};
 
-/// What a route's `rate_limit` counts by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RateKey {
-    Ip,
-    /// The session's user; the client IP without a session.
-    User,
-    /// A request header (lowercase); the client IP when it is missing.
-    Header(String),
-}
+/// What a route's `rate_limit` counts by (the key itself is derived per
+/// request by `policies::ratekey`).
+pub use policies::ratekey::RateKey;
 
 #[derive(Debug)]
 pub struct Route {
