@@ -315,15 +315,21 @@ fn forge(keys: &[&str], s: &Session) -> String {
 }
 
 /// A session of Alice as the gateway would issue it while her users-file
-/// `generation` is `generation`.
+/// `generation` is `generation` (`issued`, `seen`: Unix seconds; the cookie
+/// holds milliseconds).
 fn alice(generation: u64, issued: u64, seen: u64) -> Session {
     Session {
         id: session::new_id(),
         user: "Alice".into(),
         generation: policies::users::account_epoch(generation, &ALICE_HASH),
-        issued,
-        seen,
+        issued: issued * 1000,
+        seen: seen * 1000,
     }
+}
+
+/// The lifetimes of `SESSION_CONFIG`.
+fn life() -> session::Lifetimes {
+    session::Lifetimes::new(Duration::from_secs(3600), Duration::from_secs(600))
 }
 
 #[tokio::test]
@@ -591,11 +597,8 @@ async fn key_rotation_first_signs_all_verify() {
         session::decode(
             &fresh,
             &SessionKeys::new(vec![KEY_B.as_bytes().to_vec()]).expect("k"),
-            now(),
-            session::Lifetimes {
-                ttl: 3600,
-                idle: 600
-            }
+            now() * 1000,
+            life()
         )
         .is_ok(),
         "new cookies are signed by the first key"
@@ -877,10 +880,7 @@ async fn csrf_tokens_are_bound_to_one_browser() {
 async fn login_issues_a_new_session_id_every_time() {
     let env = Env::start();
     let keys = SessionKeys::new(vec![KEY_A.as_bytes().to_vec()]).expect("keys");
-    let life = session::Lifetimes {
-        ttl: 3600,
-        idle: 600,
-    };
+    let life = life();
     let first = login(&env, "alice", ALICE_PW).await;
     let form = login_form(&env).await;
     let again = post_login(
@@ -893,7 +893,12 @@ async fn login_issues_a_new_session_id_every_time() {
     )
     .await;
     let second = set_cookie(&again, "__Host-portcullis").expect("new cookie");
-    let id = |c: &str| session::decode(c, &keys, now(), life).expect("valid").0.id;
+    let id = |c: &str| {
+        session::decode(c, &keys, now() * 1000, life)
+            .expect("valid")
+            .0
+            .id
+    };
     assert_ne!(
         id(&first),
         id(&second),
@@ -1094,4 +1099,33 @@ async fn a_non_ascii_cookie_neither_hides_the_session_nor_leaks_it() {
             );
         }
     }
+}
+
+/// A 3 s idle window is 3 s, not "until the third whole second": the
+/// session clocks are milliseconds. (Compared in whole seconds, the first
+/// check failed whenever the login fell in the second half of a second.)
+#[tokio::test]
+async fn idle_is_measured_in_milliseconds() {
+    let (pki, up) = (TestPki::new(), Upstream::start());
+    let short = SESSION_CONFIG.replace("idle = \"10m\"", "idle = \"3s\"");
+    let gw = GatewayBuilder::new(&basic_with(&pki, &[up.addr()], "", &short))
+        .env("PORTCULLIS_SESSION_KEYS", KEY_A)
+        .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
+        .file("users.toml", &users_toml(1, false, true))
+        .start();
+    let env = Env { pki, up, gw };
+    let cookie = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);
+    let signed_in = tokio::time::Instant::now();
+    tokio::time::sleep_until(signed_in + Duration::from_millis(2500)).await;
+    assert_eq!(
+        api_status(&env, "/private", Some(&cookie)).await,
+        200,
+        "2.5 s into a 3 s idle window"
+    );
+    tokio::time::sleep_until(signed_in + Duration::from_millis(3500)).await;
+    assert_eq!(
+        api_status(&env, "/private", Some(&cookie)).await,
+        401,
+        "the cookie not refreshed since is idle after 3 s"
+    );
 }

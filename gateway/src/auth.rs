@@ -66,9 +66,11 @@ fn same_site(s: SameSite) -> CookieSameSite {
     }
 }
 
-/// `Set-Cookie` for a session, alive until its absolute expiry.
-pub fn session_cookie(rt: &SessionRt, s: &Session, now: u64) -> String {
-    let max_age = (s.issued + rt.life.ttl).saturating_sub(now);
+/// `Set-Cookie` for a session, alive until its absolute expiry (`now_ms`:
+/// Unix milliseconds; `Max-Age` in whole seconds, rounded down so the
+/// browser never keeps a cookie the gateway no longer takes).
+pub fn session_cookie(rt: &SessionRt, s: &Session, now_ms: u64) -> String {
+    let max_age = s.issued.saturating_add(rt.life.ttl).saturating_sub(now_ms) / 1000;
     Cookie::build((SESSION_COOKIE, session::encode(s, &rt.keys)))
         .secure(true)
         .http_only(true)
@@ -147,7 +149,7 @@ pub async fn authenticate(
     rt: &SessionRt,
     shared: &Shared,
     req: &RequestHeader,
-    now: u64,
+    now_ms: u64,
 ) -> Result<Auth, StoreDown> {
     let value = match cookie(req, SESSION_COOKIE) {
         Ok(Some(v)) => v,
@@ -165,7 +167,7 @@ pub async fn authenticate(
             set_cookie: Some(clear_cookie(SESSION_COOKIE)),
         })
     };
-    let Ok((mut s, refresh)) = session::decode(value, &rt.keys, now, rt.life) else {
+    let Ok((mut s, refresh)) = session::decode(value, &rt.keys, now_ms, rt.life) else {
         return cleared();
     };
     let users = shared.users.get();
@@ -181,8 +183,8 @@ pub async fn authenticate(
         return cleared();
     }
     let set_cookie = refresh.then(|| {
-        s.seen = now;
-        session_cookie(rt, &s, now)
+        s.seen = now_ms;
+        session_cookie(rt, &s, now_ms)
     });
     Ok(Auth {
         identity: Some(Identity {

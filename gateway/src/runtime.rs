@@ -227,10 +227,7 @@ impl Runtime {
                 let csrf_key = policies::csrf::derive_key(keys.signing(), "csrf");
                 Some(SessionRt {
                     keys,
-                    life: Lifetimes {
-                        ttl: config.session.ttl.as_secs(),
-                        idle: config.session.idle.as_secs(),
-                    },
+                    life: Lifetimes::new(config.session.ttl, config.session.idle),
                     same_site: config.session.same_site,
                     csrf_key,
                 })

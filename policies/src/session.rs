@@ -3,7 +3,7 @@
 //! A cookie value is `payload.tag`, where the payload is readable text
 //!
 //! ```text
-//! v1|<id: 32 lowercase hex>|<generation>|<issued>|<seen>|<user>
+//! v2|<id: 32 lowercase hex>|<generation>|<issued ms>|<seen ms>|<user>
 //! ```
 //!
 //! and `tag` is the unpadded base64url HMAC-SHA256 of the payload under the
@@ -27,21 +27,26 @@
 //! * **Two clocks.** `issued` bounds the absolute lifetime (`ttl`), `seen`
 //!   the idle time (`idle`); past half of `idle` the gateway re-issues the
 //!   cookie with `seen = now` (same id and `issued`), so an active user stays
-//!   logged in until `ttl` and an abandoned browser does not.
+//!   logged in until `ttl` and an abandoned browser does not. Both are Unix
+//!   milliseconds: in whole seconds a 3 s idle window could end after 2.1 s.
+//!   Cookies of version `v1` (whole seconds) still verify, read as the
+//!   first millisecond of their second, so an upgrade signs nobody out.
 
 use std::fmt;
 
 use crate::mac::{self, HmacSha256};
 use crate::users::valid_user_name;
 
-/// Tolerated clock skew between gateway instances, in seconds.
-pub const MAX_FUTURE_SKEW: u64 = 60;
+/// Tolerated clock skew between gateway instances, in milliseconds.
+pub const MAX_FUTURE_SKEW: u64 = 60_000;
 
 /// Longest cookie value [`decode`] looks at: a maximal valid one is ~210
 /// bytes, so anything far longer is refused before any MAC work.
 pub const MAX_COOKIE_LEN: usize = 512;
 
-const VERSION: &str = "v1";
+/// The version written; [`V1`] (whole seconds) is still read.
+const VERSION: &str = "v2";
+const V1: &str = "v1";
 
 /// The configured session keys: the first signs, every one verifies, so keys
 /// can be rotated without logging everybody out.
@@ -101,9 +106,9 @@ pub struct Session {
     pub user: String,
     /// The user's generation when the session was created.
     pub generation: u64,
-    /// Unix seconds of the login.
+    /// Unix milliseconds of the login.
     pub issued: u64,
-    /// Unix seconds of the last (re)issue.
+    /// Unix milliseconds of the last (re)issue.
     pub seen: u64,
 }
 
@@ -114,13 +119,24 @@ impl Session {
     }
 }
 
-/// Session lifetimes, in seconds.
+/// Session lifetimes, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetimes {
     /// Absolute lifetime from `issued`.
     pub ttl: u64,
     /// Sliding lifetime from `seen`.
     pub idle: u64,
+}
+
+impl Lifetimes {
+    /// From durations (saturating: no lifetime is longer than `u64` ms).
+    pub fn new(ttl: std::time::Duration, idle: std::time::Duration) -> Lifetimes {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Lifetimes {
+            ttl: ms(ttl),
+            idle: ms(idle),
+        }
+    }
 }
 
 /// Why a cookie value is not a valid session; all are treated as "no
@@ -173,12 +189,12 @@ pub fn encode(session: &Session, keys: &SessionKeys) -> String {
     out
 }
 
-/// Verifies and parses a cookie value.
+/// Verifies and parses a cookie value; `now` in Unix milliseconds.
 ///
 /// The tag is checked against every key (constant time each, all keys always
 /// tried), then the fields are parsed strictly, then the clocks: expired
 /// (`issued + ttl <= now`), idle (`seen + idle <= now`), from the future
-/// (more than [`MAX_FUTURE_SKEW`] s ahead). On success the second value says
+/// (more than [`MAX_FUTURE_SKEW`] ms ahead). On success the second value says
 /// whether the gateway should re-issue the cookie (`now - seen >= idle / 2`)
 /// with `seen = now` and the same id and `issued`.
 pub fn decode(
@@ -224,13 +240,17 @@ pub fn new_id() -> [u8; 16] {
 fn parse_payload(payload: &str) -> Result<Session, SessionError> {
     let mut fields = payload.split('|');
     let mut next = || fields.next().ok_or(SessionError::Malformed);
-    if next()? != VERSION {
-        return Err(SessionError::UnknownVersion);
-    }
+    // Milliseconds per unit of the clocks.
+    let unit = match next()? {
+        VERSION => 1,
+        V1 => 1000,
+        _ => return Err(SessionError::UnknownVersion),
+    };
     let id = parse_id(next()?).ok_or(SessionError::Malformed)?;
     let generation = parse_decimal(next()?).ok_or(SessionError::Malformed)?;
-    let issued = parse_decimal(next()?).ok_or(SessionError::Malformed)?;
-    let seen = parse_decimal(next()?).ok_or(SessionError::Malformed)?;
+    let clock = |f: &str| parse_decimal(f)?.checked_mul(unit);
+    let issued = clock(next()?).ok_or(SessionError::Malformed)?;
+    let seen = clock(next()?).ok_or(SessionError::Malformed)?;
     let user = next()?;
     if next().is_ok() || !valid_user_name(user) || seen < issued {
         return Err(SessionError::Malformed);
@@ -346,9 +366,63 @@ mod tests {
         let s = session();
         let cookie = encode(&s, &k);
         assert!(cookie.starts_with(
-            "v1|00112233445566778899aabbccddeeff|3|1699999900|1699999950|alice.smith@example.com."
+            "v2|00112233445566778899aabbccddeeff|3|1699999900|1699999950|alice.smith@example.com."
         ));
         assert_eq!(decode(&cookie, &k, NOW, LIFE), Ok((s, false)));
+    }
+
+    #[test]
+    fn clocks_have_millisecond_precision() {
+        let k = keys(&[KEY_A]);
+        let life = Lifetimes::new(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(3),
+        );
+        assert_eq!(
+            life,
+            Lifetimes {
+                ttl: 60_000,
+                idle: 3_000
+            }
+        );
+        let mut s = session();
+        (s.issued, s.seen) = (10_900, 10_900);
+        let cookie = encode(&s, &k);
+        // 2.1 s after the last use of a 3 s window: still valid (whole
+        // seconds would have said 10 + 3 <= 13).
+        assert!(decode(&cookie, &k, 13_000, life).is_ok());
+        assert!(decode(&cookie, &k, 13_899, life).is_ok());
+        assert_eq!(decode(&cookie, &k, 13_900, life), Err(SessionError::Idle));
+        assert_eq!(
+            decode(
+                &cookie,
+                &k,
+                70_900,
+                Lifetimes {
+                    ttl: 60_000,
+                    idle: 90_000
+                }
+            ),
+            Err(SessionError::Expired)
+        );
+    }
+
+    #[test]
+    fn v1_cookies_are_read_in_whole_seconds() {
+        let k = keys(&[KEY_A]);
+        let id = "00112233445566778899aabbccddeeff";
+        let v1 = sign(&format!("v1|{id}|3|{}|{}|alice", 1_700_000, 1_700_001), &k);
+        let now = 1_700_002_500;
+        let (s, _) = decode(&v1, &k, now, LIFE).expect("a v1 cookie still verifies");
+        assert_eq!((s.issued, s.seen), (1_700_000_000, 1_700_001_000));
+        // Re-issued, it is written as v2.
+        assert!(encode(&s, &k).starts_with("v2|"));
+        // Seconds so large that milliseconds overflow: malformed, not wrapped.
+        let huge = sign(
+            &format!("v1|{id}|3|{}|{}|alice", u64::MAX / 10, u64::MAX / 10),
+            &k,
+        );
+        assert_eq!(decode(&huge, &k, now, LIFE), Err(SessionError::Malformed));
     }
 
     #[test]
@@ -448,7 +522,7 @@ mod tests {
         for suffix in ["A", "=", ".", "|", " ", "\0", ".x"] {
             assert!(dec(&format!("{cookie}{suffix}")).is_err(), "{suffix:?}");
         }
-        for prefix in [" ", "\"", "v1|", "x"] {
+        for prefix in [" ", "\"", "v2|", "x"] {
             assert!(dec(&format!("{prefix}{cookie}")).is_err(), "{prefix:?}");
         }
         assert_eq!(dec(&format!("\"{cookie}\"")), Err(SessionError::Malformed));
@@ -472,7 +546,7 @@ mod tests {
             format!("{payload}.{}", "+".repeat(43)), // standard alphabet
             format!("{payload}.{}", "/".repeat(43)),
             "x".repeat(MAX_COOKIE_LEN + 1),
-            format!("{}.{}", "v1|".repeat(200), "A".repeat(43)),
+            format!("{}.{}", "v2|".repeat(200), "A".repeat(43)),
         ] {
             assert_eq!(dec(&bad), Err(SessionError::Malformed), "{bad:?}");
         }
@@ -495,76 +569,76 @@ mod tests {
     fn strict_fields_behind_valid_mac() {
         let k = keys(&[KEY_A]);
         let id = "00112233445566778899aabbccddeeff";
-        let ok = format!("v1|{id}|3|{}|{}|alice", NOW - 100, NOW - 50);
+        let ok = format!("v2|{id}|3|{}|{}|alice", NOW - 100, NOW - 50);
         assert!(decode(&sign(&ok, &k), &k, NOW, LIFE).is_ok());
         let (i, s) = (NOW - 100, NOW - 50);
         for (payload, err) in [
             (
-                format!("v2|{id}|3|{i}|{s}|alice"),
+                format!("v3|{id}|3|{i}|{s}|alice"),
                 SessionError::UnknownVersion,
             ),
             (
-                format!("V1|{id}|3|{i}|{s}|alice"),
+                format!("V2|{id}|3|{i}|{s}|alice"),
                 SessionError::UnknownVersion,
             ),
             (String::new(), SessionError::UnknownVersion),
-            ("v1".to_string(), SessionError::Malformed),
-            (format!("v1|{id}|3|{i}|{s}"), SessionError::Malformed),
-            (format!("v1|{id}|3|{i}|{s}|alice|"), SessionError::Malformed),
+            ("v2".to_string(), SessionError::Malformed),
+            (format!("v2|{id}|3|{i}|{s}"), SessionError::Malformed),
+            (format!("v2|{id}|3|{i}|{s}|alice|"), SessionError::Malformed),
             (
-                format!("v1|{id}|3|{i}|{s}|alice|x"),
+                format!("v2|{id}|3|{i}|{s}|alice|x"),
                 SessionError::Malformed,
             ),
-            (format!("v1|{id}|3|{i}|{s}|"), SessionError::Malformed),
-            (format!("v1|{id}|3|{i}|{s}|al ice"), SessionError::Malformed),
-            (format!("v1|{id}|3|{i}|{s}|al,ice"), SessionError::Malformed),
-            (format!("v1|{id}|03|{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v1|{id}|+3|{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v1|{id}|-3|{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v1|{id}| 3|{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v1|{id}|3 |{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v1|{id}||{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}|3|{i}|{s}|"), SessionError::Malformed),
+            (format!("v2|{id}|3|{i}|{s}|al ice"), SessionError::Malformed),
+            (format!("v2|{id}|3|{i}|{s}|al,ice"), SessionError::Malformed),
+            (format!("v2|{id}|03|{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}|+3|{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}|-3|{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}| 3|{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}|3 |{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}||{i}|{s}|alice"), SessionError::Malformed),
             (
-                format!("v1|{id}|0x3|{i}|{s}|alice"),
-                SessionError::Malformed,
-            ),
-            (
-                format!("v1|{id}|3.0|{i}|{s}|alice"),
-                SessionError::Malformed,
-            ),
-            (format!("v1|{id}|３|{i}|{s}|alice"), SessionError::Malformed),
-            (
-                format!("v1|{id}|18446744073709551616|{i}|{s}|alice"),
+                format!("v2|{id}|0x3|{i}|{s}|alice"),
                 SessionError::Malformed,
             ),
             (
-                format!("v1|{id}|000000000000000000003|{i}|{s}|alice"),
+                format!("v2|{id}|3.0|{i}|{s}|alice"),
                 SessionError::Malformed,
             ),
-            (format!("v1|{id}|3|0{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v1|{id}|3|+{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v1|{id}|3|{i}|+{s}|alice"), SessionError::Malformed),
-            (format!("v1|{id}|3|{i}|0{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}|３|{i}|{s}|alice"), SessionError::Malformed),
             (
-                format!("v1|{}|3|{i}|{s}|alice", id.to_uppercase()),
+                format!("v2|{id}|18446744073709551616|{i}|{s}|alice"),
                 SessionError::Malformed,
             ),
             (
-                format!("v1|00112233445566778899AABBCCDDEEFF|3|{i}|{s}|alice"),
+                format!("v2|{id}|000000000000000000003|{i}|{s}|alice"),
+                SessionError::Malformed,
+            ),
+            (format!("v2|{id}|3|0{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}|3|+{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}|3|{i}|+{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}|3|{i}|0{s}|alice"), SessionError::Malformed),
+            (
+                format!("v2|{}|3|{i}|{s}|alice", id.to_uppercase()),
                 SessionError::Malformed,
             ),
             (
-                format!("v1|{}|3|{i}|{s}|alice", &id[..31]),
+                format!("v2|00112233445566778899AABBCCDDEEFF|3|{i}|{s}|alice"),
                 SessionError::Malformed,
             ),
-            (format!("v1|{id}0|3|{i}|{s}|alice"), SessionError::Malformed),
             (
-                format!("v1|0011223344556677889gaabbccddeeff|3|{i}|{s}|alice"),
+                format!("v2|{}|3|{i}|{s}|alice", &id[..31]),
                 SessionError::Malformed,
             ),
-            (format!("v1||3|{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v2|{id}0|3|{i}|{s}|alice"), SessionError::Malformed),
+            (
+                format!("v2|0011223344556677889gaabbccddeeff|3|{i}|{s}|alice"),
+                SessionError::Malformed,
+            ),
+            (format!("v2||3|{i}|{s}|alice"), SessionError::Malformed),
             // seen before issued is never produced by the gateway.
-            (format!("v1|{id}|3|{s}|{i}|alice"), SessionError::Malformed),
+            (format!("v2|{id}|3|{s}|{i}|alice"), SessionError::Malformed),
         ] {
             assert_eq!(
                 decode(&sign(&payload, &k), &k, NOW, LIFE),
@@ -573,7 +647,7 @@ mod tests {
             );
         }
         // Zero is written as a single "0".
-        let zero = format!("v1|{id}|0|{i}|{s}|alice");
+        let zero = format!("v2|{id}|0|{i}|{s}|alice");
         assert_eq!(
             decode(&sign(&zero, &k), &k, NOW, LIFE)
                 .unwrap()
@@ -703,9 +777,9 @@ mod tests {
             "\u{0}",
             "é.é",
             "\u{1f512}.\u{1f512}",
-            "v1|||||.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "v2|||||.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
             "....................................................",
-            "v1|00112233445566778899aabbccddeeff|1|1|1|a.é€AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "v2|00112233445566778899aabbccddeeff|1|1|1|a.é€AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         ] {
             assert!(decode(v, &k, NOW, LIFE).is_err(), "{v:?}");
         }

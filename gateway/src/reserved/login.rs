@@ -19,7 +19,7 @@ use crate::auth;
 use crate::ctx::Ctx;
 use crate::limits::Verdict;
 use crate::runtime::SessionRt;
-use crate::state::{now, Shared};
+use crate::state::{now_ms, Shared};
 
 /// The one failure message, for unknown users and wrong passwords alike.
 const FAILED: &str = "Wrong username or password.";
@@ -91,7 +91,7 @@ pub async fn submit(
     };
 
     // Always a fresh session id: never reuse one the client brought.
-    let t = now();
+    let t = now_ms();
     let s = session::Session {
         id: session::new_id(),
         user: user.name.clone(),

@@ -14,7 +14,7 @@ pub async fn run(shared: &Shared, session: &Session, ctx: &mut Ctx) -> Step {
         return Step::Continue(());
     };
     let req = session.req_header();
-    let Ok(auth) = auth::authenticate(srt, shared, req, state::now()).await else {
+    let Ok(auth) = auth::authenticate(srt, shared, req, state::now_ms()).await else {
         return Step::Break(Answer::Error(503));
     };
     ctx.identity = auth.identity;

@@ -23,6 +23,13 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Unix milliseconds now: the session clocks (`policies::session`).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Everything a request may need beyond its own `Runtime`.
 pub struct Shared {
     pub runtime: SharedRuntime,
