@@ -166,6 +166,15 @@ async fn access_log_lines_carry_the_request_id_the_app_saw() {
         ] {
             assert!(line.get(key).is_some(), "{key} in {line}");
         }
+        // RFC 3339, UTC, milliseconds: 2026-12-06T07:30:18.123Z
+        let time = line["time"].as_str().expect("time is a string");
+        assert!(
+            time.len() == 24
+                && time.as_bytes().get(10) == Some(&b'T')
+                && time.as_bytes().get(19) == Some(&b'.')
+                && time.ends_with('Z'),
+            "{time}"
+        );
         let id = line["request_id"].as_str().expect("id");
         assert!(
             seen.iter().any(|s| s == id),

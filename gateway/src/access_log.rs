@@ -1,10 +1,20 @@
-//! One JSON line per request on stdout (SPEC "Operations: Logs").
+//! One JSON line per request on stdout (SPEC "Operations: Logs"). `time` is
+//! RFC 3339 in UTC with milliseconds (`2026-12-06T07:43:38.123Z`), the form
+//! log shippers (Vector, Fluent Bit, Loki's promtail, Elastic) parse without
+//! configuration.
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+/// RFC 3339, UTC, always three fractional digits (sortable as text).
+const RFC3339_MILLIS: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 #[derive(Serialize)]
 pub struct Line<'a> {
@@ -27,7 +37,7 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 #[derive(Serialize)]
 struct Stamped<'a> {
-    time: f64,
+    time: String,
     #[serde(flatten)]
     line: &'a Line<'a>,
     limited: bool,
@@ -43,9 +53,7 @@ const KEEP_BUFFER: usize = 16 * 1024;
 
 /// Writes the line with one `write` so concurrent lines never interleave.
 pub fn write(line: &Line<'_>) {
-    let time = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| (d.as_millis() as f64) / 1e3);
+    let time = timestamp(OffsetDateTime::now_utc());
     let stamped = Stamped {
         time,
         line,
@@ -61,4 +69,22 @@ pub fn write(line: &Line<'_>) {
             *buf = Vec::with_capacity(512);
         }
     });
+}
+
+fn timestamp(at: OffsetDateTime) -> String {
+    at.format(RFC3339_MILLIS).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_is_rfc3339_utc_with_milliseconds() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_796_542_218_123_456_789)
+            .expect("a valid instant");
+        assert_eq!(timestamp(at), "2026-12-06T07:30:18.123Z");
+        let whole = OffsetDateTime::from_unix_timestamp(0).expect("epoch");
+        assert_eq!(timestamp(whole), "1970-01-01T00:00:00.000Z");
+    }
 }
