@@ -3,6 +3,8 @@
 //! whole chain a proxied request goes through before the upstream is
 //! contacted — client IP, target, route, session cookie, rate limit, access,
 //! response header plan. No sockets: this is the cost portcullis adds.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

@@ -4,6 +4,8 @@
 //! after `prune()` once the keys' budgets are full again.
 //!
 //! `cargo bench -p portcullis-policies --bench ratelimit_memory`
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! real `redis-server` on loopback, as `store = "redis"` makes per limited
 //! request. Starts its own server on a free port; skips with a message when
 //! `redis-server` is not installed.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::net::TcpListener;

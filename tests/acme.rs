@@ -5,6 +5,8 @@
 //! orders nothing; an unreachable CA is logged and retried while the
 //! gateway keeps serving. TLS-ALPN-01 is answered on the https listener
 //! while other clients keep being served there.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../certs/tests/support/mod.rs"]
 mod pebble;

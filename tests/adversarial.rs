@@ -5,6 +5,8 @@
 //! well-behaved client running in parallel ([`Watchdog`]), and that the
 //! upstream — a raw recorder that keeps every request head it parses — never
 //! receives a smuggled second request.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "support/h2raw.rs"]
 mod h2raw;

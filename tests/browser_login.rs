@@ -2,6 +2,8 @@
 //! page → login form → wrong password → right password → back on the page
 //! with the identity shown → logout → protected again; and a form upload
 //! past `max_body`, which must show the 413 page, not a connection error.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

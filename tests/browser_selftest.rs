@@ -3,6 +3,8 @@
 //! form, and Chromium fills it in, submits it, follows a redirect and keeps
 //! the cookies it was given. One browser for the whole file (it takes a
 //! second or two to start).
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -1,4 +1,6 @@
 //! The command line: `check`, `run`'s refusals, `secret`, `demo`.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -7,6 +7,8 @@
 //!
 //! Needs a Python with flask (`PORTCULLIS_EXAMPLE_PYTHON`, as
 //! tests/example_flask.rs; `scripts/test` makes the venv).
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -11,6 +11,8 @@
 //! to the gateway: "unreadable" is a directory where the users file should
 //! be (`read` fails with EISDIR), plus a file of garbage. The tmpfs tests
 //! need `mount` (root, or CAP_SYS_ADMIN); without it they say so and pass.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

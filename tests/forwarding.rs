@@ -1,11 +1,13 @@
-//! Forwarding headers on the upstream request (SPEC "Request pipeline"
-//! steps 1 and 7), black-box.
+//! Forwarding headers on the upstream request (docs/behaviour.md "Pipeline"
+//! stage `client_ip` and the upstream request), black-box.
 //!
 //! What the upstream sees is the contract: a client that is not a trusted
 //! proxy can never choose any `X-Forwarded-*`, `X-Real-IP`, `Forwarded` or
 //! `X-Request-Id` value the app reads, in any spelling (case, `_` for `-`,
 //! duplicates, `Connection` nomination); a trusted proxy's chain is believed
 //! and extended. Failures are collected per case and reported together.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
@@ -13,7 +15,7 @@ use std::net::IpAddr;
 
 use support::{Gateway, RawResponse, SeenRequest, TestPki, Upstream};
 
-/// `name` compared case-insensitively with `_` read as `-` (SPEC step 7).
+/// `name` compared case-insensitively with `_` read as `-` (the upstream request).
 fn fold(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
@@ -543,7 +545,7 @@ async fn trusted_proxy_chain_is_believed_and_extended() {
         None => failures.push("garbage chain: no response".to_string()),
     }
 
-    // Identity headers (SPEC [identity] defaults) are removed from every
+    // Identity headers (`[identity]` defaults) are removed from every
     // client request, a trusted proxy's included.
     match env
         .get(

@@ -1,5 +1,7 @@
 //! Tests of the test harness itself (tests/support), mostly without the
 //! gateway: if these fail, gateway test failures mean nothing.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -5,6 +5,8 @@
 //! this test binds those ports (root, as in CI) and trusts the test CA through
 //! `NODE_EXTRA_CA_CERTS`. `PORTCULLIS_OBSERVATORY_DIR` names a directory with
 //! `@mdn/mdn-http-observatory` installed; `scripts/test` makes it.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

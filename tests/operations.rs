@@ -1,6 +1,8 @@
-//! Operations (SPEC "Operations"): a zero-downtime binary upgrade (`run -u`
+//! Operations (docs/configuration.md "Operations"): a zero-downtime binary upgrade (`run -u`
 //! then `SIGQUIT` to the old process) under steady load, graceful `SIGTERM`,
 //! and access log lines that carry the request id the app saw.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

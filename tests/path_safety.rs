@@ -1,4 +1,4 @@
-//! Request-target safety (SPEC "Request pipeline" steps 1 and 2), black-box.
+//! Request-target safety (stages `client_ip` and `target`, docs/behaviour.md), black-box.
 //!
 //! Raw HTTP/1.1 requests go over TLS to the real binary in front of the echo
 //! upstream. For every case the test checks what the client got *and* what
@@ -6,6 +6,8 @@
 //! count does not move), an accepted one must reach it in exactly the
 //! normalised form. Failures are collected per case and reported together,
 //! so one run shows the whole picture.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
@@ -33,7 +35,7 @@ use Expect::{Forwarded, Reject400, RejectOrForwarded, Status};
 /// port, for absolute-form targets), what must happen.
 type Case = (&'static str, &'static [u8], Expect);
 
-/// The target corpus. Sources: SPEC step 2, policies/src/target.rs and the
+/// The target corpus. Sources: stage `target`, policies/src/target.rs and the
 /// classic reverse-proxy path-confusion tricks.
 const CORPUS: &[Case] = &[
     // --- accepted, plain and collapsed --------------------------------------
@@ -218,7 +220,7 @@ const CORPUS: &[Case] = &[
     ("POST", b"/.portcullis/x", Status(404)),
 ];
 
-/// Message-framing cases (SPEC step 2): (label, the rest of a
+/// Message-framing cases (stage `target`): (label, the rest of a
 /// `POST /framing` request after its `Host` line); each must be a 400 that
 /// never reaches the upstream.
 const FRAMING: &[(&str, &str)] = &[
@@ -293,7 +295,7 @@ fn is_request_id(id: Option<&str>) -> bool {
     id.is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Checks that a gateway error response has the SPEC shape for a
+/// Checks that a gateway error response has the documented shape for a
 /// non-browser client: JSON `{"error", "status"}` and an `X-Request-Id`.
 fn error_shape(resp: &RawResponse, status: u16) -> Result<(), String> {
     if !resp
@@ -670,7 +672,7 @@ const PARSER_REJECTS: &[&[u8]] = &[
     b"https:///x",
 ];
 
-/// SPEC "Error responses": a gateway 400/404 for a non-browser client is
+/// docs/behaviour.md "Error responses": a gateway 400/404 for a non-browser client is
 /// `{"error": "...", "status": N}` JSON with an `X-Request-Id`, whichever
 /// rule of the gateway refuses the request.
 #[tokio::test]

@@ -1,6 +1,8 @@
-//! Rate limits in process (SPEC step 4): per-route rules with 429,
+//! Rate limits in process (stages `limits` and `route_limit`): per-route rules with 429,
 //! `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit` headers; keys
 //! by IP (spoofing-proof), user and header; the global per-IP default.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

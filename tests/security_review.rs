@@ -3,6 +3,8 @@
 //! protocol matters, with the bypass spellings around it. Every case checks
 //! what the client gets and what the app received (or that it received
 //! nothing).
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "support/h2raw.rs"]
 mod h2raw;

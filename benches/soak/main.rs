@@ -16,6 +16,8 @@
 //! Anything else (another status, a transport error, a wrong echo) is an
 //! unexpected error. Output in `$SOAK_OUT` (default `target/soak`):
 //! `samples.csv`, `summary.txt`, `plot.txt` (ASCII curves).
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../tests/support/mod.rs"]
 mod support;

@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC "Operations": the `ops` listener's `/metrics`).
+//! Prometheus metrics (docs/configuration.md "Operations": the `ops` listener's `/metrics`).
 //!
 //! One process-wide registry. Label values come only from the config (route
 //! labels, upstream names) or fixed sets (status codes, event names), so the
@@ -36,51 +36,62 @@ pub struct Metrics {
     pub store_failed_ops: IntCounter,
 }
 
+/// Registers a metric defined by constants in this file. Both steps fail
+/// only on a programming error (an invalid or duplicate name), caught by
+/// the first test that renders the metrics, never by input.
+#[allow(clippy::expect_used)]
+fn register<C>(r: &Registry, metric: prometheus::Result<C>) -> C
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    let m = metric.expect("static metric definition");
+    r.register(Box::new(m.clone())).expect("unique metric name");
+    m
+}
+
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    r.register(Box::new(c.clone())).expect("unique metric name");
-    c
+    register(r, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let r = Registry::new();
-    let latency = HistogramVec::new(
-        HistogramOpts::new(
-            "portcullis_request_duration_seconds",
-            "Time from request to the end of the response.",
-        )
-        .buckets(vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ]),
-        &["route"],
-    )
-    .expect("static metric definition");
-    r.register(Box::new(latency.clone()))
-        .expect("unique metric name");
-    let cert_expiry = IntGaugeVec::new(
-        Opts::new(
-            "portcullis_cert_expiry_seconds",
-            "Seconds until the certificate expires (negative: expired).",
+    let latency = register(
+        &r,
+        HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_request_duration_seconds",
+                "Time from request to the end of the response.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route"],
         ),
-        &["name"],
-    )
-    .expect("static metric definition");
-    r.register(Box::new(cert_expiry.clone()))
-        .expect("unique metric name");
-    let store_outages = IntCounter::new(
-        "portcullis_store_outages_total",
-        "Times the shared store became unreachable.",
-    )
-    .expect("static metric definition");
-    r.register(Box::new(store_outages.clone()))
-        .expect("unique metric name");
-    let store_failed_ops = IntCounter::new(
-        "portcullis_store_failed_operations_total",
-        "Shared-store operations that followed on_store_error.",
-    )
-    .expect("static metric definition");
-    r.register(Box::new(store_failed_ops.clone()))
-        .expect("unique metric name");
+    );
+    let cert_expiry = register(
+        &r,
+        IntGaugeVec::new(
+            Opts::new(
+                "portcullis_cert_expiry_seconds",
+                "Seconds until the certificate expires (negative: expired).",
+            ),
+            &["name"],
+        ),
+    );
+    let store_outages = register(
+        &r,
+        IntCounter::new(
+            "portcullis_store_outages_total",
+            "Times the shared store became unreachable.",
+        ),
+    );
+    let store_failed_ops = register(
+        &r,
+        IntCounter::new(
+            "portcullis_store_failed_operations_total",
+            "Shared-store operations that followed on_store_error.",
+        ),
+    );
     Metrics {
         requests: counter_vec(
             &r,

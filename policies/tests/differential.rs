@@ -2,7 +2,7 @@
 //! the upstream sees the path the route was matched on.
 //!
 //! This runs the gateway's exact composition (gateway/src/proxy.rs,
-//! `request_filter` step 2 and routing, `upstream_request_filter`):
+//! stage `target` and routing, `upstream_request_filter`):
 //!
 //! raw HTTP/1 head → [`head::request_target`] → [`parse_target`] →
 //! `RouteTable::find(host, path, method)` → [`forwarded_target`] →
@@ -19,6 +19,8 @@
 //! encoded `/`, `.`, `%`, sub-delims), letter case, repeated slashes, dot
 //! segments (literal and encoded), raw and encoded Unicode, absolute form and
 //! query strings.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use policies::head;
 use policies::routes::{RouteMatcher, RouteTable};

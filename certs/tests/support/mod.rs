@@ -2,7 +2,8 @@
 //! `pebble-challtestsrv` on free loopback ports, a test PKI for Pebble's own
 //! HTTPS API, and a tiny HTTP-01 responder reading a `ChallengeStore`.
 //! Every process and task is stopped by a Drop guard, also on panic.
-
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)] // not every test file uses every helper
 
 use std::net::{SocketAddr, TcpStream};
