@@ -13,15 +13,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use certs::acme::{self, AcmeConfig, AcmeStore, ChallengeStore};
+use certs::acme::{self, AcmeStore, ChallengeStore};
 use certs::resolver::{CertSet, Resolver};
 use certs::tls_alpn::{self, Peeked};
 use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use serde_json::json;
 
-use crate::config::TlsMode;
 use crate::metrics::METRICS;
+use crate::runtime::AcmeRt;
 use crate::state::Shared;
 
 /// How often to look again when nothing is due (a reload may change domains).
@@ -53,20 +53,14 @@ impl AcmeManager {
     /// Returns how long to wait before the next round.
     async fn round(&self, failures: &mut u32) -> Duration {
         let rt = self.shared.runtime.load_full();
-        let TlsMode::Acme(mode) = &rt.config.tls.mode else {
+        let Some(AcmeRt {
+            config: cfg,
+            storage,
+        }) = rt.acme.as_ref()
+        else {
             return RECHECK;
         };
-        let cfg = AcmeConfig {
-            directory: mode.directory.clone(),
-            email: mode.email.clone(),
-            domains: rt.config.tls.domains.clone(),
-            ca_pem: mode.ca_pem.clone(),
-            challenge: match mode.challenge {
-                crate::config::Challenge::Http01 => acme::Challenge::Http01,
-                crate::config::Challenge::TlsAlpn01 => acme::Challenge::TlsAlpn01,
-            },
-        };
-        let store = AcmeStore::new(&rt.config.tls.storage);
+        let store = AcmeStore::new(storage);
         let stored = match store.load_cert(&cfg.directory, &cfg.domains) {
             Ok(c) => c,
             Err(e) => {
@@ -84,23 +78,47 @@ impl AcmeManager {
             }
         }
         let renewal = stored.is_some();
-        // With storage shared between instances, one orders and the others
-        // pick its certificate up from storage on a later round.
-        let result = match store.lock_order(&cfg.directory, &cfg.domains) {
+        let result = match self.order(cfg, &store).await {
+            Some(result) => result,
+            None => return LOCKED_RECHECK,
+        };
+        self.settle(cfg, result, renewal, failures)
+    }
+
+    /// Orders under the storage lock: with storage shared between
+    /// instances, one orders and the others pick its certificate up from
+    /// storage on a later round. `None`: another instance holds the lock.
+    async fn order(
+        &self,
+        cfg: &acme::AcmeConfig,
+        store: &AcmeStore,
+    ) -> Option<Result<certs::resolver::Loaded, acme::AcmeError>> {
+        match store.lock_order(&cfg.directory, &cfg.domains) {
             Ok(Some(lock)) => {
-                let result = acme::obtain(&cfg, &store, &self.shared.challenges).await;
+                let result = acme::obtain(cfg, store, &self.shared.challenges).await;
                 drop(lock);
-                result
+                Some(result)
             }
             Ok(None) => {
                 tracing::info!(
                     domains = ?cfg.domains,
                     "another instance is ordering this certificate into the shared storage; looking again in 30 s"
                 );
-                return LOCKED_RECHECK;
+                None
             }
-            Err(e) => Err(e),
-        };
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Serves a new certificate, or schedules the retry; audits either.
+    /// Returns how long to wait before the next round.
+    fn settle(
+        &self,
+        cfg: &acme::AcmeConfig,
+        result: Result<certs::resolver::Loaded, acme::AcmeError>,
+        renewal: bool,
+        failures: &mut u32,
+    ) -> Duration {
         match result {
             Ok(cert) => {
                 let event = if renewal { "renewed" } else { "issued" };

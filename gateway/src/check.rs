@@ -24,45 +24,11 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
             errors.push(crate::certificates::error_line(&cfg, &e));
         }
     }
-    let mut acme_line = None;
-    if let TlsMode::Acme(acme) = &cfg.tls.mode {
-        acme_line = Some(format!(
-            "certificates: ACME from {} ({}){}",
-            acme.directory,
-            match acme.challenge {
-                config::Challenge::Http01 => "http-01 on the http listener",
-                config::Challenge::TlsAlpn01 => "tls-alpn-01 on the https listener",
-            },
-            if online { "" } else { "; --online to reach it" }
-        ));
-    }
-    if online {
-        if let Some(conf) = &cfg.rate_limit.redis {
-            if let Err(e) = ping_redis(conf) {
-                errors.push(format!(
-                    "{}: rate_limit.redis: cannot reach the store: {e}",
-                    cfg.file.display()
-                ));
-            }
-        }
-        if let TlsMode::Acme(acme) = &cfg.tls.mode {
-            match probe_directory(acme) {
-                Ok(info) => {
-                    if let Some(line) = &mut acme_line {
-                        line.push_str(if info.renewal_info {
-                            ", reachable, offers renewal information (ARI)"
-                        } else {
-                            ", reachable"
-                        });
-                    }
-                }
-                Err(e) => errors.push(format!(
-                    "{}: tls.directory: cannot use the ACME directory: {e}",
-                    cfg.file.display()
-                )),
-            }
-        }
-    }
+    let acme_line = if online {
+        online_checks(&cfg, &mut errors)
+    } else {
+        acme_line(&cfg, "; --online to reach it")
+    };
     for w in warnings.iter().chain(&safety.warnings) {
         eprintln!("warning: {w}");
     }
@@ -94,25 +60,83 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn ping_redis(conf: &config::RedisConf) -> Result<(), String> {
-    let store = crate::store::RedisStore::new(conf)?;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?
-        .block_on(store.ping())
+/// The certificates line of an ACME config, ending in `tail`.
+fn acme_line(cfg: &Config, tail: &str) -> Option<String> {
+    let TlsMode::Acme(acme) = &cfg.tls.mode else {
+        return None;
+    };
+    let challenge = match acme.challenge {
+        config::Challenge::Http01 => "http-01 on the http listener",
+        config::Challenge::TlsAlpn01 => "tls-alpn-01 on the https listener",
+    };
+    Some(format!(
+        "certificates: ACME from {} ({challenge}){tail}",
+        acme.directory
+    ))
 }
 
-fn probe_directory(acme: &config::AcmeMode) -> Result<certs::acme::DirectoryInfo, String> {
-    tokio::runtime::Builder::new_current_thread()
+/// `--online`: the shared store answers, the ACME directory is usable.
+/// Returns the certificates line.
+fn online_checks(cfg: &Config, errors: &mut Vec<String>) -> Option<String> {
+    let file = cfg.file.display();
+    if let Some(conf) = &cfg.rate_limit.redis {
+        if let Err(e) = ping_redis(conf) {
+            errors.push(format!(
+                "{file}: rate_limit.redis: cannot reach the store: {e}"
+            ));
+        }
+    }
+    let TlsMode::Acme(acme) = &cfg.tls.mode else {
+        return None;
+    };
+    match probe_directory(acme) {
+        Ok(info) if info.renewal_info => {
+            acme_line(cfg, ", reachable, offers renewal information (ARI)")
+        }
+        Ok(_) => acme_line(cfg, ", reachable"),
+        Err(e) => {
+            errors.push(format!(
+                "{file}: tls.directory: cannot use the ACME directory: {e}"
+            ));
+            acme_line(cfg, "")
+        }
+    }
+}
+
+/// Why an `--online` probe failed.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("cannot start an async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Ping(#[from] crate::store::PingError),
+    #[error(transparent)]
+    Acme(#[from] certs::acme::AcmeError),
+}
+
+fn block_on<T, E>(f: impl std::future::Future<Output = Result<T, E>>) -> Result<T, ProbeError>
+where
+    ProbeError: From<E>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?
-        .block_on(certs::acme::probe_directory(
-            &acme.directory,
-            acme.ca_pem.as_deref(),
-        ))
-        .map_err(|e| e.to_string())
+        .map_err(ProbeError::Runtime)?;
+    Ok(rt.block_on(f)?)
+}
+
+fn ping_redis(conf: &config::RedisConf) -> Result<(), ProbeError> {
+    let store = crate::store::RedisStore::new(conf)?;
+    block_on(store.ping())
+}
+
+fn probe_directory(acme: &config::AcmeMode) -> Result<certs::acme::DirectoryInfo, ProbeError> {
+    block_on(certs::acme::probe_directory(
+        &acme.directory,
+        acme.ca_pem.as_deref(),
+    ))
 }
 
 /// The effective routes, in match order, unmatched paths last.

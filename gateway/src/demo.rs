@@ -69,14 +69,25 @@ fn demo_password() -> String {
 }
 
 /// Writes a users file with the demo user into a fresh private directory.
-fn demo_users(password: &str) -> Result<std::path::PathBuf, String> {
+/// Why the demo could not write its users file.
+#[derive(Debug, thiserror::Error)]
+enum DemoUsersError {
+    #[error("cannot create a temporary directory: {0}")]
+    TempDir(std::io::Error),
+    #[error(transparent)]
+    Hash(#[from] policies::users::PasswordError),
+    #[error(transparent)]
+    File(#[from] crate::users_file::UsersFileError),
+}
+
+fn demo_users(password: &str) -> Result<std::path::PathBuf, DemoUsersError> {
     let dir = tempfile::Builder::new()
         .prefix("portcullis-demo-")
         .tempdir()
-        .map_err(|e| format!("cannot create a temporary directory: {e}"))?
+        .map_err(DemoUsersError::TempDir)?
         .keep();
     let path = dir.join("users.toml");
-    let hash = policies::users::hash_password(password).map_err(|e| e.to_string())?;
+    let hash = policies::users::hash_password(password)?;
     let mut users = crate::users_file::Users::default();
     users.insert(crate::users_file::User {
         name: "demo".into(),

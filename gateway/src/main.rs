@@ -167,7 +167,7 @@ fn start(
             }
         },
     };
-    let runtime = match runtime::Runtime::build(cfg, store) {
+    let runtime = match runtime::Runtime::build(&cfg, store) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("portcullis: {e}");

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use certs::resolver::Resolver;
 use serde_json::json;
 
-use crate::config::{self, Config, TlsMode};
-use crate::runtime::Runtime;
+use crate::config::{self, TlsMode};
+use crate::runtime::{Fixed, Runtime};
 use crate::state::Shared;
 
 pub struct Reloader {
@@ -108,14 +108,15 @@ impl Reloader {
             return Err(safety.errors.iter().map(ToString::to_string).collect());
         }
         let current = self.shared.runtime.load_full();
-        let refused: Vec<String> = listener_changes(&current.config, &cfg)
+        let new = crate::runtime::fixed(&cfg);
+        let refused: Vec<String> = listener_changes(&current.fixed, &new)
             .into_iter()
             .map(|k| format!("{}: {k}: cannot change while running; restart (or `portcullis run -u`) to apply it", cfg.file.display()))
             .collect();
         if !refused.is_empty() {
             return Err(refused);
         }
-        let kept = restart_only(&current.config, &cfg);
+        let kept = restart_only(&current.fixed, &new);
         let certs = match (&self.resolver, &cfg.tls.mode) {
             (Some(_), TlsMode::Files { .. } | TlsMode::SelfSigned) => Some(
                 crate::certificates::load(&cfg, false)
@@ -123,21 +124,21 @@ impl Reloader {
             ),
             _ => None,
         };
-        let runtime = Runtime::build(cfg, current.store.clone()).map_err(|e| vec![e])?;
+        let runtime =
+            Runtime::build(&cfg, current.store.clone()).map_err(|e| vec![e.to_string()])?;
         Ok((runtime, certs, kept))
     }
 }
 
 /// Keys that refuse a reload when changed.
-fn listener_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let off = |c: &Config| c.tls.mode == TlsMode::Off;
+fn listener_changes(old: &Fixed, new: &Fixed) -> Vec<&'static str> {
     [
-        ("server.https", old.server.https != new.server.https),
-        ("server.http", old.server.http != new.server.http),
-        ("server.ops", old.server.ops != new.server.ops),
-        ("server.threads", old.server.threads != new.server.threads),
-        ("tls.mode", off(old) != off(new)),
-        ("session.users", old.session.users != new.session.users),
+        ("server.https", old.https != new.https),
+        ("server.http", old.http != new.http),
+        ("server.ops", old.ops != new.ops),
+        ("server.threads", old.threads != new.threads),
+        ("tls.mode", old.tls_off != new.tls_off),
+        ("session.users", old.users != new.users),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))
@@ -145,25 +146,13 @@ fn listener_changes(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 /// Keys whose new value waits for a restart; the running value is kept.
-fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
-    let redis = |c: &Config| {
-        c.rate_limit.redis.as_ref().map(|r| {
-            (
-                r.info.addr().to_string(),
-                r.info.redis_settings().db(),
-                r.on_error,
-            )
-        })
-    };
+fn restart_only(old: &Fixed, new: &Fixed) -> Vec<&'static str> {
     [
-        ("rate_limit.store", redis(old) != redis(new)),
-        (
-            "rate_limit.login",
-            old.rate_limit.login != new.rate_limit.login,
-        ),
+        ("rate_limit.store", old.redis != new.redis),
+        ("rate_limit.login", old.login != new.login),
         (
             "emergency.attempts",
-            old.emergency.attempts != new.emergency.attempts,
+            old.emergency_attempts != new.emergency_attempts,
         ),
     ]
     .into_iter()

@@ -30,19 +30,36 @@ pub struct ResponseHeaders {
     http: Vec<Entry>,
 }
 
+/// A configured header that is not a valid HTTP header after all.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidHeader {
+    #[error("headers.remove {name:?}: {source}")]
+    Name {
+        name: String,
+        source: http::header::InvalidHeaderName,
+    },
+    #[error("header {name}: {source}")]
+    Value {
+        name: &'static str,
+        source: http::header::InvalidHeaderValue,
+    },
+}
+
 impl ResponseHeaders {
     /// Prepares `set`. Its values were validated when the config was read;
     /// an error here means one is not a valid header value after all.
-    pub fn new(set: &HeaderSet) -> Result<ResponseHeaders, String> {
+    pub fn new(set: &HeaderSet) -> Result<ResponseHeaders, InvalidHeader> {
         let remove = set
             .remove()
             .iter()
             .map(|n| {
-                HeaderName::from_bytes(n.as_bytes())
-                    .map_err(|e| format!("headers.remove {n:?}: {e}"))
+                HeaderName::from_bytes(n.as_bytes()).map_err(|source| InvalidHeader::Name {
+                    name: n.clone(),
+                    source,
+                })
             })
             .collect::<Result<_, _>>()?;
-        let entries = |https: bool| -> Result<Vec<Entry>, String> {
+        let entries = |https: bool| -> Result<Vec<Entry>, InvalidHeader> {
             set.plan(https, &|_| false)
                 .into_iter()
                 .map(|(name, value)| {
@@ -52,7 +69,7 @@ impl ResponseHeaders {
                     Ok(Entry {
                         name,
                         value: HeaderValue::from_str(value)
-                            .map_err(|e| format!("header {name}: {e}"))?,
+                            .map_err(|source| InvalidHeader::Value { name, source })?,
                         app_may_override,
                     })
                 })

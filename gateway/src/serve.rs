@@ -10,12 +10,11 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
 
-use crate::config::{Config, TlsMode};
 use crate::head_deadline::{self, HeadDeadline};
 use crate::own_errors::OwnErrorsApp;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
-use crate::runtime::{HealthChecks, Runtime};
+use crate::runtime::{Fixed, HealthChecks, Runtime};
 use crate::state::{EmergencyLimits, Housekeeping, LoginLimits, Revocations, Shared, UsersStore};
 
 /// Flags `run` passes through to pingora.
@@ -32,8 +31,8 @@ pub enum ServeError {
     #[error("{0}")]
     Certs(#[from] certs::CertError),
     /// The users file is invalid: the operator's input (exit 1).
-    #[error("{0}")]
-    Users(String),
+    #[error(transparent)]
+    Users(#[from] crate::state::InvalidUsersFile),
     /// A listener cannot be bound: a runtime failure (exit 2).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -49,12 +48,9 @@ pub enum ServeError {
 ///
 /// The probe binds without listening: a socket that listened for even a
 /// moment would accept a client's connection that nobody then answers.
-fn probe_listeners(cfg: &Config) -> Result<(), ServeError> {
+fn probe_listeners(fixed: &Fixed) -> Result<(), ServeError> {
     use socket2::{Domain, Socket, Type};
-    for addr in [cfg.server.https, cfg.server.http, cfg.server.ops]
-        .into_iter()
-        .flatten()
-    {
+    for addr in [fixed.https, fixed.http, fixed.ops].into_iter().flatten() {
         let bind = || -> std::io::Result<()> {
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
             // As pingora's listener does, so a TIME_WAIT socket is no obstacle.
@@ -75,17 +71,56 @@ pub fn build(
 ) -> Result<Server, ServeError> {
     pingora::tls::install_default_crypto_provider();
     if !flags.upgrade {
-        probe_listeners(&runtime.config)?;
+        probe_listeners(&runtime.fixed)?;
     }
-    let https = runtime.config.server.https;
-    let http = runtime.config.server.http;
-    let ops = runtime.config.server.ops;
-    let id = https.or(http).map_or(0, |a| a.port());
+    let fixed = runtime.fixed.clone();
+    let mut server = server(&fixed, flags);
+    let shared = shared(runtime)?;
+    let (proxy, resolver) = proxy_service(&server, &shared, &fixed, certs)?;
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "health checks",
+        HealthChecks {
+            runtime: shared.runtime.clone(),
+        },
+    ));
+    if let Some(addr) = fixed.ops {
+        let mut app = pingora::services::listening::Service::new(
+            "ops".to_string(),
+            crate::ops::OpsApp {
+                shared: shared.clone(),
+                resolver: resolver.clone(),
+            },
+        );
+        app.add_tcp(&addr.to_string());
+        server.add_service(app);
+    }
+    if let (Some(resolver), true) = (&resolver, shared.runtime.load().acme.is_some()) {
+        let acme = crate::acme::AcmeManager {
+            shared: shared.clone(),
+            resolver: resolver.clone(),
+        };
+        server.add_service(background_service("acme", acme));
+    }
+    let reloader = Reloader {
+        path: fixed.file.clone(),
+        shared: shared.clone(),
+        resolver,
+    };
+    server.add_service(background_service("reload", reloader));
+    server.add_service(background_service("housekeeping", Housekeeping { shared }));
+    extra(&mut server);
+    Ok(server)
+}
+
+/// The pingora server: threads, daemon, upgrade socket, shutdown timing.
+fn server(fixed: &Fixed, flags: RunFlags) -> Server {
+    let id = fixed.https.or(fixed.http).map_or(0, |a| a.port());
     let conf = ServerConf {
-        threads: runtime.config.server.threads,
+        threads: fixed.threads,
         // One thread has nothing to steal from: a current-thread runtime per
         // thread skips the work-stealing scheduler's cross-thread wake-ups.
-        work_stealing: runtime.config.server.threads > 1,
+        work_stealing: fixed.threads > 1,
         daemon: flags.daemon,
         pid_file: format!("/tmp/portcullis-{id}.pid"),
         upgrade_sock: format!("/tmp/portcullis-{id}-upgrade.sock"),
@@ -101,41 +136,54 @@ pub fn build(
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
+    server
+}
 
-    let users =
-        UsersStore::load(runtime.config.session.users.clone()).map_err(ServeError::Users)?;
-    let login_limits = LoginLimits::new(runtime.config.rate_limit.login, &runtime.store);
+/// What outlives a reload, around the first runtime.
+fn shared(runtime: Runtime) -> Result<Arc<Shared>, ServeError> {
+    let users = UsersStore::load(runtime.fixed.users.clone())?;
+    let login_limits = LoginLimits::new(runtime.fixed.login, &runtime.store);
     let revocations = Revocations::new(&runtime.store);
-    let emergency_limits = EmergencyLimits::new(runtime.config.emergency.attempts, &runtime.store);
-    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
-    let shared = Arc::new(Shared {
-        runtime: runtime.clone(),
+    let emergency_limits = EmergencyLimits::new(runtime.fixed.emergency_attempts, &runtime.store);
+    Ok(Arc::new(Shared {
+        runtime: Arc::new(ArcSwap::from_pointee(runtime)),
         users,
         revocations,
         login_limits,
         emergency_limits,
         challenges: Default::default(),
-    });
-    let mut http_proxy = pingora::proxy::HttpProxy::new(
-        Gateway {
-            shared: shared.clone(),
-        },
-        server.configuration.clone(),
-    );
+    }))
+}
+
+/// The proxy on the https and http listeners; the certificate resolver
+/// when there is an https listener.
+fn proxy_service(
+    server: &Server,
+    shared: &Arc<Shared>,
+    fixed: &Fixed,
+    certs: CertSet,
+) -> Result<
+    (
+        impl pingora::services::Service + 'static,
+        Option<Arc<Resolver>>,
+    ),
+    ServeError,
+> {
+    let gateway = Gateway {
+        shared: shared.clone(),
+    };
+    let mut http_proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
     http_proxy.handle_init_modules();
     http_proxy.server_options = Some(head_deadline::server_options());
-    let mut proxy = pingora::services::listening::Service::new(
-        "portcullis".to_string(),
-        OwnErrorsApp {
-            inner: Arc::new(HeadDeadline {
-                inner: Arc::new(http_proxy),
-            }),
-            runtime: runtime.clone(),
-        },
-    );
-    let config_path = shared.runtime.load().config.file.clone();
+    let app = OwnErrorsApp {
+        inner: Arc::new(HeadDeadline {
+            inner: Arc::new(http_proxy),
+        }),
+        runtime: shared.runtime.clone(),
+    };
+    let mut proxy = pingora::services::listening::Service::new("portcullis".to_string(), app);
     let mut resolver_handle = None;
-    if let Some(addr) = https {
+    if let Some(addr) = fixed.https {
         let resolver = Arc::new(Resolver::new(certs));
         resolver_handle = Some(resolver.clone());
         let mut tls = TlsSettings::with_callbacks(Box::new(NoCallbacks))
@@ -148,47 +196,10 @@ pub fn build(
         let alpn = crate::acme::AlpnChallenges::new(shared.challenges.clone())?;
         proxy.endpoints().set_pre_tls_callback(Arc::new(alpn));
     }
-    if let Some(addr) = http {
+    if let Some(addr) = fixed.http {
         proxy.add_tcp(&addr.to_string());
     }
-    server.add_service(proxy);
-    server.add_service(background_service(
-        "health checks",
-        HealthChecks { runtime },
-    ));
-    if let Some(addr) = ops {
-        let mut app = pingora::services::listening::Service::new(
-            "ops".to_string(),
-            crate::ops::OpsApp {
-                shared: shared.clone(),
-                resolver: resolver_handle.clone(),
-            },
-        );
-        app.add_tcp(&addr.to_string());
-        server.add_service(app);
-    }
-    if let (Some(resolver), TlsMode::Acme(_)) =
-        (&resolver_handle, &shared.runtime.load().config.tls.mode)
-    {
-        server.add_service(background_service(
-            "acme",
-            crate::acme::AcmeManager {
-                shared: shared.clone(),
-                resolver: resolver.clone(),
-            },
-        ));
-    }
-    server.add_service(background_service(
-        "reload",
-        Reloader {
-            path: config_path,
-            shared: shared.clone(),
-            resolver: resolver_handle,
-        },
-    ));
-    server.add_service(background_service("housekeeping", Housekeeping { shared }));
-    extra(&mut server);
-    Ok(server)
+    Ok((proxy, resolver_handle))
 }
 
 /// pingora's rustls `TlsSettings` is built either from files or with callbacks;

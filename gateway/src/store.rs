@@ -75,11 +75,23 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// Why `check --online` could not reach the store.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    #[error("{target}: no answer within {within:?}")]
+    Timeout { target: String, within: Duration },
+    #[error("{target}: {source}")]
+    Redis {
+        target: String,
+        source: redis::RedisError,
+    },
+}
+
 impl RedisStore {
     /// Connects lazily: a gateway starts (and follows `on_store_error`) while
     /// Redis is still coming up.
-    pub fn new(conf: &RedisConf) -> Result<RedisStore, String> {
-        let client = Client::open(conf.info.clone()).map_err(|e| e.to_string())?;
+    pub fn new(conf: &RedisConf) -> Result<RedisStore, redis::RedisError> {
+        let client = Client::open(conf.info.clone())?;
         Ok(RedisStore {
             client,
             target: conf.info.addr().to_string(),
@@ -143,22 +155,23 @@ impl RedisStore {
     }
 
     /// `check --online`: connects and pings, reporting the reason on failure.
-    pub async fn ping(&self) -> Result<(), String> {
-        let mut c = tokio::time::timeout(CONNECT_TIMEOUT * 4, self.connect())
-            .await
-            .map_err(|_| {
-                format!(
-                    "{}: no answer within {:?}",
-                    self.target,
-                    CONNECT_TIMEOUT * 4
-                )
-            })?
-            .map_err(|e| format!("{}: {e}", self.target))?;
+    pub async fn ping(&self) -> Result<(), PingError> {
+        let within = CONNECT_TIMEOUT * 4;
+        let redis = |source| PingError::Redis {
+            target: self.target.clone(),
+            source,
+        };
+        let connected = tokio::time::timeout(within, self.connect()).await;
+        let Ok(connected) = connected else {
+            let target = self.target.clone();
+            return Err(PingError::Timeout { target, within });
+        };
+        let mut c = connected.map_err(redis)?;
         redis::cmd("PING")
             .query_async::<String>(&mut c)
             .await
             .map(drop)
-            .map_err(|e| format!("{}: {e}", self.target))
+            .map_err(redis)
     }
 
     /// Whether the circuit is open (Redis currently considered unreachable).

@@ -4,47 +4,111 @@ use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use policies::users::{hash_password, valid_user_name};
+use policies::users::{hash_password, valid_user_name, PasswordError};
 
 use crate::cli::{UserCommand, UsersArg};
-use crate::users_file::{self, User};
+use crate::users_file::{self, UpdateError, User, UsersFileError};
+
+/// Why a `portcullis user` command changed nothing.
+#[derive(Debug, thiserror::Error)]
+enum UserError {
+    #[error("{}: cannot read the config file: {source}", path.display())]
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: invalid TOML: {message}", path.display())]
+    ConfigToml { path: PathBuf, message: String },
+    #[error("{}: session.users: expected a string", path.display())]
+    UsersKey { path: PathBuf },
+    /// `from`: "" for the terminal, " from stdin" for a pipe.
+    #[error("cannot read the password{from}: {source}")]
+    ReadPassword {
+        from: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the passwords differ")]
+    PasswordsDiffer,
+    #[error("the password needs at least 8 characters")]
+    ShortPassword,
+    #[error(transparent)]
+    Hash(#[from] PasswordError),
+    #[error("{}: user {name:?} exists already", path.display())]
+    Exists { path: PathBuf, name: String },
+    #[error("{}: no user {name:?}", path.display())]
+    NoSuchUser { path: PathBuf, name: String },
+    #[error(transparent)]
+    File(#[from] UsersFileError),
+}
+
+impl From<UpdateError<UserError>> for UserError {
+    fn from(e: UpdateError<UserError>) -> UserError {
+        match e {
+            UpdateError::File(e) => UserError::File(e),
+            UpdateError::Refused(e) => e,
+        }
+    }
+}
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("portcullis: {msg}");
     ExitCode::from(crate::EXIT_INVALID)
 }
 
+fn no_user(path: &Path, name: &str) -> UserError {
+    UserError::NoSuchUser {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+    }
+}
+
 /// The users file: `--users`, else `[session] users` of the config (read
 /// on its own, so secrets need not be set to manage users).
-fn users_path(arg: &UsersArg) -> Result<PathBuf, String> {
+fn users_path(arg: &UsersArg) -> Result<PathBuf, UserError> {
     if let Some(p) = &arg.users {
         return Ok(p.clone());
     }
     let config = arg.config.path();
-    let text = std::fs::read_to_string(&config)
-        .map_err(|e| format!("{}: cannot read the config file: {e}", config.display()))?;
-    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        format!("{}: invalid TOML: {}", config.display(), e.message())
-    })?;
+    let text = match std::fs::read_to_string(&config) {
+        Ok(text) => text,
+        Err(source) => {
+            return Err(UserError::ReadConfig {
+                path: config,
+                source,
+            })
+        }
+    };
+    let doc: toml::Table = match text.parse() {
+        Ok(doc) => doc,
+        Err(e) => {
+            let message = toml::de::Error::message(&e).to_string();
+            return Err(UserError::ConfigToml {
+                path: config,
+                message,
+            });
+        }
+    };
     let users = match doc.get("session").and_then(|s| s.get("users")) {
         None => "users.toml",
-        Some(v) => v
-            .as_str()
-            .ok_or_else(|| format!("{}: session.users: expected a string", config.display()))?,
+        Some(v) => match v.as_str() {
+            Some(users) => users,
+            None => return Err(UserError::UsersKey { path: config }),
+        },
     };
     let base = config.parent().unwrap_or(Path::new(""));
     Ok(base.join(users))
 }
 
 /// The password: from the terminal (asked twice), or one line of stdin.
-fn read_password() -> Result<String, String> {
+fn read_password() -> Result<String, UserError> {
     let pw = if std::io::stdin().is_terminal() {
-        let a = rpassword::prompt_password("Password: ")
-            .map_err(|e| format!("cannot read the password: {e}"))?;
-        let b = rpassword::prompt_password("Again: ")
-            .map_err(|e| format!("cannot read the password: {e}"))?;
-        if a != b {
-            return Err("the passwords differ".into());
+        let prompt = |p| {
+            rpassword::prompt_password(p)
+                .map_err(|source| UserError::ReadPassword { from: "", source })
+        };
+        let a = prompt("Password: ")?;
+        if a != prompt("Again: ")? {
+            return Err(UserError::PasswordsDiffer);
         }
         a
     } else {
@@ -52,13 +116,21 @@ fn read_password() -> Result<String, String> {
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+            .map_err(|source| UserError::ReadPassword {
+                from: " from stdin",
+                source,
+            })?;
         line.trim_end_matches(['\n', '\r']).to_string()
     };
     if pw.chars().count() < 8 {
-        return Err("the password needs at least 8 characters".into());
+        return Err(UserError::ShortPassword);
     }
     Ok(pw)
+}
+
+/// A new password's hash.
+fn new_hash() -> Result<String, UserError> {
+    Ok(hash_password(&read_password()?)?)
 }
 
 pub fn run(cmd: UserCommand) -> ExitCode {
@@ -84,7 +156,7 @@ fn add(name: &str, roles: Vec<String>, file: &UsersArg) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let hash = match read_password().and_then(|pw| hash_password(&pw).map_err(|e| e.to_string())) {
+    let hash = match new_hash() {
         Ok(h) => h,
         Err(e) => return fail(e),
     };
@@ -96,27 +168,25 @@ fn add(name: &str, roles: Vec<String>, file: &UsersArg) -> ExitCode {
             disabled: false,
             generation: 1,
         };
-        users
-            .insert(user)
-            .then_some(())
-            .ok_or_else(|| format!("{}: user {name:?} exists already", path.display()))
+        users.insert(user).then_some(()).ok_or(UserError::Exists {
+            path: path.clone(),
+            name: name.to_string(),
+        })
     });
     match result {
         Ok(()) => {
             println!("added {name} to {}", path.display());
             ExitCode::SUCCESS
         }
-        Err(e) => fail(e),
+        Err(e) => fail(UserError::from(e)),
     }
 }
 
 /// Changes one existing user under the lock; the generation bump voids sessions.
-fn change(name: &str, file: &UsersArg, f: impl FnOnce(&mut User)) -> Result<PathBuf, String> {
+fn change(name: &str, file: &UsersArg, f: impl FnOnce(&mut User)) -> Result<PathBuf, UserError> {
     let path = users_path(file)?;
     users_file::update(&path, |users| {
-        let user = users
-            .get_mut(name)
-            .ok_or_else(|| format!("{}: no user {name:?}", path.display()))?;
+        let user = users.get_mut(name).ok_or_else(|| no_user(&path, name))?;
         f(user);
         user.generation += 1;
         Ok(())
@@ -125,7 +195,7 @@ fn change(name: &str, file: &UsersArg, f: impl FnOnce(&mut User)) -> Result<Path
 }
 
 /// Prints what was done to the file at `path`, or fails with the error.
-fn done(result: Result<PathBuf, String>, what: impl FnOnce(&Path) -> String) -> ExitCode {
+fn done(result: Result<PathBuf, UserError>, what: impl FnOnce(&Path) -> String) -> ExitCode {
     match result {
         Ok(path) => {
             println!("{}", what(&path));
@@ -136,7 +206,7 @@ fn done(result: Result<PathBuf, String>, what: impl FnOnce(&Path) -> String) -> 
 }
 
 fn passwd(name: &str, file: &UsersArg) -> ExitCode {
-    let hash = match read_password().and_then(|pw| hash_password(&pw).map_err(|e| e.to_string())) {
+    let hash = match new_hash() {
         Ok(h) => h,
         Err(e) => return fail(e),
     };
@@ -165,7 +235,7 @@ fn remove(name: &str, file: &UsersArg) -> ExitCode {
             users
                 .remove(name)
                 .then_some(())
-                .ok_or_else(|| format!("{}: no user {name:?}", path.display()))
+                .ok_or_else(|| no_user(&path, name))
         })?;
         Ok(path)
     });

@@ -200,12 +200,60 @@ pub fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Writes the file atomically with mode 0600.
-pub fn save(path: &Path, users: &Users) -> Result<(), String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// Why the users file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersFileError {
+    /// A directory could not be made or the lock file opened.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: cannot lock: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The atomic write failed (the error names the file).
+    #[error(transparent)]
+    Write(#[from] certs::CertError),
+    /// The file is not a valid users file: every mistake, with its key.
+    #[error("{}", join(.0))]
+    Invalid(Vec<ConfigError>),
+}
+
+fn join(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Why [`update`] wrote nothing: the file, or the change itself said no.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError<E> {
+    #[error(transparent)]
+    File(#[from] UsersFileError),
+    #[error("{0}")]
+    Refused(E),
+}
+
+fn create_parent(path: &Path) -> Result<(), UsersFileError> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| UsersFileError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
+        None => Ok(()),
     }
-    certs::storage::write_atomic(path, render(users).as_bytes(), 0o600).map_err(|e| e.to_string())
+}
+
+/// Writes the file atomically with mode 0600.
+pub fn save(path: &Path, users: &Users) -> Result<(), UsersFileError> {
+    create_parent(path)?;
+    certs::storage::write_atomic(path, render(users).as_bytes(), 0o600)?;
+    Ok(())
 }
 
 /// An exclusive lock beside the file (`users.toml.lock`), held for a whole
@@ -215,38 +263,36 @@ pub struct WriteLock {
 }
 
 impl WriteLock {
-    pub fn acquire(users_path: &Path) -> Result<WriteLock, String> {
+    pub fn acquire(users_path: &Path) -> Result<WriteLock, UsersFileError> {
         let mut lock_path = users_path.as_os_str().to_owned();
         lock_path.push(".lock");
         let path = PathBuf::from(lock_path);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        let file = OpenOptions::new()
+        create_parent(&path)?;
+        let file = match OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        file.lock()
-            .map_err(|e| format!("{}: cannot lock: {e}", path.display()))?;
+        {
+            Ok(file) => file,
+            Err(source) => return Err(UsersFileError::Io { path, source }),
+        };
+        if let Err(source) = file.lock() {
+            return Err(UsersFileError::Lock { path, source });
+        }
         Ok(WriteLock { _file: file })
     }
 }
 
-/// Read-modify-write under the lock; `change` returns an error to abort.
-pub fn update<T>(
+/// Read-modify-write under the lock; `change` returns an error to abort,
+/// and then nothing is written.
+pub fn update<T, E>(
     path: &Path,
-    change: impl FnOnce(&mut Users) -> Result<T, String>,
-) -> Result<T, String> {
+    change: impl FnOnce(&mut Users) -> Result<T, E>,
+) -> Result<T, UpdateError<E>> {
     let _lock = WriteLock::acquire(path)?;
-    let (mut users, _) = load(path).map_err(|errs| {
-        errs.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
-    let out = change(&mut users)?;
+    let (mut users, _) = load(path).map_err(UsersFileError::Invalid)?;
+    let out = change(&mut users).map_err(UpdateError::Refused)?;
     save(path, &users)?;
     Ok(out)
 }
@@ -312,7 +358,7 @@ mod tests {
         assert!(users.len() == 0 && mtime.is_none());
         update(&path, |u| {
             u.insert(user("carol"));
-            Ok(())
+            Ok::<(), ()>(())
         })
         .expect("update");
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();

@@ -3,7 +3,7 @@
 //! `portcullis user`, written atomically, then reloaded.
 
 use crate::state::Shared;
-use crate::users_file::{self, User};
+use crate::users_file::{self, UpdateError, User};
 
 const MIN_PASSWORD: usize = 8;
 
@@ -54,24 +54,14 @@ async fn update(
     change: impl FnOnce(&mut users_file::Users) -> Result<(), Refusal> + Send + 'static,
 ) -> Result<(), Refusal> {
     let path = shared.users.path.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut refused = None;
-        let written = users_file::update(&path, |users| {
-            change(users).map_err(|r| {
-                refused = Some(r);
-                String::new()
-            })
-        });
-        (written, refused)
-    })
-    .await;
+    let outcome = tokio::task::spawn_blocking(move || users_file::update(&path, change)).await;
     match outcome {
-        Ok((Ok(()), _)) => {
+        Ok(Ok(())) => {
             shared.users.refresh();
             Ok(())
         }
-        Ok((Err(_), Some(r))) => Err(r),
-        Ok((Err(e), None)) => {
+        Ok(Err(UpdateError::Refused(r))) => Err(r),
+        Ok(Err(UpdateError::File(e))) => {
             tracing::error!(error = %e, "emergency: the users file could not be updated");
             Err(Refusal::Storage)
         }

@@ -8,17 +8,25 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use pingora::lb::selection::RoundRobin;
-use pingora::lb::{health_check, LoadBalancer};
+use pingora::lb::LoadBalancer;
 use policies::client_ip::TrustedProxies;
-use policies::routes::{RouteMatcher, RouteTable};
+use policies::routes::RouteTable;
 
 use bytes::Bytes;
 use http::HeaderName;
 use policies::session::{Lifetimes, SessionKeys};
 
-use crate::limits::{Limiter, Store};
+mod build;
+mod health;
 
-use crate::config::{Access, Config, CorsPolicy, RateKey, SameSite, TlsMode};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use build::fixed;
+pub use health::HealthChecks;
+
+use crate::config::{Access, CorsPolicy, OnStoreError, Rate, RateKey, SameSite};
+use crate::limits::{Limiter, Store};
 use crate::response_headers::ResponseHeaders;
 
 /// Shared, atomically replaceable runtime.
@@ -105,8 +113,38 @@ impl EmergencyRt {
     }
 }
 
+/// Settings a running process cannot change: a reload that changes one of
+/// the first kind is refused, one of the second kind waits for a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fixed {
+    /// The config file (reload reads it again).
+    pub file: PathBuf,
+    pub https: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub ops: Option<SocketAddr>,
+    pub threads: usize,
+    pub tls_off: bool,
+    pub users: PathBuf,
+    /// The shared store (address, database, `on_store_error`); kept until restart.
+    pub redis: Option<(String, i64, OnStoreError)>,
+    /// `[rate_limit] login`; kept until restart.
+    pub login: Option<Rate>,
+    /// `[emergency] attempts`; kept until restart.
+    pub emergency_attempts: Rate,
+}
+
+/// `tls.mode = "acme"`, compiled.
+pub struct AcmeRt {
+    pub config: certs::acme::AcmeConfig,
+    /// `tls.storage`: account and certificates under `acme/`.
+    pub storage: PathBuf,
+}
+
 pub struct Runtime {
-    pub config: Config,
+    /// What a running process cannot change (reload compares it).
+    pub fixed: Fixed,
+    /// `tls.mode = "acme"`: what to order, and where it is kept.
+    pub acme: Option<AcmeRt>,
     /// `Some` only while the gate is enabled.
     pub emergency: Option<EmergencyRt>,
     /// `None` without `secrets.session_keys`: no login, no sessions.
@@ -127,8 +165,6 @@ pub struct Runtime {
     /// Where the http listener redirects to; `None` for port 443.
     pub https_port: Option<u16>,
     pub tls_off: bool,
-    /// ACME is on: the plain listener answers pending HTTP-01 tokens.
-    pub acme: bool,
     /// `[server] body_timeout`, `body_min_rate` (bytes per second) and
     /// `pass_client_headers`.
     pub body_timeout: Duration,
@@ -142,187 +178,5 @@ impl Runtime {
         route
             .and_then(|i| self.routes.get(i))
             .unwrap_or(&self.fallback)
-    }
-
-    /// Compiles a validated config. Fails only on what validation cannot see
-    /// (e.g. a balancer that cannot be built), with one sentence.
-    pub fn build(config: Config, store: Store) -> Result<Runtime, String> {
-        let mut matchers = Vec::with_capacity(config.routes.len());
-        let mut routes = Vec::with_capacity(config.routes.len());
-        for (i, r) in config.routes.iter().enumerate() {
-            let limit = match &r.rate_limit {
-                Some((rate, key)) => {
-                    let name = format!("route-{}", i + 1);
-                    Some(RouteLimit {
-                        store: Limiter::new(name.clone(), *rate, &store).ok_or_else(|| {
-                            format!("route {}: rate_limit is too fast to express", r.path)
-                        })?,
-                        name,
-                        key: key.clone(),
-                    })
-                }
-                None => None,
-            };
-            matchers.push(
-                RouteMatcher::new(r.host.as_deref(), &r.path, r.methods.clone())
-                    .map_err(|e| format!("route {}: {e}", r.path))?,
-            );
-            routes.push(RouteRule {
-                label: r.path.clone(),
-                access: r.access.clone(),
-                upstream: Some(r.upstream),
-                max_body: r.max_body,
-                headers: Arc::new(
-                    ResponseHeaders::new(&r.headers)
-                        .map_err(|e| format!("route {}: {e}", r.path))?,
-                ),
-                limit,
-                method_override: r.method_override,
-                buffer_body: r.buffer_body,
-            });
-        }
-        let table = RouteTable::new(matchers, config.server.case_insensitive_paths);
-        let global_headers = Arc::new(ResponseHeaders::new(&config.headers)?);
-        let fallback = RouteRule {
-            label: "(default)".to_string(),
-            access: config.access_default.clone(),
-            upstream: (config.upstreams.len() == 1).then_some(0),
-            max_body: config.server.max_body,
-            headers: global_headers.clone(),
-            limit: None,
-            method_override: false,
-            buffer_body: config.server.buffer_body,
-        };
-        let mut upstreams = Vec::with_capacity(config.upstreams.len());
-        for u in &config.upstreams {
-            let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(u.addrs.iter())
-                .map_err(|e| format!("upstream {}: {e}", u.name))?;
-            if let Some(path) = &u.health {
-                let mut hc = health_check::HttpHealthCheck::new(&u.sni, u.tls);
-                hc.req.set_uri(
-                    path.parse()
-                        .map_err(|e| format!("upstream {} health: {e}", u.name))?,
-                );
-                hc.peer_template.options.connection_timeout = Some(u.connect_timeout);
-                hc.peer_template.options.read_timeout = Some(u.connect_timeout);
-                lb.set_health_check(Box::new(hc));
-                lb.health_check_frequency = Some(HEALTH_INTERVAL);
-            }
-            upstreams.push(UpstreamRt {
-                name: u.name.clone(),
-                lb: Arc::new(lb),
-                tls: u.tls,
-                sni: u.sni.clone(),
-                connect_timeout: u.connect_timeout,
-                read_timeout: u.read_timeout,
-                has_health_check: u.health.is_some(),
-                addr_count: u.addrs.len(),
-            });
-        }
-        let https_port = config.server.https.map(|a| a.port()).filter(|p| *p != 443);
-        let session = match &config.secrets.session_keys {
-            Some(keys) => {
-                let keys =
-                    SessionKeys::new(keys.value.clone()).ok_or("secrets.session_keys: no keys")?;
-                let csrf_key = policies::csrf::derive_key(keys.signing(), "csrf");
-                Some(SessionRt {
-                    keys,
-                    life: Lifetimes::new(config.session.ttl, config.session.idle),
-                    same_site: config.session.same_site,
-                    csrf_key,
-                })
-            }
-            None => None,
-        };
-        let header = |name: &str| {
-            HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-                .map_err(|e| format!("identity header {name:?}: {e}"))
-        };
-        let (user, roles, assertion) = (
-            header(&config.identity.user_header)?,
-            header(&config.identity.roles_header)?,
-            header(&config.identity.assertion_header)?,
-        );
-        let shared = |name: &HeaderName| Bytes::from(name.as_str().to_owned());
-        let identity = IdentityRt {
-            user_name: shared(&user),
-            roles_name: shared(&roles),
-            assertion_name: shared(&assertion),
-            user,
-            roles,
-            assertion,
-            assertion_key: config
-                .secrets
-                .assertion_key
-                .as_ref()
-                .map(|k| k.value.clone()),
-        };
-        let emergency = match (&config.secrets.emergency, config.emergency.enabled) {
-            (Some(secret), true) if session.is_some() => Some(EmergencyRt {
-                verifier: secret.value.clone(),
-                ttl: config.emergency.ttl.as_secs(),
-                roles: config.emergency.roles.clone(),
-                allow_from: config.emergency.allow_from.clone(),
-            }),
-            (_, true) => {
-                return Err(
-                    "emergency.enabled needs secrets.emergency and secrets.session_keys".into(),
-                )
-            }
-            _ => None,
-        };
-        Ok(Runtime {
-            emergency,
-            session,
-            identity,
-            headers: global_headers,
-            cors: config.cors.clone(),
-            default_limit: match config.rate_limit.default {
-                Some(rate) => Some(
-                    Limiter::new("default", rate, &store)
-                        .ok_or("rate_limit.default is too fast to express")?,
-                ),
-                None => None,
-            },
-            store,
-            trusted: TrustedProxies::new(config.server.trusted_proxies.clone()),
-            table,
-            routes,
-            fallback,
-            upstreams,
-            https_port,
-            tls_off: config.tls.mode == TlsMode::Off,
-            acme: matches!(config.tls.mode, TlsMode::Acme(_)),
-            body_timeout: config.server.body_timeout,
-            body_min_rate: config.server.body_min_rate,
-            pass_client_headers: config.server.pass_client_headers.clone(),
-            config,
-        })
-    }
-}
-
-/// How often active health checks run.
-pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Runs the active health checks of whatever runtime is current, so a reload
-/// that changes upstreams needs no new background service.
-pub struct HealthChecks {
-    pub runtime: SharedRuntime,
-}
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for HealthChecks {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            let rt = self.runtime.load_full();
-            for u in rt.upstreams.iter().filter(|u| u.has_health_check) {
-                u.lb.backends().run_health_check(true).await;
-            }
-        }
     }
 }

@@ -18,7 +18,7 @@ pub fn run(shared: &Shared, session: &Session, ctx: &Ctx) -> Step {
     if tls || rt.tls_off {
         return Step::Continue(());
     }
-    if rt.acme {
+    if rt.acme.is_some() {
         if let Some(token) = ctx.path.strip_prefix(ACME_CHALLENGE) {
             return Step::Break(match shared.challenges.get(token) {
                 Some(answer) => Answer::Page {

@@ -9,7 +9,7 @@ use policies::ratelimit::{Outcome, Rate};
 use crate::config::{EMERGENCY_GLOBAL_ATTEMPTS, EMERGENCY_GLOBAL_WINDOW};
 use crate::limits::{Limiter, Store, Verdict};
 
-/// Login attempts per client IP and, separately, per user name (SPEC: the
+/// Login attempts per client IP and, separately, per user name (docs/configuration.md: the
 /// sixth attempt inside a minute, from one IP or on one name, is refused
 /// with the default `[rate_limit] login = "5/minute"`).
 pub struct LoginLimits {

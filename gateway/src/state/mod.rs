@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use attempts::{Attempt, EmergencyLimits, LoginLimits};
 pub use housekeeping::Housekeeping;
 pub use revocations::Revocations;
-pub use users::UsersStore;
+pub use users::{InvalidUsersFile, UsersStore};
 
 use crate::runtime::SharedRuntime;
 

@@ -6,7 +6,13 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::config::ConfigError;
 use crate::users_file::{self, Users};
+
+/// The users file is not valid: every mistake, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct InvalidUsersFile(pub Vec<ConfigError>);
 
 /// The users file, reloaded when it changes on disk.
 pub struct UsersStore {
@@ -16,13 +22,8 @@ pub struct UsersStore {
 }
 
 impl UsersStore {
-    pub fn load(path: PathBuf) -> Result<UsersStore, String> {
-        let (users, mtime) = users_file::load(&path).map_err(|errs| {
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
+    pub fn load(path: PathBuf) -> Result<UsersStore, InvalidUsersFile> {
+        let (users, mtime) = users_file::load(&path).map_err(InvalidUsersFile)?;
         Ok(UsersStore {
             path,
             current: ArcSwap::from_pointee(users),
