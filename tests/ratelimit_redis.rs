@@ -2,6 +2,8 @@
 //! across instances, the same answers as the in-process store, outages that
 //! follow `on_store_error` and end by themselves, and logouts and login
 //! attempts shared across instances.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
@@ -265,6 +267,25 @@ async fn logouts_and_login_attempts_are_shared_across_instances() {
         401,
         "a logout on A ends the session on B"
     );
+    // The shared revocation lives as long as the session could have (the
+    // default ttl, 12 h), not forever: its key expires.
+    let mut conn = ::redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("portcullis:revoked:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = ::redis::cmd("TTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .expect("ttl");
+    assert!((12 * 3600 - 60..=12 * 3600 + 1).contains(&ttl), "TTL {ttl}");
 
     // Login attempts on one name: 1 success above + 4 failures across A and
     // B spend the 5/hour budget; the next is refused on either instance

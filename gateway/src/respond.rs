@@ -94,6 +94,20 @@ pub fn wants_html(session: &Session) -> bool {
         })
 }
 
+/// Whether the request is a browser navigation (GET/HEAD asking for
+/// HTML): those are sent to a page, anything else gets a status.
+pub fn is_navigation(session: &Session) -> bool {
+    let req = session.req_header();
+    policies::access::is_navigation(
+        req.method.as_str(),
+        &mut req
+            .headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .map(|v| v.as_bytes()),
+    )
+}
+
 /// The body of a gateway error: JSON, or a small HTML page for browsers.
 pub fn error_body(status: u16, html: bool) -> (&'static str, String) {
     let reason = reason(status);

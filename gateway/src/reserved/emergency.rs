@@ -9,7 +9,7 @@
 //! users file (locked, atomic; `emergency_users`). Every attempt, grant,
 //! action and logout is an audit line without secrets or passwords.
 
-use pingora::prelude::*;
+use pingora::prelude::Session;
 use policies::emergency::Grant;
 use serde_json::json;
 
@@ -20,6 +20,7 @@ use super::paths;
 use crate::answer::Answer;
 use crate::auth;
 use crate::ctx::Ctx;
+use crate::respond;
 use crate::runtime::{EmergencyRt, SessionRt};
 use crate::state::{now, Attempt, Shared};
 
@@ -65,49 +66,71 @@ fn audit(event: &str, ctx: &Ctx, fields: serde_json::Value) {
     crate::audit::event(event, &ctx.out.request_id, ctx.client_ip(), fields);
 }
 
-/// Answers `page` for method `get`/`post`; `None`: no such page for this
-/// method (the caller's 404).
-pub async fn handle(
-    gate: &Gate<'_>,
-    session: &mut Session,
-    ctx: &mut Ctx,
-    page: Page,
-    get: bool,
-    post: bool,
-) -> Option<Result<Answer>> {
-    let grant = ctx.emergency;
-    Some(match (page, grant) {
-        (Page::Form, Some(_)) if get => Ok(Answer::see_other(paths::EMERGENCY_DASHBOARD)),
-        (Page::Form, None) if get => Ok(secret_form(session, ctx, gate.srt, None, 200)),
-        (Page::Form, _) if post => submit(gate, session, ctx).await,
-        (Page::Dashboard, Some(g)) if get => Ok(dashboard(gate, session, ctx, g, None, 200)),
-        // No emergency session: back to the secret form (a browser) or 401.
-        (_, None) if get || post => Ok(if navigation(session) {
-            Answer::see_other(paths::EMERGENCY)
-        } else {
-            Answer::Error(401)
-        }),
-        (Page::Logout, Some(g)) if post => logout(gate, session, ctx, g).await,
-        (Page::CreateUser, Some(g)) if post => {
-            action(gate, session, ctx, g, Action::CreateUser).await
-        }
-        (Page::ResetPassword, Some(g)) if post => {
-            action(gate, session, ctx, g, Action::ResetPassword).await
-        }
+/// What answers a request to the gate (decided before any I/O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    /// The secret form, with an emergency session already: on to the dashboard.
+    ToDashboard,
+    SecretForm,
+    Submit,
+    Dashboard,
+    /// An inner page without an emergency session.
+    NoSession,
+    CreateUser,
+    ResetPassword,
+    Logout,
+}
+
+impl Handler {
+    /// Handlers that read the posted form.
+    pub fn takes_form(self) -> bool {
+        matches!(
+            self,
+            Handler::Submit | Handler::CreateUser | Handler::ResetPassword | Handler::Logout
+        )
+    }
+}
+
+/// The handler of `page` for this method and emergency session; `None`: no
+/// such page for this method (the caller's 404).
+pub fn dispatch(page: Page, get: bool, post: bool, grant: bool) -> Option<Handler> {
+    Some(match page {
+        Page::Form if get && grant => Handler::ToDashboard,
+        Page::Form if get => Handler::SecretForm,
+        Page::Form if post => Handler::Submit,
+        _ if !grant && (get || post) => Handler::NoSession,
+        Page::Dashboard if get => Handler::Dashboard,
+        Page::CreateUser if post => Handler::CreateUser,
+        Page::ResetPassword if post => Handler::ResetPassword,
+        Page::Logout if post => Handler::Logout,
         _ => return None,
     })
 }
 
-fn navigation(session: &Session) -> bool {
-    let req = session.req_header();
-    policies::access::is_navigation(
-        req.method.as_str(),
-        &mut req
-            .headers
-            .get_all(http::header::ACCEPT)
-            .iter()
-            .map(|v| v.as_bytes()),
-    )
+/// Runs a handler; `form` is the posted form of handlers that take one.
+pub async fn run(
+    gate: &Gate<'_>,
+    handler: Handler,
+    session: &Session,
+    ctx: &mut Ctx,
+    form: &Form,
+) -> Answer {
+    match (handler, ctx.emergency) {
+        (Handler::ToDashboard, _) => Answer::see_other(paths::EMERGENCY_DASHBOARD),
+        (Handler::SecretForm, _) => secret_form(session, ctx, gate.srt, None, 200),
+        (Handler::Submit, _) => submit(gate, session, ctx, form).await,
+        (Handler::Dashboard, Some(g)) => dashboard(gate, session, ctx, g, None, 200),
+        (Handler::Logout, Some(g)) => logout(gate, session, ctx, g, form).await,
+        (Handler::CreateUser, Some(g)) => {
+            action(gate, session, ctx, g, Action::CreateUser, form).await
+        }
+        (Handler::ResetPassword, Some(g)) => {
+            action(gate, session, ctx, g, Action::ResetPassword, form).await
+        }
+        // No emergency session: back to the secret form (a browser) or 401.
+        _ if respond::is_navigation(session) => Answer::see_other(paths::EMERGENCY),
+        _ => Answer::Error(401),
+    }
 }
 
 fn secret_form(
@@ -124,12 +147,9 @@ fn secret_form(
 }
 
 /// `POST /.portcullis/emergency`: limits, CSRF, then the secret.
-async fn submit(gate: &Gate<'_>, session: &mut Session, ctx: &mut Ctx) -> Result<Answer> {
-    let Some(form) = forms::read(session).await? else {
-        return Ok(Answer::Error(400));
-    };
+async fn submit(gate: &Gate<'_>, session: &Session, ctx: &mut Ctx, form: &Form) -> Answer {
     let Some(ip) = ctx.client_ip() else {
-        return Ok(Answer::Error(400));
+        return Answer::Error(400);
     };
     let outcome = match gate.shared.emergency_limits.attempt(ip, now()).await {
         Attempt::Open => None,
@@ -146,15 +166,15 @@ async fn submit(gate: &Gate<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
     };
     if let Some((outcome, answer)) = outcome {
         audit("emergency_attempt", ctx, json!({ "outcome": outcome }));
-        return Ok(answer);
+        return answer;
     }
-    if !Csrf::for_browser(session, ctx, gate.srt).verify(PURPOSE_GATE, &form) {
+    if !Csrf::for_browser(session, ctx, gate.srt).verify(PURPOSE_GATE, form) {
         audit(
             "emergency_attempt",
             ctx,
             json!({ "outcome": "csrf_refused" }),
         );
-        return Ok(secret_form(session, ctx, gate.srt, Some(EXPIRED), 403));
+        return secret_form(session, ctx, gate.srt, Some(EXPIRED), 403);
     }
     if !gate.em.verifier.verify(form.field("secret").as_bytes()) {
         audit(
@@ -163,7 +183,7 @@ async fn submit(gate: &Gate<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
             json!({ "outcome": "wrong_secret" }),
         );
         let wrong = Some("That is not the emergency secret.");
-        return Ok(secret_form(session, ctx, gate.srt, wrong, 401));
+        return secret_form(session, ctx, gate.srt, wrong, 401);
     }
     let grant = Grant::new(now(), gate.em.ttl);
     let value = gate.em.verifier.encode(&grant);
@@ -172,7 +192,7 @@ async fn submit(gate: &Gate<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         .push(auth::emergency_cookie(value, gate.em.ttl));
     let fields = json!({ "expires": grant.expires, "roles": gate.em.roles });
     audit("emergency_grant", ctx, fields);
-    Ok(Answer::see_other(paths::EMERGENCY_DASHBOARD))
+    Answer::see_other(paths::EMERGENCY_DASHBOARD)
 }
 
 fn dashboard(
@@ -202,36 +222,35 @@ fn dashboard(
     )
 }
 
-/// Reads a dashboard form and checks its CSRF token; `Err` is the answer.
-async fn action_form(
+/// Checks a dashboard form's CSRF token; `Err` is the answer.
+fn checked(
     gate: &Gate<'_>,
-    session: &mut Session,
+    session: &Session,
     ctx: &mut Ctx,
     grant: Grant,
-) -> Result<std::result::Result<Form, Answer>> {
-    let Some(form) = forms::read(session).await? else {
-        return Ok(Err(Answer::Error(400)));
-    };
-    if !Csrf::for_browser(session, ctx, gate.srt).verify(PURPOSE_ACTION, &form) {
-        audit("emergency_action", ctx, json!({ "action": "csrf_refused" }));
-        let notice = Notice {
-            ok: false,
-            text: EXPIRED,
-        };
-        return Ok(Err(dashboard(gate, session, ctx, grant, Some(notice), 403)));
+    form: &Form,
+) -> Result<(), Answer> {
+    if Csrf::for_browser(session, ctx, gate.srt).verify(PURPOSE_ACTION, form) {
+        return Ok(());
     }
-    Ok(Ok(form))
+    audit("emergency_action", ctx, json!({ "action": "csrf_refused" }));
+    let notice = Notice {
+        ok: false,
+        text: EXPIRED,
+    };
+    Err(dashboard(gate, session, ctx, grant, Some(notice), 403))
 }
 
 /// `POST /.portcullis/emergency/logout`: ends the emergency session.
 async fn logout(
     gate: &Gate<'_>,
-    session: &mut Session,
+    session: &Session,
     ctx: &mut Ctx,
     grant: Grant,
-) -> Result<Answer> {
-    if let Err(answer) = action_form(gate, session, ctx, grant).await? {
-        return Ok(answer);
+    form: &Form,
+) -> Answer {
+    if let Err(answer) = checked(gate, session, ctx, grant, form) {
+        return answer;
     }
     gate.shared
         .revocations
@@ -241,21 +260,21 @@ async fn logout(
         .set_cookies
         .push(auth::clear_cookie(auth::EMERGENCY_COOKIE));
     audit("emergency_logout", ctx, json!({}));
-    Ok(Answer::see_other(paths::EMERGENCY_ENDED))
+    Answer::see_other(paths::EMERGENCY_ENDED)
 }
 
 /// `POST …/create-user` and `…/reset-password`.
 async fn action(
     gate: &Gate<'_>,
-    session: &mut Session,
+    session: &Session,
     ctx: &mut Ctx,
     grant: Grant,
     what: Action,
-) -> Result<Answer> {
-    let form = match action_form(gate, session, ctx, grant).await? {
-        Ok(form) => form,
-        Err(answer) => return Ok(answer),
-    };
+    form: &Form,
+) -> Answer {
+    if let Err(answer) = checked(gate, session, ctx, grant, form) {
+        return answer;
+    }
     let name = form.field("username").trim().to_string();
     let password = form.field("password").to_string();
     let shared = gate.shared;
@@ -300,5 +319,5 @@ async fn action(
         }
     };
     let status = if notice.ok { 200 } else { 400 };
-    Ok(dashboard(gate, session, ctx, grant, Some(notice), status))
+    dashboard(gate, session, ctx, grant, Some(notice), status)
 }

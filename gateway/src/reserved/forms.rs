@@ -15,6 +15,7 @@ const CSRF_MAX_AGE: u64 = 2 * 3600;
 const FORM_LIMIT: usize = 16 * 1024;
 
 /// A parsed urlencoded form.
+#[derive(Debug, Default)]
 pub struct Form(Vec<(String, String)>);
 
 impl Form {

@@ -6,12 +6,12 @@
 //! attempts are limited per IP and per user name before any password work,
 //! and unknown users cost the same argon2id verification as wrong passwords.
 
-use pingora::prelude::*;
+use pingora::prelude::Session;
 use policies::ratelimit::Outcome;
 use policies::{redirect, session};
 use serde_json::json;
 
-use super::forms::{self, Csrf};
+use super::forms::{self, Csrf, Form};
 use super::pages;
 use super::paths;
 use crate::answer::Answer;
@@ -44,66 +44,6 @@ pub fn form(session: &Session, ctx: &mut Ctx, srt: &SessionRt) -> Answer {
     Answer::html(200, pages::login(&token, &next, "", None, note))
 }
 
-/// `POST /.portcullis/login`
-pub async fn submit(
-    session: &mut Session,
-    ctx: &mut Ctx,
-    srt: &SessionRt,
-    shared: &Shared,
-) -> Result<Answer> {
-    let Some(form) = forms::read(session).await? else {
-        return Ok(Answer::Error(400));
-    };
-    let (username, password) = (form.field("username").trim(), form.field("password"));
-    let next = redirect::safe_next(Some(form.field("next")));
-
-    // Limits first: a refused attempt costs no password work.
-    if let Some(ip) = ctx.client_ip() {
-        match shared.login_limits.check(ip, username).await {
-            Verdict::Counted(Outcome::Limited { retry_after }) => {
-                audit("login_limited", ctx, username);
-                return Ok(Answer::TooMany(retry_after));
-            }
-            // Attempts cannot be counted: no password is checked uncounted.
-            Verdict::Refused => return Ok(Answer::Error(503)),
-            Verdict::Counted(_) | Verdict::Unknown => {}
-        }
-    }
-
-    let csrf = Csrf::for_browser(session, ctx, srt);
-    let fresh_token = csrf.token(LOGIN);
-    if !csrf.verify(LOGIN, &form) {
-        audit("login_csrf_refused", ctx, username);
-        let expired = Some("The form expired. Please sign in again.");
-        let page = pages::login(&fresh_token, &next, username, expired, None);
-        return Ok(Answer::html(403, page));
-    }
-
-    // The same argon2id work whether or not the user exists (timing).
-    let users = shared.users.get();
-    let account = users.get(username).filter(|u| !u.disabled).cloned();
-    let phc = account.as_ref().map(|u| u.password.clone());
-    let ok = crate::passwords::verify(phc, password.to_string()).await;
-    let Some(user) = account.filter(|_| ok) else {
-        audit("login_failed", ctx, username);
-        let page = pages::login(&fresh_token, &next, username, Some(FAILED), None);
-        return Ok(Answer::html(401, page));
-    };
-
-    // Always a fresh session id: never reuse one the client brought.
-    let t = now_ms();
-    let s = session::Session {
-        id: session::new_id(),
-        user: user.name.clone(),
-        generation: user.epoch(),
-        issued: t,
-        seen: t,
-    };
-    ctx.out.set_cookies.push(auth::session_cookie(srt, &s, t));
-    audit("login_ok", ctx, &user.name);
-    Ok(Answer::see_other(next))
-}
-
 /// `GET /.portcullis/logout`: a confirmation page whose form POSTs.
 pub fn logout_form(session: &Session, ctx: &mut Ctx, srt: &SessionRt) -> Answer {
     let token = Csrf::for_browser(session, ctx, srt).token(LOGOUT);
@@ -111,30 +51,82 @@ pub fn logout_form(session: &Session, ctx: &mut Ctx, srt: &SessionRt) -> Answer 
     Answer::html(200, pages::logout(&token, who))
 }
 
-/// `POST /.portcullis/logout`: revoke, clear, back to the login page.
-pub async fn logout(
-    session: &mut Session,
-    ctx: &mut Ctx,
-    srt: &SessionRt,
-    shared: &Shared,
-) -> Result<Answer> {
-    let Some(form) = forms::read(session).await? else {
-        return Ok(Answer::Error(400));
-    };
-    if !Csrf::sent(session, srt).verify(LOGOUT, &form) {
-        return Ok(Answer::Error(403));
-    }
-    if let Some(who) = ctx.identity.as_ref() {
-        if let Some(s) = who.session.as_ref() {
-            shared
-                .revocations
-                .revoke(s.id, s.issued + srt.life.ttl)
-                .await;
-            audit("logout", ctx, &who.user);
+/// The POST handlers' shared inputs.
+pub struct Login<'a> {
+    pub srt: &'a SessionRt,
+    pub shared: &'a Shared,
+}
+
+impl Login<'_> {
+    /// `POST /.portcullis/login`
+    pub async fn submit(&self, session: &Session, ctx: &mut Ctx, form: &Form) -> Answer {
+        let (srt, shared) = (self.srt, self.shared);
+        let (username, password) = (form.field("username").trim(), form.field("password"));
+        let next = redirect::safe_next(Some(form.field("next")));
+
+        // Limits first: a refused attempt costs no password work.
+        if let Some(ip) = ctx.client_ip() {
+            match shared.login_limits.check(ip, username).await {
+                Verdict::Counted(Outcome::Limited { retry_after }) => {
+                    audit("login_limited", ctx, username);
+                    return Answer::TooMany(retry_after);
+                }
+                // Attempts cannot be counted: no password is checked uncounted.
+                Verdict::Refused => return Answer::Error(503),
+                Verdict::Counted(_) | Verdict::Unknown => {}
+            }
         }
+
+        let csrf = Csrf::for_browser(session, ctx, srt);
+        let fresh_token = csrf.token(LOGIN);
+        if !csrf.verify(LOGIN, form) {
+            audit("login_csrf_refused", ctx, username);
+            let expired = Some("The form expired. Please sign in again.");
+            let page = pages::login(&fresh_token, &next, username, expired, None);
+            return Answer::html(403, page);
+        }
+
+        // The same argon2id work whether or not the user exists (timing).
+        let users = shared.users.get();
+        let account = users.get(username).filter(|u| !u.disabled).cloned();
+        let phc = account.as_ref().map(|u| u.password.clone());
+        let ok = crate::passwords::verify(phc, password.to_string()).await;
+        let Some(user) = account.filter(|_| ok) else {
+            audit("login_failed", ctx, username);
+            let page = pages::login(&fresh_token, &next, username, Some(FAILED), None);
+            return Answer::html(401, page);
+        };
+
+        // Always a fresh session id: never reuse one the client brought.
+        let t = now_ms();
+        let s = session::Session {
+            id: session::new_id(),
+            user: user.name.clone(),
+            generation: user.epoch(),
+            issued: t,
+            seen: t,
+        };
+        ctx.out.set_cookies.push(auth::session_cookie(srt, &s, t));
+        audit("login_ok", ctx, &user.name);
+        Answer::see_other(next)
     }
-    ctx.out
-        .set_cookies
-        .push(auth::clear_cookie(auth::SESSION_COOKIE));
-    Ok(Answer::see_other(paths::SIGNED_OUT))
+
+    /// `POST /.portcullis/logout`: revoke, clear, back to the login page.
+    pub async fn logout(&self, session: &Session, ctx: &mut Ctx, form: &Form) -> Answer {
+        if !Csrf::sent(session, self.srt).verify(LOGOUT, form) {
+            return Answer::Error(403);
+        }
+        if let Some(who) = ctx.identity.as_ref() {
+            if let Some(s) = who.session.as_ref() {
+                // Kept, in whole seconds, until the session would have expired.
+                let until = s.issued.saturating_add(self.srt.life.ttl).div_ceil(1000);
+                self.shared.revocations.revoke(s.id, until).await;
+                audit("logout", ctx, &who.user);
+            }
+        }
+        ctx.out
+            .set_cookies
+            .push(auth::clear_cookie(auth::SESSION_COOKIE));
+        Answer::see_other(paths::SIGNED_OUT)
+    }
 }

@@ -64,43 +64,134 @@ fn lookup(path: &str) -> Option<Page> {
         .map(|(_, page)| *page)
 }
 
+/// What answers a reserved request: decided from the page, the method and
+/// what is configured, before any I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handler {
+    Health,
+    Style,
+    LoginForm,
+    Login,
+    LogoutForm,
+    Logout,
+    Emergency(emergency::Handler),
+    /// The generic 404: no such page, not for this method, or its feature off.
+    NotFound,
+}
+
+/// What the request may use, as far as dispatch cares.
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    get: bool,
+    post: bool,
+    /// `secrets.session_keys` is set (sign-in and the gate's forms need it).
+    sessions: bool,
+    /// The emergency gate is enabled for this client.
+    gate: bool,
+    /// The request carries a valid emergency session.
+    grant: bool,
+}
+
+fn dispatch(page: Option<Page>, f: Facts) -> Handler {
+    match page {
+        Some(Page::Health) if f.get => Handler::Health,
+        Some(Page::Style) if f.get => Handler::Style,
+        Some(Page::Login) if f.sessions && f.get => Handler::LoginForm,
+        Some(Page::Login) if f.sessions && f.post => Handler::Login,
+        Some(Page::Logout) if f.sessions && f.get => Handler::LogoutForm,
+        Some(Page::Logout) if f.sessions && f.post => Handler::Logout,
+        Some(Page::Emergency(page)) if f.sessions && f.gate => {
+            emergency::dispatch(page, f.get, f.post, f.grant)
+                .map_or(Handler::NotFound, Handler::Emergency)
+        }
+        _ => Handler::NotFound,
+    }
+}
+
+impl Handler {
+    /// Handlers that read an urlencoded form body (too large or not a
+    /// form: 400 before the handler runs).
+    fn takes_form(self) -> bool {
+        matches!(self, Handler::Login | Handler::Logout)
+            || matches!(self, Handler::Emergency(h) if h.takes_form())
+    }
+}
+
 /// Answers a reserved `path` (lowercase when routes are case-insensitive).
 pub async fn answer(shared: &Shared, session: &mut Session, ctx: &mut Ctx, path: &str) -> Answer {
-    let method = &session.req_header().method;
-    let get = method == http::Method::GET || method == http::Method::HEAD;
-    let post = method == http::Method::POST;
     let rt = ctx.rt.clone();
-    let srt = rt.session.as_ref();
-    let answer = match (lookup(path), srt) {
-        (Some(Page::Health), _) if get => Ok(Answer::Page {
+    let method = &session.req_header().method;
+    let gate = rt.emergency.as_ref().filter(|e| e.admits(ctx.client_ip()));
+    let facts = Facts {
+        get: method == http::Method::GET || method == http::Method::HEAD,
+        post: method == http::Method::POST,
+        sessions: rt.session.is_some(),
+        gate: gate.is_some(),
+        grant: ctx.emergency.is_some(),
+    };
+    let handler = dispatch(lookup(path), facts);
+    let form = if handler.takes_form() {
+        match forms::read(session).await {
+            Ok(Some(form)) => form,
+            Ok(None) => return Answer::Error(400),
+            Err(e) => return Answer::Failed(e),
+        }
+    } else {
+        forms::Form::default()
+    };
+    run(handler, form, shared, session, ctx).await
+}
+
+async fn run(
+    handler: Handler,
+    form: forms::Form,
+    shared: &Shared,
+    session: &Session,
+    ctx: &mut Ctx,
+) -> Answer {
+    let rt = ctx.rt.clone();
+    let Some(srt) = rt.session.as_ref() else {
+        return static_page(handler);
+    };
+    match handler {
+        Handler::LoginForm => login::form(session, ctx, srt),
+        Handler::Login => {
+            login::Login { srt, shared }
+                .submit(session, ctx, &form)
+                .await
+        }
+        Handler::LogoutForm => login::logout_form(session, ctx, srt),
+        Handler::Logout => {
+            login::Login { srt, shared }
+                .logout(session, ctx, &form)
+                .await
+        }
+        Handler::Emergency(h) => match rt.emergency.as_ref() {
+            Some(em) => {
+                let gate = emergency::Gate { em, srt, shared };
+                emergency::run(&gate, h, session, ctx, &form).await
+            }
+            None => Answer::Error(404),
+        },
+        _ => static_page(handler),
+    }
+}
+
+/// The pages that need nothing configured.
+fn static_page(handler: Handler) -> Answer {
+    match handler {
+        Handler::Health => Answer::Page {
             status: 200,
             content_type: "text/plain; charset=utf-8",
             body: Bytes::from_static(b"ok\n"),
-        }),
-        (Some(Page::Style), _) if get => Ok(Answer::Page {
+        },
+        Handler::Style => Answer::Page {
             status: 200,
             content_type: "text/css; charset=utf-8",
             body: Bytes::from_static(pages::STYLE.as_bytes()),
-        }),
-        (Some(Page::Login), Some(srt)) if get => Ok(login::form(session, ctx, srt)),
-        (Some(Page::Login), Some(srt)) if post => login::submit(session, ctx, srt, shared).await,
-        (Some(Page::Logout), Some(srt)) if get => Ok(login::logout_form(session, ctx, srt)),
-        (Some(Page::Logout), Some(srt)) if post => login::logout(session, ctx, srt, shared).await,
-        (Some(Page::Emergency(page)), Some(srt)) => {
-            // Disabled, or not for this client: exactly the generic 404.
-            let ip = ctx.client_ip();
-            let Some(em) = rt.emergency.as_ref().filter(|e| e.admits(ip)) else {
-                return Answer::Error(404);
-            };
-            let gate = emergency::Gate { em, srt, shared };
-            match emergency::handle(&gate, session, ctx, page, get, post).await {
-                Some(answer) => answer,
-                None => Ok(Answer::Error(404)),
-            }
-        }
-        _ => Ok(Answer::Error(404)),
-    };
-    answer.unwrap_or_else(Answer::Failed)
+        },
+        _ => Answer::Error(404),
+    }
 }
 
 #[cfg(test)]
@@ -116,5 +207,128 @@ mod tests {
         assert_eq!(lookup("/.portcullis/emergency/"), None);
         assert_eq!(lookup("/.portcullis/LOGIN"), None);
         assert_eq!(lookup(paths::ROOT), None);
+    }
+
+    #[test]
+    fn dispatch_needs_the_method_and_the_feature() {
+        use emergency::Handler as E;
+        use emergency::Page as P;
+        let all = Facts {
+            get: false,
+            post: false,
+            sessions: true,
+            gate: true,
+            grant: false,
+        };
+        let get = Facts { get: true, ..all };
+        let post = Facts { post: true, ..all };
+        let cases = [
+            (
+                Page::Health,
+                Facts {
+                    sessions: false,
+                    gate: false,
+                    ..get
+                },
+                Handler::Health,
+            ),
+            (Page::Health, post, Handler::NotFound),
+            (Page::Style, get, Handler::Style),
+            (Page::Login, get, Handler::LoginForm),
+            (Page::Login, post, Handler::Login),
+            (
+                Page::Login,
+                Facts {
+                    sessions: false,
+                    ..post
+                },
+                Handler::NotFound,
+            ),
+            (Page::Logout, get, Handler::LogoutForm),
+            (Page::Logout, post, Handler::Logout),
+            (Page::Logout, all, Handler::NotFound),
+            // The gate: the generic 404 while off or not for this client.
+            (
+                Page::Emergency(P::Form),
+                Facts { gate: false, ..get },
+                Handler::NotFound,
+            ),
+            (
+                Page::Emergency(P::Form),
+                get,
+                Handler::Emergency(E::SecretForm),
+            ),
+            (
+                Page::Emergency(P::Form),
+                Facts { grant: true, ..get },
+                Handler::Emergency(E::ToDashboard),
+            ),
+            (
+                Page::Emergency(P::Form),
+                post,
+                Handler::Emergency(E::Submit),
+            ),
+            (
+                Page::Emergency(P::Dashboard),
+                get,
+                Handler::Emergency(E::NoSession),
+            ),
+            (
+                Page::Emergency(P::Dashboard),
+                Facts { grant: true, ..get },
+                Handler::Emergency(E::Dashboard),
+            ),
+            (
+                Page::Emergency(P::Dashboard),
+                Facts {
+                    grant: true,
+                    ..post
+                },
+                Handler::NotFound,
+            ),
+            (
+                Page::Emergency(P::CreateUser),
+                post,
+                Handler::Emergency(E::NoSession),
+            ),
+            (
+                Page::Emergency(P::CreateUser),
+                Facts {
+                    grant: true,
+                    ..post
+                },
+                Handler::Emergency(E::CreateUser),
+            ),
+            (
+                Page::Emergency(P::CreateUser),
+                Facts { grant: true, ..get },
+                Handler::NotFound,
+            ),
+            (
+                Page::Emergency(P::ResetPassword),
+                Facts {
+                    grant: true,
+                    ..post
+                },
+                Handler::Emergency(E::ResetPassword),
+            ),
+            (
+                Page::Emergency(P::Logout),
+                Facts {
+                    grant: true,
+                    ..post
+                },
+                Handler::Emergency(E::Logout),
+            ),
+            (Page::Emergency(P::Logout), all, Handler::NotFound),
+        ];
+        for (page, facts, want) in cases {
+            assert_eq!(dispatch(Some(page), facts), want, "{page:?} {facts:?}");
+        }
+        assert_eq!(dispatch(None, get), Handler::NotFound);
+        // Forms are read only for handlers that take one: a POST without an
+        // emergency session is sent back without its body being read.
+        assert!(Handler::Login.takes_form() && Handler::Emergency(E::Submit).takes_form());
+        assert!(!Handler::Emergency(E::NoSession).takes_form() && !Handler::LoginForm.takes_form());
     }
 }

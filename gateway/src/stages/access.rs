@@ -8,6 +8,7 @@ use policies::access::{self, Decision};
 use crate::answer::{Answer, Step};
 use crate::ctx::Ctx;
 use crate::reserved::paths;
+use crate::respond;
 
 fn count_failure(kind: &str) {
     crate::metrics::METRICS
@@ -19,15 +20,7 @@ fn count_failure(kind: &str) {
 pub fn run(session: &Session, ctx: &mut Ctx) -> Step {
     let rt = ctx.rt.clone();
     let rule = rt.rule(ctx.route);
-    let req = session.req_header();
-    let navigation = access::is_navigation(
-        req.method.as_str(),
-        &mut req
-            .headers
-            .get_all(http::header::ACCEPT)
-            .iter()
-            .map(|v| v.as_bytes()),
-    );
+    let navigation = respond::is_navigation(session);
     let roles = ctx.identity.as_ref().map(|i| i.roles.as_slice());
     match access::decide(&rule.access, roles, navigation) {
         Decision::Allow => {}
