@@ -1,4 +1,4 @@
-//! One JSON line per request on stdout (SPEC "Operations: Logs"). `time` is
+//! One JSON line per request on stdout (docs/configuration.md "Operations"). `time` is
 //! RFC 3339 in UTC with milliseconds (`2026-12-06T07:43:38.123Z`), the form
 //! log shippers (Vector, Fluent Bit, Loki's promtail, Elastic) parse without
 //! configuration.

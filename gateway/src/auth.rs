@@ -17,7 +17,7 @@ use policies::emergency::Grant;
 pub const SESSION_COOKIE: &str = "__Host-portcullis";
 /// The browser binding that CSRF tokens are tied to.
 pub const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
-/// The emergency session (SPEC `[emergency]`).
+/// The emergency session (docs/configuration.md `[emergency]`).
 pub const EMERGENCY_COOKIE: &str = "__Host-portcullis-emergency";
 /// The user name apps see for an emergency session: parentheses are not
 /// allowed in user names, so it can never be a real account.
@@ -35,7 +35,7 @@ pub struct Identity {
     pub session: Option<Session>,
 }
 
-/// The outcome of step 5.
+/// The outcome of stage `session`.
 #[derive(Debug, Default)]
 pub struct Auth {
     pub identity: Option<Identity>,

@@ -1,4 +1,4 @@
-//! Command-line interface (SPEC "Command line").
+//! Command-line interface (README "Running it").
 
 use std::path::PathBuf;
 

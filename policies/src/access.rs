@@ -1,4 +1,4 @@
-//! Access rules and the per-request decision (SPEC pipeline step 6).
+//! Access rules and the per-request decision (stage `access`, docs/behaviour.md).
 //!
 //! * `public` passes everybody; `login` needs a valid session; `role:a,b`
 //!   needs a session carrying any one of the roles; `deny` is 403 for

@@ -1,4 +1,4 @@
-//! Client address resolution (SPEC pipeline step 1).
+//! Client address resolution (stage `client_ip`, docs/behaviour.md).
 //!
 //! `X-Forwarded-For` is written by whoever sends the request, so it is only
 //! believed when the socket peer is a configured trusted proxy; otherwise the

@@ -1,4 +1,4 @@
-//! CORS (SPEC `[cors]`, pipeline step 8): off unless `allow_origins` is set.
+//! CORS (docs/configuration.md `[cors]`, the response): off unless `allow_origins` is set.
 //!
 //! The gateway builds a [`CorsPolicy`] only when `allow_origins` is present,
 //! answers preflights itself (204, no auth, the app is not reached) with

@@ -1,4 +1,4 @@
-//! Header-name decisions for the upstream request (SPEC pipeline step 7).
+//! Header-name decisions for the upstream request (the upstream request, docs/behaviour.md).
 //!
 //! Many app servers (CGI/WSGI environ, Rack, PHP, nginx with
 //! `underscores_in_headers`) read `X_Forwarded_User` and `X-Forwarded-User`

@@ -3,7 +3,7 @@
 //!
 //! pingora's parser drops a `#fragment` from the target and, when both
 //! `Content-Length` and `Transfer-Encoding` arrive, deletes `Content-Length`
-//! (RFC 9112 §6.3 lets a proxy do that). SPEC step 2 wants both refused with
+//! (RFC 9112 §6.3 lets a proxy do that). Stage `target` refuses both with
 //! 400 instead, since a client sending either is probing for a parser
 //! disagreement. These functions look at the bytes as they came off the wire.
 
@@ -32,11 +32,11 @@ pub fn header_values<'a>(head: &'a [u8], name: &'a str) -> impl Iterator<Item = 
     })
 }
 
-/// SPEC step 2's framing rule: `Content-Length` with `Transfer-Encoding`,
+/// Stage `target`'s framing rule: `Content-Length` with `Transfer-Encoding`,
 /// either repeated with different values, or a `Content-Length` that is not
 /// a plain decimal number. Each is a request-smuggling attempt.
 ///
-/// Stricter than the SPEC for `Transfer-Encoding`: the only one accepted is a
+/// Stricter than RFC 9112 asks for `Transfer-Encoding`: the only one accepted is a
 /// single `chunked` (any case). A coding list (`identity, chunked`,
 /// `gzip, chunked`, `chunked, chunked`) or the header repeated is refused:
 /// pingora frames the body by the last token only and forwards plain

@@ -1,6 +1,6 @@
-//! Security response headers (SPEC `[headers]`, pipeline step 8).
+//! Security response headers (docs/configuration.md `[headers]`, the response).
 //!
-//! A [`HeaderSet`] is resolved once at config load (SPEC defaults, then the
+//! A [`HeaderSet`] is resolved once at config load (the documented defaults, then the
 //! global `[headers]` table, then per route a key-by-key merge of the route's
 //! `headers`) and asked per response for a [`HeaderSet::plan`]. Rules, and why:
 //!
@@ -86,7 +86,7 @@ impl SecurityHeader {
         SecurityHeader::ALL.into_iter().find(|h| h.key() == key)
     }
 
-    /// The SPEC default value.
+    /// The documented default value.
     pub fn default_value(self) -> &'static str {
         match self {
             SecurityHeader::Hsts => "max-age=31536000; includeSubDomains",
@@ -159,7 +159,7 @@ pub struct HeaderSet {
 }
 
 impl HeaderSet {
-    /// The SPEC defaults: every header at its default value,
+    /// The documented defaults: every header at its default value,
     /// `app_may_override = ["csp"]`, `remove = ["server", "x-powered-by"]`.
     pub fn defaults() -> HeaderSet {
         HeaderSet {

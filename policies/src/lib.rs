@@ -20,13 +20,13 @@
 //! and responses; this crate only answers "is this safe / who is this / which
 //! route".
 //!
-//! * [`target`] — request-target validation and path normalisation (SPEC step 2).
-//! * [`client_ip`] — client address from the peer and `X-Forwarded-For` (step 1).
-//! * [`host`] — the request's host, parsed strictly into one canonical value (step 2).
+//! * [`target`] — request-target validation and path normalisation (stage `target`).
+//! * [`client_ip`] — client address from the peer and `X-Forwarded-For` (stage `client_ip`).
+//! * [`host`] — the request's host, parsed strictly into one canonical value (stage `target`).
 //! * [`method`] — accepted method spellings and method-override headers.
 //! * [`cookies`] — `Cookie` headers as bytes: find the gateway's, strip them for the app.
-//! * [`forwarding`] — header-name rules for the upstream request (step 7).
-//! * [`head`] — facts from the raw HTTP/1 request head: verbatim target, framing (step 2).
+//! * [`forwarding`] — header-name rules for the upstream request.
+//! * [`head`] — facts from the raw HTTP/1 request head: verbatim target, framing (stage `target`).
 //! * [`ratelimit`] — rate rules, in-process GCRA, `RateLimit` headers (stage `limits`).
 //! * [`ratekey`] — what a limit counts a request by: IP, user or a header.
 //! * [`upstream`] — which client headers the upstream request loses.
@@ -35,14 +35,14 @@
 //! * [`users`] — user names and argon2id password hashing with one-shape
 //!   verification (unknown users cost the same as wrong passwords).
 //! * [`session`] — the signed `__Host-portcullis` cookie: key rotation,
-//!   absolute and idle lifetimes, sliding re-issue (step 5).
+//!   absolute and idle lifetimes, sliding re-issue (stage `session`).
 //! * [`csrf`] — CSRF tokens for the gateway's forms, bound to one browser.
 //! * [`redirect`] — the login `next` parameter, local paths only.
 //! * [`access`] — `public` / `login` / `role:` / `deny` and the 303/401/403
-//!   decision (step 6).
-//! * [`assertion`] — the HS256 JWT for `X-Forwarded-Assertion` (step 7).
-//! * [`headers`] — security response headers, merged per route key by key (step 8).
-//! * [`cors`] — exact-origin CORS: preflight answers and response headers (step 8).
+//!   decision (stage `access`).
+//! * [`assertion`] — the HS256 JWT for `X-Forwarded-Assertion` (the upstream request).
+//! * [`headers`] — security response headers, merged per route key by key (the response).
+//! * [`cors`] — exact-origin CORS: preflight answers and response headers (the response).
 
 pub mod access;
 pub mod assertion;

@@ -1,4 +1,4 @@
-//! Rate limits (SPEC pipeline step 4): the rule model, the in-process GCRA
+//! Rate limits (stages `limits` and `route_limit`, docs/behaviour.md): the rule model, the in-process GCRA
 //! store (governor), and the IETF `RateLimit-Policy` / `RateLimit` header
 //! values (draft-ietf-httpapi-ratelimit-headers-09 structured fields).
 //!

@@ -1,4 +1,4 @@
-//! The `__Host-portcullis` session cookie codec (SPEC pipeline step 5).
+//! The `__Host-portcullis` session cookie codec (stage `session`, docs/behaviour.md).
 //!
 //! A cookie value is `payload.tag`, where the payload is readable text
 //!

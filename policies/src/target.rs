@@ -1,4 +1,4 @@
-//! Request-target safety and normalisation (SPEC pipeline step 2).
+//! Request-target safety and normalisation (stage `target`, docs/behaviour.md).
 //!
 //! The gateway and the upstream must agree on which resource a request names,
 //! otherwise an access rule for `/admin` can be bypassed with a spelling the

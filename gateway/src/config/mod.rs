@@ -58,7 +58,7 @@ pub struct Config {
     /// `[access] default`: access for routes without `access` and unmatched paths.
     pub access_default: Access,
     pub routes: Vec<Route>,
-    /// `[headers]` over the SPEC defaults; routes merge their overrides into it.
+    /// `[headers]` over the documented defaults; routes merge their overrides into it.
     pub headers: HeaderSet,
     /// `[cors]`: `None` unless `allow_origins` is set.
     pub cors: Option<CorsPolicy>,

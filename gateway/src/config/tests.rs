@@ -289,7 +289,7 @@ fn emergency_gate() {
     };
     let load = |em: &str, vars: &[(&str, &str)]| parse_with(&text(em), vars);
     let base_vars = [("K", KEYS), ("E", SECRET)];
-    // Off by default, with the SPEC defaults.
+    // Off by default, with the documented defaults.
     let cfg = load("", &base_vars).expect("loads").config;
     assert!(!cfg.emergency.enabled);
     assert_eq!(cfg.emergency.ttl, Duration::from_secs(900));
@@ -773,7 +773,7 @@ fn sessions_and_identity() {
         Access::Roles(vec!["admin".into(), "ops".into()])
     );
 
-    // Without [access] default, the SPEC default is "login".
+    // Without [access] default, the documented default is "login".
     let text = format!("{BASE}\n[secrets]\nsession_keys = \"env:K\"\n")
         .replace("[access]\ndefault = \"public\"\n", "");
     assert_eq!(

@@ -1,4 +1,4 @@
-//! SPEC "Start-up safety": what `run` refuses once a public listener leaves loopback.
+//! docs/configuration.md "Start-up safety": what `run` refuses once a public listener leaves loopback.
 
 use super::super::{Config, Report, SecretSource, TlsMode};
 
