@@ -12,6 +12,7 @@ pub mod flask;
 pub mod gateway;
 pub mod login;
 pub mod pki;
+pub mod postgres;
 pub mod ports;
 pub mod redis;
 pub mod upstream;

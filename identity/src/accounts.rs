@@ -1,0 +1,279 @@
+//! Accounts: who may sign in, with which roles. Names are unique
+//! case-insensitively; the epoch is replaced whenever the account's
+//! sessions must end (password change, disable, sign out everywhere), and
+//! those sessions are deleted in the same transaction.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::{new_epoch, Store, StoreError};
+
+/// One account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The store's key (sessions and external identities point at it).
+    pub id: i64,
+    /// As written when created: what apps see.
+    pub name: String,
+    /// Optional contact and provider-matching address.
+    pub email: Option<String>,
+    /// argon2id PHC string; `None` for an account that signs in only
+    /// through a provider.
+    pub password: Option<String>,
+    /// Role names (no commas: `A-Z a-z 0-9 . _ -`).
+    pub roles: Vec<String>,
+    /// A disabled account cannot sign in and has no sessions.
+    pub disabled: bool,
+    /// Sessions carry the epoch they were issued under.
+    pub epoch: String,
+    /// Unix milliseconds.
+    pub created: i64,
+    /// Unix milliseconds of the last sign-in, if any.
+    pub last_sign_in: Option<i64>,
+}
+
+/// What a new account starts with.
+#[derive(Debug, Clone, Default)]
+pub struct NewAccount<'a> {
+    /// Validated by the caller (`policies::users::valid_user_name`).
+    pub name: &'a str,
+    /// Optional e-mail address.
+    pub email: Option<&'a str>,
+    /// An argon2id hash, never a password.
+    pub password: Option<&'a str>,
+    /// Role names.
+    pub roles: &'a [String],
+    /// Created disabled (an import of a disabled user).
+    pub disabled: bool,
+    /// Unix milliseconds.
+    pub created: i64,
+}
+
+const COLUMNS: &str = "id, name, email, password, roles, disabled, epoch, created, last_sign_in";
+
+/// A change to one account.
+enum Change<'a> {
+    Password(Option<&'a str>),
+    Disabled(bool),
+    Roles(String),
+    SignIn(i64),
+    EndSessions,
+}
+
+impl Change<'_> {
+    fn column(&self) -> Option<&'static str> {
+        match self {
+            Change::Password(_) => Some("password"),
+            Change::Disabled(_) => Some("disabled"),
+            Change::Roles(_) => Some("roles"),
+            Change::SignIn(_) => Some("last_sign_in"),
+            Change::EndSessions => None,
+        }
+    }
+
+    /// Whether the account's sessions end: a new password, a disable, or
+    /// "sign out everywhere". Enabling, roles and sign-ins keep them.
+    fn ends_sessions(&self) -> bool {
+        matches!(
+            self,
+            Change::Password(_) | Change::Disabled(true) | Change::EndSessions
+        )
+    }
+}
+
+fn key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+fn from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
+    let roles: String = row.try_get("roles")?;
+    Ok(Account {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        password: row.try_get("password")?,
+        roles: roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect(),
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        epoch: row.try_get("epoch")?,
+        created: row.try_get("created")?,
+        last_sign_in: row.try_get("last_sign_in")?,
+    })
+}
+
+impl Store {
+    /// Every account, by name.
+    pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY name_key");
+        let rows = sqlx::query(&sql)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(from_row)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.error(e))
+    }
+
+    /// The account named `name` (case-insensitively).
+    pub async fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE name_key = $1");
+        let row = sqlx::query(&sql)
+            .bind(key(name))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|e| self.error(e))?;
+        row.as_ref()
+            .map(from_row)
+            .transpose()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Creates an account with a fresh epoch.
+    pub async fn create_account(&self, new: NewAccount<'_>) -> Result<Account, StoreError> {
+        let mut tx = self.begin().await?;
+        if self.find(&mut tx, new.name).await?.is_some() {
+            return Err(StoreError::Exists(new.name.to_string()));
+        }
+        let sql = format!(
+            "INSERT INTO accounts (name, name_key, email, password, roles, disabled, epoch, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(new.name)
+            .bind(key(new.name))
+            .bind(new.email)
+            .bind(new.password)
+            .bind(new.roles.join(","))
+            .bind(i64::from(new.disabled))
+            .bind(new_epoch())
+            .bind(new.created)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                // Another instance created it between the check and here.
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::Exists(new.name.to_string())
+                }
+                _ => self.error(e),
+            })?;
+        let account = from_row(&row).map_err(|e| self.error(e))?;
+        self.commit(tx).await?;
+        Ok(account)
+    }
+
+    /// Sets (or removes) the password hash; the account's sessions end.
+    pub async fn set_password(
+        &self,
+        name: &str,
+        hash: Option<&str>,
+    ) -> Result<Account, StoreError> {
+        self.update(name, Change::Password(hash)).await
+    }
+
+    /// Disables (its sessions end) or enables an account.
+    pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<Account, StoreError> {
+        self.update(name, Change::Disabled(disabled)).await
+    }
+
+    /// Replaces the roles; live sessions see them at their next request.
+    pub async fn set_roles(&self, name: &str, roles: &[String]) -> Result<Account, StoreError> {
+        self.update(name, Change::Roles(roles.join(","))).await
+    }
+
+    /// Ends every session of the account ("sign out everywhere").
+    pub async fn end_sessions(&self, name: &str) -> Result<Account, StoreError> {
+        self.update(name, Change::EndSessions).await
+    }
+
+    /// Records a successful sign-in (Unix milliseconds).
+    pub async fn record_sign_in(&self, name: &str, at: i64) -> Result<Account, StoreError> {
+        self.update(name, Change::SignIn(at)).await
+    }
+
+    /// Deletes the account and, with it, its sessions and links. `false`
+    /// when there was no such account.
+    pub async fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM accounts WHERE name_key = $1")
+            .bind(key(name))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.commit(tx).await?;
+        Ok(true)
+    }
+
+    /// One change to an existing account, in one transaction; a change
+    /// that ends sessions replaces the epoch and deletes them too.
+    async fn update(&self, name: &str, change: Change<'_>) -> Result<Account, StoreError> {
+        let mut tx = self.begin().await?;
+        let Some(id) = self.find(&mut tx, name).await? else {
+            return Err(StoreError::NoSuchAccount(name.to_string()));
+        };
+        let ends = change.ends_sessions();
+        let set = match (change.column(), ends) {
+            (Some(column), true) => format!("{column} = $2, epoch = $3"),
+            (Some(column), false) => format!("{column} = $2"),
+            (None, _) => "epoch = $2".to_string(),
+        };
+        let sql = format!("UPDATE accounts SET {set} WHERE id = $1 RETURNING {COLUMNS}");
+        let q = sqlx::query(&sql).bind(id);
+        let q = match change {
+            Change::Password(hash) => q.bind(hash.map(str::to_string)),
+            Change::Disabled(d) => q.bind(i64::from(d)),
+            Change::Roles(roles) => q.bind(roles),
+            Change::SignIn(at) => q.bind(at),
+            Change::EndSessions => q,
+        };
+        let q = if ends { q.bind(new_epoch()) } else { q };
+        let row = q.fetch_one(&mut *tx).await.map_err(|e| self.error(e))?;
+        if ends {
+            sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        let account = from_row(&row).map_err(|e| self.error(e))?;
+        self.commit(tx).await?;
+        Ok(account)
+    }
+
+    /// The id of the account named `name`, inside a transaction.
+    async fn find(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        name: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT id FROM accounts WHERE name_key = $1")
+            .bind(key(name))
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        row.map(|r| r.try_get(0))
+            .transpose()
+            .map_err(|e| self.error(e))
+    }
+
+    /// A write transaction.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        self.pool().begin().await.map_err(|e| self.error(e))
+    }
+
+    /// Bumps the change counter and commits: the counter moves with every
+    /// committed write, and only with one.
+    pub(crate) async fn commit(&self, mut tx: Transaction<'static, Any>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE portcullis_changes SET counter = counter + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+}

@@ -1,0 +1,33 @@
+//! The identity store of portcullis: accounts and sessions (and, empty for
+//! now, the tables the sign-in work needs) in SQLite, embedded, or
+//! PostgreSQL, shared by several instances.
+//!
+//! * [`Store`] opens either backend through sqlx's `Any` driver, so every
+//!   statement is written once (`$N` markers, types both dialects share:
+//!   `BIGINT` integers, `TEXT`), and runs the versioned, forward-only
+//!   migrations of [`schema`]; a store written by a newer schema is refused.
+//! * [`accounts`] and [`sessions`]: every write is one transaction that also
+//!   bumps a change counter, so a cache in front can poll one row to learn
+//!   that something changed ([`Store::changes`]).
+//!
+//! Times are Unix milliseconds. Nothing here knows HTTP or the gateway.
+#![deny(missing_docs, unreachable_pub)]
+
+pub mod accounts;
+mod error;
+mod location;
+pub mod schema;
+pub mod sessions;
+mod store;
+
+pub use accounts::{Account, NewAccount};
+pub use error::StoreError;
+pub use sessions::SessionRecord;
+pub use store::{Backend, Store};
+
+/// A fresh random epoch (128 bits, hex): replaced whenever an account's
+/// sessions must end, so two independent changes never produce one value.
+pub fn new_epoch() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

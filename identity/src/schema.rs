@@ -1,0 +1,99 @@
+//! The schema, as versioned forward-only migrations. A migration is never
+//! edited once released: a change is a new version. The two dialects share
+//! every statement except how an auto-numbered key is spelt (`{ID}`).
+
+/// One schema version: its statements run in one transaction, together
+/// with the row that records it.
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) statements: &'static [&'static str],
+}
+
+/// The newest schema this build knows.
+pub const LATEST: i64 = 1;
+
+/// Every migration, oldest first.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    statements: &[
+        "CREATE TABLE portcullis_changes (id BIGINT PRIMARY KEY, counter BIGINT NOT NULL)",
+        "INSERT INTO portcullis_changes (id, counter) VALUES (1, 0)",
+        // `name_key`: the name lowercased, so names are unique
+        // case-insensitively while apps see the name as written.
+        "CREATE TABLE accounts (
+            id {ID},
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,
+            email TEXT,
+            password TEXT,
+            roles TEXT NOT NULL,
+            disabled BIGINT NOT NULL,
+            epoch TEXT NOT NULL,
+            created BIGINT NOT NULL,
+            last_sign_in BIGINT
+        )",
+        "CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            account_id BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            epoch TEXT NOT NULL,
+            created BIGINT NOT NULL,
+            last_seen BIGINT NOT NULL,
+            method TEXT NOT NULL,
+            client_ip TEXT,
+            user_agent TEXT
+        )",
+        "CREATE INDEX sessions_account ON sessions (account_id)",
+        // For provider sign-in, second factors and invitations (empty until
+        // those land).
+        "CREATE TABLE external_identities (
+            id {ID},
+            account_id BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            provider TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            email TEXT,
+            created BIGINT NOT NULL,
+            UNIQUE (provider, subject)
+        )",
+        "CREATE TABLE second_factors (
+            id {ID},
+            account_id BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            label TEXT NOT NULL,
+            data TEXT NOT NULL,
+            created BIGINT NOT NULL,
+            last_used BIGINT
+        )",
+        "CREATE TABLE recovery_codes (
+            id {ID},
+            account_id BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            code_hash TEXT NOT NULL,
+            used BIGINT
+        )",
+        "CREATE TABLE invitations (
+            id TEXT PRIMARY KEY,
+            email TEXT,
+            roles TEXT NOT NULL,
+            created BIGINT NOT NULL,
+            expires BIGINT NOT NULL,
+            used BIGINT,
+            created_by BIGINT REFERENCES accounts (id) ON DELETE SET NULL
+        )",
+    ],
+}];
+
+/// The table that records the schema version.
+pub(crate) const VERSION_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS portcullis_schema (version BIGINT NOT NULL)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_consecutive_and_end_at_latest() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1);
+        }
+        assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(LATEST));
+    }
+}

@@ -1,0 +1,330 @@
+//! The identity store on both backends: a SQLite temp file and a private
+//! PostgreSQL cluster (tests/support/postgres.rs). Every check runs on both.
+// Test code: a failed assumption is a failed test (workspace lints deny these).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../tests/support/postgres.rs"]
+mod postgres;
+
+use identity::{schema, NewAccount, SessionRecord, Store, StoreError};
+use postgres::Postgres;
+
+/// A store on a fresh SQLite file; the dir lives as long as the store.
+async fn sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("sub/identity.db").display());
+    (Store::open(&url).await.expect("sqlite store"), dir)
+}
+
+/// Runs one check on a SQLite store and on a PostgreSQL store.
+macro_rules! on_both {
+    ($check:ident) => {
+        mod $check {
+            #[tokio::test]
+            async fn sqlite() {
+                let (store, _dir) = super::sqlite().await;
+                super::$check(&store, &store.clone()).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let pg = super::Postgres::start();
+                let a = super::Store::open(&pg.url()).await.expect("postgres store");
+                // A second instance on the same database.
+                let b = super::Store::open(&pg.url())
+                    .await
+                    .expect("second instance");
+                super::$check(&a, &b).await;
+            }
+        }
+    };
+}
+
+fn roles(list: &[&str]) -> Vec<String> {
+    list.iter().map(|r| r.to_string()).collect()
+}
+
+async fn create(store: &Store, name: &str, role_list: &[&str]) -> identity::Account {
+    let roles = roles(role_list);
+    store
+        .create_account(NewAccount {
+            name,
+            email: Some("a@example.com"),
+            password: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"),
+            roles: &roles,
+            disabled: false,
+            created: 1_000,
+        })
+        .await
+        .expect("created")
+}
+
+fn session(id: &str, account: &identity::Account) -> SessionRecord {
+    SessionRecord {
+        id: id.to_string(),
+        account_id: account.id,
+        epoch: account.epoch.clone(),
+        created: 2_000,
+        last_seen: 2_000,
+        method: "password".into(),
+        client_ip: Some("192.0.2.7".into()),
+        user_agent: None,
+    }
+}
+
+on_both!(migrations_are_versioned);
+async fn migrations_are_versioned(a: &Store, b: &Store) {
+    assert_eq!(a.schema_version().await.unwrap(), schema::LATEST);
+    assert_eq!(b.schema_version().await.unwrap(), schema::LATEST);
+    assert_eq!(a.changes().await.unwrap(), 0);
+}
+
+on_both!(accounts_round_trip);
+async fn accounts_round_trip(a: &Store, b: &Store) {
+    let alice = create(a, "Alice", &["staff", "admin"]).await;
+    assert_eq!(alice.name, "Alice");
+    assert_eq!(alice.roles, ["staff", "admin"]);
+    assert_eq!(alice.epoch.len(), 32);
+    // Unique case-insensitively, found in any case, from either instance.
+    assert!(matches!(
+        a.create_account(NewAccount {
+            name: "alice",
+            ..Default::default()
+        })
+        .await,
+        Err(StoreError::Exists(_))
+    ));
+    assert_eq!(b.account("ALICE").await.unwrap(), Some(alice.clone()));
+    create(b, "bob", &[]).await;
+    let names: Vec<String> = a
+        .accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.name)
+        .collect();
+    assert_eq!(names, ["Alice", "bob"]);
+
+    // Roles and enabling keep sessions; a password, a disable and "sign out
+    // everywhere" each end them with a new epoch.
+    let same = a.set_roles("alice", &roles(&["staff"])).await.unwrap();
+    assert_eq!(
+        (same.roles.clone(), same.epoch.clone()),
+        (roles(&["staff"]), alice.epoch.clone())
+    );
+    let pw = a
+        .set_password("alice", Some("$argon2id$new"))
+        .await
+        .unwrap();
+    assert_ne!(pw.epoch, alice.epoch);
+    assert_eq!(pw.password.as_deref(), Some("$argon2id$new"));
+    let off = b.set_disabled("alice", true).await.unwrap();
+    assert!(off.disabled && off.epoch != pw.epoch);
+    let on = a.set_disabled("alice", false).await.unwrap();
+    assert!(!on.disabled && on.epoch == off.epoch);
+    let out = a.end_sessions("alice").await.unwrap();
+    assert_ne!(out.epoch, on.epoch);
+    let seen = a.record_sign_in("alice", 5_000).await.unwrap();
+    assert_eq!(
+        (seen.last_sign_in, seen.epoch),
+        (Some(5_000), out.epoch.clone())
+    );
+
+    // Deleted and added again: a new account, a new epoch.
+    assert!(b.delete_account("alice").await.unwrap());
+    assert!(!a.delete_account("alice").await.unwrap());
+    assert!(a.account("alice").await.unwrap().is_none());
+    let again = create(a, "alice", &[]).await;
+    assert_ne!(again.epoch, out.epoch);
+    assert_ne!(again.id, alice.id);
+    assert!(matches!(
+        a.set_password("carol", None).await,
+        Err(StoreError::NoSuchAccount(_))
+    ));
+}
+
+on_both!(sessions_follow_their_account);
+async fn sessions_follow_their_account(a: &Store, b: &Store) {
+    let alice = create(a, "alice", &["staff"]).await;
+    let bob = create(a, "bob", &[]).await;
+    a.create_session(&session("00112233445566778899aabbccddeeff", &alice))
+        .await
+        .unwrap();
+    a.create_session(&session("ffeeddccbbaa99887766554433221100", &alice))
+        .await
+        .unwrap();
+    a.create_session(&session("0123456789abcdef0123456789abcdef", &bob))
+        .await
+        .unwrap();
+    let s = b
+        .session("00112233445566778899aabbccddeeff")
+        .await
+        .unwrap()
+        .expect("seen by B");
+    assert_eq!(
+        (s.account_id, s.epoch.as_str()),
+        (alice.id, alice.epoch.as_str())
+    );
+    assert_eq!(s.client_ip.as_deref(), Some("192.0.2.7"));
+    // last_seen only moves forward.
+    b.touch_session(&s.id, 9_000).await.unwrap();
+    b.touch_session(&s.id, 3_000).await.unwrap();
+    assert_eq!(
+        a.session(&s.id).await.unwrap().map(|s| s.last_seen),
+        Some(9_000)
+    );
+    // Logout deletes one; a new epoch deletes the rest of that account's.
+    assert!(b.delete_session(&s.id).await.unwrap());
+    assert!(!a.delete_session(&s.id).await.unwrap());
+    assert_eq!(a.sessions_of(alice.id).await.unwrap().len(), 1);
+    a.set_password("alice", None).await.unwrap();
+    assert!(a.sessions_of(alice.id).await.unwrap().is_empty());
+    assert_eq!(a.sessions_of(bob.id).await.unwrap().len(), 1, "bob's stays");
+    // Deleting an account deletes its sessions.
+    a.delete_account("bob").await.unwrap();
+    assert!(b
+        .session("0123456789abcdef0123456789abcdef")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+on_both!(every_write_moves_the_counter_once);
+async fn every_write_moves_the_counter_once(a: &Store, b: &Store) {
+    let c0 = b.changes().await.unwrap();
+    let alice = create(a, "alice", &[]).await;
+    assert_eq!(b.changes().await.unwrap(), c0 + 1);
+    // A refused write changes nothing.
+    let dup = a
+        .create_account(NewAccount {
+            name: "ALICE",
+            ..Default::default()
+        })
+        .await;
+    assert!(dup.is_err());
+    a.delete_account("nobody").await.unwrap();
+    assert_eq!(b.changes().await.unwrap(), c0 + 1);
+    a.create_session(&session("00112233445566778899aabbccddeeff", &alice))
+        .await
+        .unwrap();
+    a.set_roles("alice", &roles(&["x"])).await.unwrap();
+    assert_eq!(b.changes().await.unwrap(), c0 + 3);
+    // Activity is not a change other instances must learn about.
+    a.touch_session("00112233445566778899aabbccddeeff", 7_000)
+        .await
+        .unwrap();
+    assert_eq!(b.changes().await.unwrap(), c0 + 3);
+}
+
+#[tokio::test]
+async fn a_new_sqlite_file_is_private_and_reopens() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("identity.db");
+    let url = format!("sqlite:{}", file.display());
+    let store = Store::open(&url).await.unwrap();
+    create(&store, "alice", &[]).await;
+    drop(store);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Across a restart: the same accounts, the schema not applied twice.
+    let again = Store::open(&url).await.unwrap();
+    assert!(again.account("alice").await.unwrap().is_some());
+    assert_eq!(again.schema_version().await.unwrap(), schema::LATEST);
+}
+
+#[tokio::test]
+async fn foreign_and_newer_stores_are_refused_with_a_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not a database at all.
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x42u8; 8192]).unwrap();
+    let e = Store::open(&format!("sqlite:{}", garbage.display()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotADatabase { .. }), "{e:?}");
+    assert!(
+        e.to_string().starts_with(&garbage.display().to_string()),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&garbage).unwrap(),
+        vec![0x42u8; 8192],
+        "left untouched"
+    );
+
+    // A SQLite database of some other program.
+    let other = dir.path().join("other.db");
+    let url = format!("sqlite:{}", other.display());
+    {
+        let pool = sqlx::AnyPool::connect(&format!("sqlite://{}?mode=rwc", other.display()))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE notes (body TEXT)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let e = Store::open(&url).await.unwrap_err();
+    assert!(matches!(e, StoreError::Foreign { .. }), "{e:?}");
+
+    // Written by a newer portcullis.
+    let newer = dir.path().join("newer.db");
+    let url = format!("sqlite:{}", newer.display());
+    let store = Store::open(&url).await.unwrap();
+    drop(store);
+    {
+        let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", newer.display()))
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO portcullis_schema (version) VALUES (99)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let e = Store::open(&url).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::NewerSchema {
+                found: 99,
+                supported: schema::LATEST,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("newer portcullis"), "{e}");
+}
+
+#[tokio::test]
+async fn two_instances_starting_together_migrate_once() {
+    let pg = Postgres::start();
+    pg.create_database("together");
+    let url = pg.url_of("together");
+    let (a, b) = tokio::join!(Store::open(&url), Store::open(&url));
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    assert_eq!(a.schema_version().await.unwrap(), schema::LATEST);
+    create(&a, "alice", &[]).await;
+    assert!(b.account("alice").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_named_without_its_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://portcullis:sekrit-pw@127.0.0.1:{port}/identity");
+    let e = Store::open(&url).await.unwrap_err();
+    assert!(e.is_unreachable(), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!("postgres://127.0.0.1:{port}/identity")),
+        "{text}"
+    );
+    assert!(!text.contains("sekrit-pw"), "{text}");
+}
