@@ -19,9 +19,11 @@ use policies::session::{self, Lifetimes, Session, SessionKeys};
 use policies::target::parse_target;
 
 const NOW: u64 = 1_700_000_000;
+/// Session clocks are Unix milliseconds.
+const NOW_MS: u64 = NOW * 1000;
 const LIFE: Lifetimes = Lifetimes {
-    ttl: 12 * 3600,
-    idle: 2 * 3600,
+    ttl: 12 * 3600 * 1000,
+    idle: 2 * 3600 * 1000,
 };
 
 /// 100 routes like a real app's: `/api/v1/resource-N` prefixes, some with
@@ -97,8 +99,8 @@ fn bench(c: &mut Criterion) {
             id: session::new_id(),
             user: "alice@example.com".into(),
             generation: 3,
-            issued: NOW - 60,
-            seen: NOW - 60,
+            issued: NOW_MS - 60_000,
+            seen: NOW_MS - 60_000,
         },
         &keys,
     );
@@ -120,7 +122,7 @@ fn bench(c: &mut Criterion) {
                 "GET",
             );
             let (s, _refresh) =
-                session::decode(black_box(&cookie), &keys, NOW, LIFE).expect("valid");
+                session::decode(black_box(&cookie), &keys, NOW_MS, LIFE).expect("valid");
             let key = format!("i:{}", client.ip);
             let outcome = limiter.check(&key);
             let decision = access::decide(&rule, Some(&roles), false);

@@ -13,9 +13,11 @@ use policies::csrf;
 use policies::session::{self, Lifetimes, Session, SessionKeys};
 
 const NOW: u64 = 1_700_000_000;
+/// Session clocks are Unix milliseconds.
+const NOW_MS: u64 = NOW * 1000;
 const LIFE: Lifetimes = Lifetimes {
-    ttl: 12 * 3600,
-    idle: 2 * 3600,
+    ttl: 12 * 3600 * 1000,
+    idle: 2 * 3600 * 1000,
 };
 
 fn keys(list: &[&[u8]]) -> SessionKeys {
@@ -32,27 +34,27 @@ fn bench_session(c: &mut Criterion) {
         id: session::new_id(),
         user: "alice.smith@example.com".into(),
         generation: 3,
-        issued: NOW - 600,
-        seen: NOW - 60,
+        issued: NOW_MS - 600_000,
+        seen: NOW_MS - 60_000,
     };
     let valid = session::encode(&s, &one);
-    assert!(session::decode(&valid, &three, NOW, LIFE).is_ok());
+    assert!(session::decode(&valid, &three, NOW_MS, LIFE).is_ok());
     let (payload, _) = valid.rsplit_once('.').expect("payload.tag");
     let bad_mac = format!("{payload}.{}", "A".repeat(43));
     let malformed = "v1|not-a-session-cookie";
 
     let mut g = c.benchmark_group("session::decode");
     g.bench_function("valid, 1 key", |b| {
-        b.iter(|| session::decode(black_box(&valid), &one, NOW, LIFE))
+        b.iter(|| session::decode(black_box(&valid), &one, NOW_MS, LIFE))
     });
     g.bench_function("valid, 3 keys, match last", |b| {
-        b.iter(|| session::decode(black_box(&valid), &three, NOW, LIFE))
+        b.iter(|| session::decode(black_box(&valid), &three, NOW_MS, LIFE))
     });
     g.bench_function("bad MAC, 1 key", |b| {
-        b.iter(|| session::decode(black_box(&bad_mac), &one, NOW, LIFE))
+        b.iter(|| session::decode(black_box(&bad_mac), &one, NOW_MS, LIFE))
     });
     g.bench_function("malformed", |b| {
-        b.iter(|| session::decode(black_box(malformed), &one, NOW, LIFE))
+        b.iter(|| session::decode(black_box(malformed), &one, NOW_MS, LIFE))
     });
     g.finish();
 

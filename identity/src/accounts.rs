@@ -108,28 +108,14 @@ impl Store {
     /// Every account, by name.
     pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY name_key");
-        let rows = sqlx::query(&sql)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.error(e))?;
-        rows.iter()
-            .map(from_row)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.error(e))
+        self.all(sqlx::query(&sql), from_row).await
     }
 
     /// The account named `name` (case-insensitively).
     pub async fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM accounts WHERE name_key = $1");
-        let row = sqlx::query(&sql)
-            .bind(key(name))
-            .fetch_optional(self.pool())
+        self.optional(sqlx::query(&sql).bind(key(name)), from_row)
             .await
-            .map_err(|e| self.error(e))?;
-        row.as_ref()
-            .map(from_row)
-            .transpose()
-            .map_err(|e| self.error(e))
     }
 
     /// Creates an account with a fresh epoch.
@@ -197,17 +183,8 @@ impl Store {
     /// Deletes the account and, with it, its sessions and links. `false`
     /// when there was no such account.
     pub async fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM accounts WHERE name_key = $1")
-            .bind(key(name))
-            .execute(&mut *tx)
+        self.delete("DELETE FROM accounts WHERE name_key = $1", key(name))
             .await
-            .map_err(|e| self.error(e))?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        self.commit(tx).await?;
-        Ok(true)
     }
 
     /// One change to an existing account, in one transaction; a change
@@ -260,6 +237,22 @@ impl Store {
         row.map(|r| r.try_get(0))
             .transpose()
             .map_err(|e| self.error(e))
+    }
+
+    /// Runs one `DELETE … WHERE key = $1`; commits (and moves the counter)
+    /// only when a row went.
+    pub(crate) async fn delete(&self, sql: &'static str, key: String) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(sql)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.commit(tx).await?;
+        Ok(true)
     }
 
     /// A write transaction.

@@ -29,6 +29,28 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
 }
 
+impl SessionRecord {
+    /// A session of `account` established at `at` (Unix ms) by `method`,
+    /// under the account's current epoch; client details left empty.
+    pub fn new(
+        id: impl Into<String>,
+        account: &crate::Account,
+        method: &str,
+        at: i64,
+    ) -> SessionRecord {
+        SessionRecord {
+            id: id.into(),
+            account_id: account.id,
+            epoch: account.epoch.clone(),
+            created: at,
+            last_seen: at,
+            method: method.to_string(),
+            client_ip: None,
+            user_agent: None,
+        }
+    }
+}
+
 const COLUMNS: &str = "id, account_id, epoch, created, last_seen, method, client_ip, user_agent";
 
 fn from_row(row: &AnyRow) -> Result<SessionRecord, sqlx::Error> {
@@ -68,30 +90,14 @@ impl Store {
     /// The session with this id, if it exists.
     pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| self.error(e))?;
-        row.as_ref()
-            .map(from_row)
-            .transpose()
-            .map_err(|e| self.error(e))
+        self.optional(sqlx::query(&sql).bind(id), from_row).await
     }
 
     /// The sessions of one account, newest first (for the account page).
     pub async fn sessions_of(&self, account_id: i64) -> Result<Vec<SessionRecord>, StoreError> {
         let sql =
             format!("SELECT {COLUMNS} FROM sessions WHERE account_id = $1 ORDER BY created DESC");
-        let rows = sqlx::query(&sql)
-            .bind(account_id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.error(e))?;
-        rows.iter()
-            .map(from_row)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.error(e))
+        self.all(sqlx::query(&sql).bind(account_id), from_row).await
     }
 
     /// Records activity. Not a change other instances must see: the
@@ -108,16 +114,7 @@ impl Store {
 
     /// Logout: deletes the record. `false` when there was none.
     pub async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
+        self.delete("DELETE FROM sessions WHERE id = $1", id.to_string())
             .await
-            .map_err(|e| self.error(e))?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        self.commit(tx).await?;
-        Ok(true)
     }
 }

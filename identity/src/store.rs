@@ -8,6 +8,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use crate::location::Location;
+
+/// A statement with its arguments, for either backend.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 use crate::schema::{LATEST, MIGRATIONS, VERSION_TABLE};
 use crate::StoreError;
 
@@ -95,6 +98,32 @@ impl Store {
             .await
             .map_err(|e| self.error(e))?;
         row.try_get(0).map_err(|e| self.error(e))
+    }
+
+    /// Every row of `q`, each turned into a value by `f`.
+    pub(crate) async fn all<'q, T>(
+        &self,
+        q: AnyQuery<'q>,
+        f: fn(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = q.fetch_all(&self.pool).await.map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(f)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.error(e))
+    }
+
+    /// The row of `q`, if any, turned into a value by `f`.
+    pub(crate) async fn optional<'q, T>(
+        &self,
+        q: AnyQuery<'q>,
+        f: fn(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Option<T>, StoreError> {
+        let row = q
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        row.as_ref().map(f).transpose().map_err(|e| self.error(e))
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -61,14 +61,8 @@ async fn create(store: &Store, name: &str, role_list: &[&str]) -> identity::Acco
 
 fn session(id: &str, account: &identity::Account) -> SessionRecord {
     SessionRecord {
-        id: id.to_string(),
-        account_id: account.id,
-        epoch: account.epoch.clone(),
-        created: 2_000,
-        last_seen: 2_000,
-        method: "password".into(),
         client_ip: Some("192.0.2.7".into()),
-        user_agent: None,
+        ..SessionRecord::new(id, account, "password", 2_000)
     }
 }
 

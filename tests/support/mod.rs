@@ -12,8 +12,8 @@ pub mod flask;
 pub mod gateway;
 pub mod login;
 pub mod pki;
-pub mod postgres;
 pub mod ports;
+pub mod postgres;
 pub mod redis;
 pub mod upstream;
 

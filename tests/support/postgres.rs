@@ -82,18 +82,8 @@ impl Postgres {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off",
-            dir.path().display()
-        );
-        run(as_postgres(&bin, "pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .args(["-w", "-t", "30", "start", "-o", &options]));
         let pg = Postgres { dir, bin, port };
+        pg.restart();
         pg.sql(&format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'"));
         pg.create_database("identity");
         pg
@@ -131,12 +121,35 @@ impl Postgres {
     }
 }
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
+impl Postgres {
+    /// Stops the server (fast shutdown: connections are cut).
+    pub fn stop(&self) {
         let _ = as_postgres(&self.bin, "pg_ctl")
             .arg("-D")
             .arg(self.dir.path().join("data"))
             .args(["-w", "-t", "30", "stop", "-m", "fast"])
             .output();
+    }
+
+    /// Starts the server (again) on its port, with its data.
+    pub fn restart(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        run(as_postgres(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "-t", "30", "start", "-o", &options]));
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
