@@ -24,6 +24,9 @@ pub struct Ctx {
     pub emergency: Option<policies::emergency::Grant>,
     /// Stage `client_ip`.
     pub client: Option<ClientAddr>,
+    /// The connection is TLS (`https` may also come from a trusted
+    /// platform's `X-Forwarded-Proto` when TLS is off here).
+    pub tls: bool,
     pub https: bool,
     /// Stage `target`: the host in canonical form, port included.
     pub host: Option<String>,
@@ -65,6 +68,7 @@ impl Ctx {
             identity: None,
             emergency: None,
             client: None,
+            tls: false,
             https: false,
             host: None,
             path: String::new(),

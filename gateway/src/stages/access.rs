@@ -9,6 +9,7 @@ use crate::answer::{Answer, Step};
 use crate::ctx::Ctx;
 use crate::reserved::paths;
 use crate::respond;
+use crate::runtime::Runtime;
 
 fn count_failure(kind: &str) {
     crate::metrics::METRICS
@@ -17,8 +18,7 @@ fn count_failure(kind: &str) {
         .inc();
 }
 
-pub fn run(session: &Session, ctx: &mut Ctx) -> Step {
-    let rt = ctx.rt.clone();
+pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
     let rule = rt.rule(ctx.route);
     let navigation = respond::is_navigation(session);
     let roles = ctx.identity.as_ref().map(|i| i.roles.as_slice());
@@ -46,8 +46,7 @@ pub fn run(session: &Session, ctx: &mut Ctx) -> Step {
     Step::Continue(())
 }
 
-pub fn body_limit(session: &Session, ctx: &mut Ctx) -> Step {
-    let rt = ctx.rt.clone();
+pub fn body_limit(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
     let rule = rt.rule(ctx.route);
     let declared = session
         .req_header()

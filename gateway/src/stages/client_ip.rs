@@ -35,6 +35,7 @@ pub fn run(session: &Session, ctx: &mut Ctx) -> Step {
             }
         }
     }
+    ctx.tls = tls;
     ctx.https = https;
     ctx.out.https = https;
     ctx.out.vary_origin = rt.cors.is_some();

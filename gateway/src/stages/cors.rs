@@ -7,9 +7,9 @@ use policies::cors::{CorsPolicy, PREFLIGHT_VARY};
 
 use crate::answer::{Answer, Step};
 use crate::ctx::Ctx;
+use crate::runtime::Runtime;
 
-pub fn run(session: &Session, ctx: &mut Ctx) -> Step {
-    let rt = ctx.rt.clone();
+pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
     let Some(cors) = rt.cors.as_ref() else {
         return Step::Continue(());
     };

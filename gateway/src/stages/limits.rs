@@ -9,6 +9,7 @@ use policies::ratelimit::{self, Outcome, Rate};
 use crate::answer::{Answer, Step};
 use crate::ctx::Ctx;
 use crate::limits::Verdict;
+use crate::runtime::Runtime;
 
 /// `RateLimit-Policy` and `RateLimit` for one rule's outcome.
 fn headers(name: &str, rate: Rate, outcome: Outcome) -> Vec<(&'static str, String)> {
@@ -32,8 +33,7 @@ pub async fn global(ctx: &mut Ctx) -> Step {
     }
 }
 
-pub async fn route(session: &Session, ctx: &mut Ctx) -> Step {
-    let rt = ctx.rt.clone();
+pub async fn route(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
     let Some(limit) = rt.rule(ctx.route).limit.as_ref() else {
         return Step::Continue(());
     };

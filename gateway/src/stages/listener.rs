@@ -13,9 +13,8 @@ use crate::state::Shared;
 const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 pub fn run(shared: &Shared, session: &Session, ctx: &Ctx) -> Step {
-    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let rt = &ctx.rt;
-    if tls || rt.tls_off {
+    if ctx.tls || rt.tls_off {
         return Step::Continue(());
     }
     if rt.acme.is_some() {

@@ -23,17 +23,20 @@ use crate::state::Shared;
 
 /// Runs every stage in order; `Continue` means "forward to the app".
 pub async fn run(shared: &Shared, s: &mut Session, ctx: &mut Ctx) -> Step {
+    // One handle for every stage: they read the rules while filling in `ctx`.
+    let rt = ctx.rt.clone();
+    let rt = &*rt;
     client_ip::run(s, ctx)?;
     target::run(s, ctx)?;
     listener::run(shared, s, ctx)?;
     limits::global(ctx).await?;
-    session::run(shared, s, ctx).await?;
+    session::run(rt, shared, s, ctx).await?;
     reserved::run(shared, s, ctx).await?;
-    route::run(s, ctx)?;
-    cors::run(s, ctx)?;
-    limits::route(s, ctx).await?;
-    access::run(s, ctx)?;
-    access::body_limit(s, ctx)?;
+    route::run(rt, s, ctx)?;
+    cors::run(rt, s, ctx)?;
+    limits::route(rt, s, ctx).await?;
+    access::run(rt, s, ctx)?;
+    access::body_limit(rt, s, ctx)?;
     body::run(s, ctx).await?;
     ControlFlow::Continue(())
 }

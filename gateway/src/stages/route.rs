@@ -7,9 +7,9 @@ use policies::method;
 
 use crate::answer::{Answer, Step};
 use crate::ctx::Ctx;
+use crate::runtime::Runtime;
 
-pub fn run(session: &Session, ctx: &mut Ctx) -> Step {
-    let rt = ctx.rt.clone();
+pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
     let req = session.req_header();
     let host = ctx.host.as_deref();
     let found = rt.table.find(host, &ctx.path, req.method.as_str());

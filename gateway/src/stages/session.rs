@@ -6,10 +6,10 @@ use pingora::prelude::*;
 use crate::answer::{Answer, Step};
 use crate::auth::{self, Identity};
 use crate::ctx::Ctx;
+use crate::runtime::Runtime;
 use crate::state::{self, Shared};
 
-pub async fn run(shared: &Shared, session: &Session, ctx: &mut Ctx) -> Step {
-    let rt = ctx.rt.clone();
+pub async fn run(rt: &Runtime, shared: &Shared, session: &Session, ctx: &mut Ctx) -> Step {
     let Some(srt) = rt.session.as_ref() else {
         return Step::Continue(());
     };
