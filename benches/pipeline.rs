@@ -97,8 +97,6 @@ fn bench(c: &mut Criterion) {
     let cookie = session::encode(
         &Session {
             id: session::new_id(),
-            user: "alice@example.com".into(),
-            generation: 3,
             issued: NOW_MS - 60_000,
             seen: NOW_MS - 60_000,
         },
@@ -128,7 +126,7 @@ fn bench(c: &mut Criterion) {
             let decision = access::decide(&rule, Some(&roles), false);
             let plan = headers.plan(true, &|_| false);
             assert!(matches!(decision, Decision::Allow));
-            (route, s.generation, outcome, plan.len())
+            (route, s.seen, outcome, plan.len())
         })
     });
     g.finish();

@@ -32,8 +32,6 @@ fn bench_session(c: &mut Criterion) {
     let three = keys(&[key_b, key_c, key_a]);
     let s = Session {
         id: session::new_id(),
-        user: "alice.smith@example.com".into(),
-        generation: 3,
         issued: NOW_MS - 600_000,
         seen: NOW_MS - 60_000,
     };

@@ -3,19 +3,17 @@
 //! A cookie value is `payload.tag`, where the payload is readable text
 //!
 //! ```text
-//! v2|<id: 32 lowercase hex>|<generation>|<issued ms>|<seen ms>|<user>
+//! v3|<id: 32 lowercase hex>|<issued ms>|<seen ms>
 //! ```
 //!
 //! and `tag` is the unpadded base64url HMAC-SHA256 of the payload under the
 //! first configured key. Every byte is a cookie-octet, so no quoting or
 //! escaping is ever involved. Design points:
 //!
-//! * **Stateless, with revocation by generation.** The users file holds a
-//!   generation per user; the gateway refuses sessions whose generation is
-//!   stale, and revokes single sessions by id.
-//! * **The user name comes last** because names may contain `.` but never
-//!   `|`, and the tag (base64url) never contains `.`, so the last `.` always
-//!   separates payload from tag and every field split is unambiguous.
+//! * **The cookie names a record.** `id` is the key of a session record in
+//!   the identity store; the record says whose session it is and under which
+//!   account epoch it was issued, so the cookie carries no name and no
+//!   generation. The MAC keeps forged ids from costing a store read.
 //! * **Authenticate, then parse.** The tag is checked with every key
 //!   (rotation: the first signs, all verify) in constant time before any
 //!   field is looked at; fields are then parsed strictly (exact field count,
@@ -29,24 +27,26 @@
 //!   cookie with `seen = now` (same id and `issued`), so an active user stays
 //!   logged in until `ttl` and an abandoned browser does not. Both are Unix
 //!   milliseconds: in whole seconds a 3 s idle window could end after 2.1 s.
-//!   Cookies of version `v1` (whole seconds) still verify, read as the
-//!   first millisecond of their second, so an upgrade signs nobody out.
+//! * **Earlier versions are retired.** `v1` and `v2` cookies were stateless
+//!   (a user name and a generation, no record): with the store there is
+//!   nothing they could name, so they verify as [`SessionError::Retired`]
+//!   and the gateway clears them. The upgrade signs everybody out once.
 
 use std::fmt;
 
 use crate::mac::{self, HmacSha256};
-use crate::users::valid_user_name;
 
 /// Tolerated clock skew between gateway instances, in milliseconds.
 pub const MAX_FUTURE_SKEW: u64 = 60_000;
 
-/// Longest cookie value [`decode`] looks at: a maximal valid one is ~210
+/// Longest cookie value [`decode`] looks at: a maximal valid one is ~120
 /// bytes, so anything far longer is refused before any MAC work.
-pub const MAX_COOKIE_LEN: usize = 512;
+pub const MAX_COOKIE_LEN: usize = 256;
 
-/// The version written; [`V1`] (whole seconds) is still read.
-const VERSION: &str = "v2";
-const V1: &str = "v1";
+/// The version written and read.
+const VERSION: &str = "v3";
+/// Stateless versions from before the identity store.
+const RETIRED: [&str; 2] = ["v1", "v2"];
 
 /// The configured session keys: the first signs, every one verifies, so keys
 /// can be rotated without logging everybody out.
@@ -97,15 +97,11 @@ impl fmt::Debug for SessionKeys {
     }
 }
 
-/// A logged-in browser session.
+/// A logged-in browser session, as its cookie says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// Random session id (for revocation and logs).
+    /// Random session id: the key of its record in the identity store.
     pub id: [u8; 16],
-    /// The user name (passes [`valid_user_name`]).
-    pub user: String,
-    /// The user's generation when the session was created.
-    pub generation: u64,
     /// Unix milliseconds of the login.
     pub issued: u64,
     /// Unix milliseconds of the last (re)issue.
@@ -153,6 +149,9 @@ pub enum SessionError {
     /// A payload version this gateway does not know.
     #[error("unknown session cookie version")]
     UnknownVersion,
+    /// A stateless cookie from before the identity store (`v1`, `v2`).
+    #[error("session cookie from before the identity store")]
+    Retired,
     /// `issued + ttl` has passed.
     #[error("session expired")]
     Expired,
@@ -165,21 +164,14 @@ pub enum SessionError {
 }
 
 /// Encodes and signs `session` with the signing key.
-///
-/// The user name is not checked here (the users file is validated at load);
-/// a name that fails [`valid_user_name`] yields a cookie [`decode`] refuses.
 pub fn encode(session: &Session, keys: &SessionKeys) -> String {
     use std::fmt::Write as _;
-    let mut out = String::with_capacity(128 + session.user.len());
+    let mut out = String::with_capacity(128);
     out.push_str(VERSION);
     out.push('|');
     push_hex(&session.id, &mut out);
     // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "|{}|{}|{}|{}",
-        session.generation, session.issued, session.seen, session.user
-    );
+    let _ = write!(out, "|{}|{}", session.issued, session.seen);
     let tag = keys
         .signing_mac()
         .map(|m| mac::tag(m, &[out.as_bytes()]))
@@ -240,28 +232,18 @@ pub fn new_id() -> [u8; 16] {
 fn parse_payload(payload: &str) -> Result<Session, SessionError> {
     let mut fields = payload.split('|');
     let mut next = || fields.next().ok_or(SessionError::Malformed);
-    // Milliseconds per unit of the clocks.
-    let unit = match next()? {
-        VERSION => 1,
-        V1 => 1000,
+    match next()? {
+        VERSION => {}
+        v if RETIRED.contains(&v) => return Err(SessionError::Retired),
         _ => return Err(SessionError::UnknownVersion),
-    };
+    }
     let id = parse_id(next()?).ok_or(SessionError::Malformed)?;
-    let generation = parse_decimal(next()?).ok_or(SessionError::Malformed)?;
-    let clock = |f: &str| parse_decimal(f)?.checked_mul(unit);
-    let issued = clock(next()?).ok_or(SessionError::Malformed)?;
-    let seen = clock(next()?).ok_or(SessionError::Malformed)?;
-    let user = next()?;
-    if next().is_ok() || !valid_user_name(user) || seen < issued {
+    let issued = parse_decimal(next()?).ok_or(SessionError::Malformed)?;
+    let seen = parse_decimal(next()?).ok_or(SessionError::Malformed)?;
+    if next().is_ok() || seen < issued {
         return Err(SessionError::Malformed);
     }
-    Ok(Session {
-        id,
-        user: user.to_owned(),
-        generation,
-        issued,
-        seen,
-    })
+    Ok(Session { id, issued, seen })
 }
 
 /// Plain decimal: ASCII digits only, no sign, no leading zero (except "0"),
@@ -341,8 +323,6 @@ mod tests {
                 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
                 0xee, 0xff,
             ],
-            user: "alice.smith@example.com".into(),
-            generation: 3,
             issued: NOW - 100,
             seen: NOW - 50,
         }
@@ -365,9 +345,7 @@ mod tests {
         let k = keys(&[KEY_A]);
         let s = session();
         let cookie = encode(&s, &k);
-        assert!(cookie.starts_with(
-            "v2|00112233445566778899aabbccddeeff|3|1699999900|1699999950|alice.smith@example.com."
-        ));
+        assert!(cookie.starts_with("v3|00112233445566778899aabbccddeeff|1699999900|1699999950."));
         assert_eq!(decode(&cookie, &k, NOW, LIFE), Ok((s, false)));
     }
 
@@ -408,28 +386,30 @@ mod tests {
     }
 
     #[test]
-    fn v1_cookies_are_read_in_whole_seconds() {
+    fn stateless_versions_are_retired() {
+        // Correctly signed cookies of the versions before the store: they
+        // name no record, so they are refused (and cleared) as such.
         let k = keys(&[KEY_A]);
         let id = "00112233445566778899aabbccddeeff";
-        let v1 = sign(&format!("v1|{id}|3|{}|{}|alice", 1_700_000, 1_700_001), &k);
-        let now = 1_700_002_500;
-        let (s, _) = decode(&v1, &k, now, LIFE).expect("a v1 cookie still verifies");
-        assert_eq!((s.issued, s.seen), (1_700_000_000, 1_700_001_000));
-        // Re-issued, it is written as v2.
-        assert!(encode(&s, &k).starts_with("v2|"));
-        // Seconds so large that milliseconds overflow: malformed, not wrapped.
-        let huge = sign(
-            &format!("v1|{id}|3|{}|{}|alice", u64::MAX / 10, u64::MAX / 10),
-            &k,
-        );
-        assert_eq!(decode(&huge, &k, now, LIFE), Err(SessionError::Malformed));
+        for payload in [
+            format!("v1|{id}|3|{}|{}|alice", 1_699_999, 1_699_999),
+            format!("v2|{id}|3|{}|{}|alice", NOW - 100, NOW - 50),
+            format!("v2|{id}"),
+        ] {
+            assert_eq!(
+                decode(&sign(&payload, &k), &k, NOW, LIFE),
+                Err(SessionError::Retired),
+                "{payload:?}"
+            );
+        }
+        // Unsigned, they are just a bad MAC.
+        let forged = format!("v2|{id}|3|1|1|alice.{}", "A".repeat(43));
+        assert_eq!(dec(&forged), Err(SessionError::BadMac));
     }
 
     #[test]
     fn cookie_octets_only() {
         let mut s = session();
-        s.user = "a.b_c@d+e-F9".into();
-        s.generation = u64::MAX;
         s.issued = u64::MAX - 10;
         s.seen = u64::MAX - 10;
         let cookie = encode(&s, &keys(&[KEY_A]));
@@ -437,12 +417,7 @@ mod tests {
         assert!(cookie
             .bytes()
             .all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)));
-        assert!(cookie.len() < MAX_COOKIE_LEN);
-        let longest = Session {
-            user: "x".repeat(64),
-            ..s
-        };
-        assert!(encode(&longest, &keys(&[KEY_A])).len() < 256);
+        assert!(cookie.len() < MAX_COOKIE_LEN / 2, "{}", cookie.len());
     }
 
     #[test]
@@ -546,99 +521,79 @@ mod tests {
             format!("{payload}.{}", "+".repeat(43)), // standard alphabet
             format!("{payload}.{}", "/".repeat(43)),
             "x".repeat(MAX_COOKIE_LEN + 1),
-            format!("{}.{}", "v2|".repeat(200), "A".repeat(43)),
+            format!("{}.{}", "v3|".repeat(200), "A".repeat(43)),
         ] {
             assert_eq!(dec(&bad), Err(SessionError::Malformed), "{bad:?}");
         }
     }
 
     #[test]
-    fn extra_dots_in_user() {
+    fn extra_dots() {
         let k = keys(&[KEY_A]);
-        let mut s = session();
-        s.user = "a.b.c.d.".into();
-        let cookie = encode(&s, &k);
-        assert_eq!(decode(&cookie, &k, NOW, LIFE).unwrap().0, s);
+        let cookie = encode(&session(), &k);
         // A dot smuggled after the tag moves the split point: refused.
         assert!(dec(&format!("{cookie}.")).is_err());
         let (payload, tag) = cookie.rsplit_once('.').unwrap();
         assert!(dec(&format!("{payload}.{tag}.{tag}")).is_err());
+        // A dot inside a signed payload is a malformed field.
+        let dotted = format!(
+            "v3|00112233445566778899aabbccddeeff|{}|{}.5",
+            NOW - 100,
+            NOW - 50
+        );
+        assert_eq!(dec(&sign(&dotted, &k)), Err(SessionError::Malformed));
     }
 
     #[test]
     fn strict_fields_behind_valid_mac() {
         let k = keys(&[KEY_A]);
         let id = "00112233445566778899aabbccddeeff";
-        let ok = format!("v2|{id}|3|{}|{}|alice", NOW - 100, NOW - 50);
-        assert!(decode(&sign(&ok, &k), &k, NOW, LIFE).is_ok());
         let (i, s) = (NOW - 100, NOW - 50);
+        let ok = format!("v3|{id}|{i}|{s}");
+        assert!(decode(&sign(&ok, &k), &k, NOW, LIFE).is_ok());
         for (payload, err) in [
-            (
-                format!("v3|{id}|3|{i}|{s}|alice"),
-                SessionError::UnknownVersion,
-            ),
-            (
-                format!("V2|{id}|3|{i}|{s}|alice"),
-                SessionError::UnknownVersion,
-            ),
+            (format!("v4|{id}|{i}|{s}"), SessionError::UnknownVersion),
+            (format!("V3|{id}|{i}|{s}"), SessionError::UnknownVersion),
+            (format!("v3 |{id}|{i}|{s}"), SessionError::UnknownVersion),
+            (format!("V2|{id}|{i}|{s}"), SessionError::UnknownVersion),
             (String::new(), SessionError::UnknownVersion),
-            ("v2".to_string(), SessionError::Malformed),
-            (format!("v2|{id}|3|{i}|{s}"), SessionError::Malformed),
-            (format!("v2|{id}|3|{i}|{s}|alice|"), SessionError::Malformed),
+            ("v3".to_string(), SessionError::Malformed),
+            (format!("v3|{id}|{i}"), SessionError::Malformed),
+            (format!("v3|{id}|{i}|{s}|"), SessionError::Malformed),
+            (format!("v3|{id}|{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v3|{id}|3|{i}|{s}"), SessionError::Malformed),
+            (format!("v3|{id}||{s}"), SessionError::Malformed),
+            (format!("v3|{id}|0{i}|{s}"), SessionError::Malformed),
+            (format!("v3|{id}|+{i}|{s}"), SessionError::Malformed),
+            (format!("v3|{id}|-{i}|{s}"), SessionError::Malformed),
+            (format!("v3|{id}| {i}|{s}"), SessionError::Malformed),
+            (format!("v3|{id}|{i} |{s}"), SessionError::Malformed),
+            (format!("v3|{id}|{i}|+{s}"), SessionError::Malformed),
+            (format!("v3|{id}|{i}|0{s}"), SessionError::Malformed),
+            (format!("v3|{id}|0x{i}|{s}"), SessionError::Malformed),
+            (format!("v3|{id}|{i}.0|{s}"), SessionError::Malformed),
+            (format!("v3|{id}|３|{s}"), SessionError::Malformed),
             (
-                format!("v2|{id}|3|{i}|{s}|alice|x"),
-                SessionError::Malformed,
-            ),
-            (format!("v2|{id}|3|{i}|{s}|"), SessionError::Malformed),
-            (format!("v2|{id}|3|{i}|{s}|al ice"), SessionError::Malformed),
-            (format!("v2|{id}|3|{i}|{s}|al,ice"), SessionError::Malformed),
-            (format!("v2|{id}|03|{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v2|{id}|+3|{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v2|{id}|-3|{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v2|{id}| 3|{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v2|{id}|3 |{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v2|{id}||{i}|{s}|alice"), SessionError::Malformed),
-            (
-                format!("v2|{id}|0x3|{i}|{s}|alice"),
-                SessionError::Malformed,
-            ),
-            (
-                format!("v2|{id}|3.0|{i}|{s}|alice"),
-                SessionError::Malformed,
-            ),
-            (format!("v2|{id}|３|{i}|{s}|alice"), SessionError::Malformed),
-            (
-                format!("v2|{id}|18446744073709551616|{i}|{s}|alice"),
+                format!("v3|{id}|{i}|18446744073709551616"),
                 SessionError::Malformed,
             ),
             (
-                format!("v2|{id}|000000000000000000003|{i}|{s}|alice"),
-                SessionError::Malformed,
-            ),
-            (format!("v2|{id}|3|0{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v2|{id}|3|+{i}|{s}|alice"), SessionError::Malformed),
-            (format!("v2|{id}|3|{i}|+{s}|alice"), SessionError::Malformed),
-            (format!("v2|{id}|3|{i}|0{s}|alice"), SessionError::Malformed),
-            (
-                format!("v2|{}|3|{i}|{s}|alice", id.to_uppercase()),
+                format!("v3|{}|{i}|{s}", id.to_uppercase()),
                 SessionError::Malformed,
             ),
             (
-                format!("v2|00112233445566778899AABBCCDDEEFF|3|{i}|{s}|alice"),
+                format!("v3|00112233445566778899AABBCCDDEEFF|{i}|{s}"),
                 SessionError::Malformed,
             ),
+            (format!("v3|{}|{i}|{s}", &id[..31]), SessionError::Malformed),
+            (format!("v3|{id}0|{i}|{s}"), SessionError::Malformed),
             (
-                format!("v2|{}|3|{i}|{s}|alice", &id[..31]),
+                format!("v3|0011223344556677889gaabbccddeeff|{i}|{s}"),
                 SessionError::Malformed,
             ),
-            (format!("v2|{id}0|3|{i}|{s}|alice"), SessionError::Malformed),
-            (
-                format!("v2|0011223344556677889gaabbccddeeff|3|{i}|{s}|alice"),
-                SessionError::Malformed,
-            ),
-            (format!("v2||3|{i}|{s}|alice"), SessionError::Malformed),
+            (format!("v3||{i}|{s}"), SessionError::Malformed),
             // seen before issued is never produced by the gateway.
-            (format!("v2|{id}|3|{s}|{i}|alice"), SessionError::Malformed),
+            (format!("v3|{id}|{s}|{i}"), SessionError::Malformed),
         ] {
             assert_eq!(
                 decode(&sign(&payload, &k), &k, NOW, LIFE),
@@ -646,15 +601,6 @@ mod tests {
                 "{payload:?}"
             );
         }
-        // Zero is written as a single "0".
-        let zero = format!("v2|{id}|0|{i}|{s}|alice");
-        assert_eq!(
-            decode(&sign(&zero, &k), &k, NOW, LIFE)
-                .unwrap()
-                .0
-                .generation,
-            0
-        );
     }
 
     #[test]
@@ -777,9 +723,9 @@ mod tests {
             "\u{0}",
             "é.é",
             "\u{1f512}.\u{1f512}",
-            "v2|||||.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "v3|||.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
             "....................................................",
-            "v2|00112233445566778899aabbccddeeff|1|1|1|a.é€AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "v3|00112233445566778899aabbccddeeff|1|1é.€AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         ] {
             assert!(decode(v, &k, NOW, LIFE).is_err(), "{v:?}");
         }
