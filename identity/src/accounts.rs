@@ -4,8 +4,9 @@
 //! those sessions are deleted in the same transaction.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
+use crate::store::{Moves, Tx};
 use crate::{new_epoch, Store, StoreError};
 
 /// One account.
@@ -54,19 +55,21 @@ const COLUMNS: &str = "id, name, email, password, roles, disabled, epoch, create
 /// A change to one account.
 enum Change<'a> {
     Password(Option<&'a str>),
+    /// A new password and enabled again (the emergency reset).
+    Reset(&'a str),
     Disabled(bool),
     Roles(String),
-    SignIn(i64),
     EndSessions,
 }
 
 impl Change<'_> {
-    fn column(&self) -> Option<&'static str> {
+    /// What the change sets, with its value as `$2`.
+    fn set(&self) -> Option<&'static str> {
         match self {
-            Change::Password(_) => Some("password"),
-            Change::Disabled(_) => Some("disabled"),
-            Change::Roles(_) => Some("roles"),
-            Change::SignIn(_) => Some("last_sign_in"),
+            Change::Password(_) => Some("password = $2"),
+            Change::Reset(_) => Some("password = $2, disabled = 0"),
+            Change::Disabled(_) => Some("disabled = $2"),
+            Change::Roles(_) => Some("roles = $2"),
             Change::EndSessions => None,
         }
     }
@@ -76,7 +79,7 @@ impl Change<'_> {
     fn ends_sessions(&self) -> bool {
         matches!(
             self,
-            Change::Password(_) | Change::Disabled(true) | Change::EndSessions
+            Change::Password(_) | Change::Reset(_) | Change::Disabled(true) | Change::EndSessions
         )
     }
 }
@@ -121,7 +124,12 @@ impl Store {
     /// Creates an account with a fresh epoch.
     pub async fn create_account(&self, new: NewAccount<'_>) -> Result<Account, StoreError> {
         let mut tx = self.begin().await?;
-        if self.find(&mut tx, new.name).await?.is_some() {
+        let out = self.insert(&mut tx, &new).await;
+        self.finish(tx, out, Moves::Counter).await
+    }
+
+    async fn insert(&self, tx: &mut Tx, new: &NewAccount<'_>) -> Result<Account, StoreError> {
+        if self.find(tx, new.name).await?.is_some() {
             return Err(StoreError::Exists(new.name.to_string()));
         }
         let sql = format!(
@@ -137,7 +145,7 @@ impl Store {
             .bind(i64::from(new.disabled))
             .bind(new_epoch())
             .bind(new.created)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await
             .map_err(|e| match &e {
                 // Another instance created it between the check and here.
@@ -146,9 +154,7 @@ impl Store {
                 }
                 _ => self.error(e),
             })?;
-        let account = from_row(&row).map_err(|e| self.error(e))?;
-        self.commit(tx).await?;
-        Ok(account)
+        from_row(&row).map_err(|e| self.error(e))
     }
 
     /// Sets (or removes) the password hash; the account's sessions end.
@@ -158,6 +164,12 @@ impl Store {
         hash: Option<&str>,
     ) -> Result<Account, StoreError> {
         self.update(name, Change::Password(hash)).await
+    }
+
+    /// The emergency reset: a new password hash and the account enabled,
+    /// in one transaction; its sessions end.
+    pub async fn reset_password(&self, name: &str, hash: &str) -> Result<Account, StoreError> {
+        self.update(name, Change::Reset(hash)).await
     }
 
     /// Disables (its sessions end) or enables an account.
@@ -175,9 +187,18 @@ impl Store {
         self.update(name, Change::EndSessions).await
     }
 
-    /// Records a successful sign-in (Unix milliseconds).
-    pub async fn record_sign_in(&self, name: &str, at: i64) -> Result<Account, StoreError> {
-        self.update(name, Change::SignIn(at)).await
+    /// Creates every account of an import in one transaction: all or
+    /// nothing, and a name that exists already (case-insensitively) stops it.
+    pub async fn import_accounts(&self, all: &[NewAccount<'_>]) -> Result<usize, StoreError> {
+        let mut tx = self.begin().await?;
+        let out = async {
+            for new in all {
+                self.insert(&mut tx, new).await?;
+            }
+            Ok(all.len())
+        }
+        .await;
+        self.finish(tx, out, Moves::Counter).await
     }
 
     /// Deletes the account and, with it, its sessions and links. `false`
@@ -191,44 +212,48 @@ impl Store {
     /// that ends sessions replaces the epoch and deletes them too.
     async fn update(&self, name: &str, change: Change<'_>) -> Result<Account, StoreError> {
         let mut tx = self.begin().await?;
-        let Some(id) = self.find(&mut tx, name).await? else {
+        let out = self.apply(&mut tx, name, change).await;
+        self.finish(tx, out, Moves::Counter).await
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        name: &str,
+        change: Change<'_>,
+    ) -> Result<Account, StoreError> {
+        let Some(id) = self.find(tx, name).await? else {
             return Err(StoreError::NoSuchAccount(name.to_string()));
         };
         let ends = change.ends_sessions();
-        let set = match (change.column(), ends) {
-            (Some(column), true) => format!("{column} = $2, epoch = $3"),
-            (Some(column), false) => format!("{column} = $2"),
+        let set = match (change.set(), ends) {
+            (Some(set), true) => format!("{set}, epoch = $3"),
+            (Some(set), false) => set.to_string(),
             (None, _) => "epoch = $2".to_string(),
         };
         let sql = format!("UPDATE accounts SET {set} WHERE id = $1 RETURNING {COLUMNS}");
         let q = sqlx::query(&sql).bind(id);
         let q = match change {
             Change::Password(hash) => q.bind(hash.map(str::to_string)),
+            Change::Reset(hash) => q.bind(hash.to_string()),
             Change::Disabled(d) => q.bind(i64::from(d)),
             Change::Roles(roles) => q.bind(roles),
-            Change::SignIn(at) => q.bind(at),
             Change::EndSessions => q,
         };
         let q = if ends { q.bind(new_epoch()) } else { q };
-        let row = q.fetch_one(&mut *tx).await.map_err(|e| self.error(e))?;
+        let row = q.fetch_one(&mut **tx).await.map_err(|e| self.error(e))?;
         if ends {
             sqlx::query("DELETE FROM sessions WHERE account_id = $1")
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(|e| self.error(e))?;
         }
-        let account = from_row(&row).map_err(|e| self.error(e))?;
-        self.commit(tx).await?;
-        Ok(account)
+        from_row(&row).map_err(|e| self.error(e))
     }
 
     /// The id of the account named `name`, inside a transaction.
-    async fn find(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        name: &str,
-    ) -> Result<Option<i64>, StoreError> {
+    async fn find(&self, tx: &mut Tx, name: &str) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query("SELECT id FROM accounts WHERE name_key = $1")
             .bind(key(name))
             .fetch_optional(&mut **tx)
@@ -247,26 +272,12 @@ impl Store {
             .bind(key)
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.error(e))?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        self.commit(tx).await?;
-        Ok(true)
-    }
-
-    /// A write transaction.
-    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        self.pool().begin().await.map_err(|e| self.error(e))
-    }
-
-    /// Bumps the change counter and commits: the counter moves with every
-    /// committed write, and only with one.
-    pub(crate) async fn commit(&self, mut tx: Transaction<'static, Any>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE portcullis_changes SET counter = counter + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.error(e))?;
-        tx.commit().await.map_err(|e| self.error(e))
+            .map(|d| d.rows_affected() > 0)
+            .map_err(|e| self.error(e));
+        let moves = match done {
+            Ok(true) => Moves::Counter,
+            _ => Moves::Nothing,
+        };
+        self.finish(tx, done, moves).await
     }
 }

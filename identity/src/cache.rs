@@ -159,6 +159,14 @@ impl Cache {
         self.judge(record)
     }
 
+    /// Forgets session `id` at once (this instance's logout deleted it;
+    /// other instances drop it at their next refresh).
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.insert(id.to_string(), None);
+        }
+    }
+
     /// Reads of sessions that went to the store.
     pub fn store_reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)

@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::store::{Moves, Tx};
 use crate::{Store, StoreError};
 
 /// One session.
@@ -67,9 +68,17 @@ fn from_row(row: &AnyRow) -> Result<SessionRecord, sqlx::Error> {
 }
 
 impl Store {
-    /// Stores a new session.
+    /// Stores a new session and records the sign-in on its account, in one
+    /// transaction. The change counter does not move: no cache can hold a
+    /// fresh random id, and `last_sign_in` is not something other instances
+    /// must see within a second.
     pub async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        let out = self.insert_session(&mut tx, s).await;
+        self.finish(tx, out, Moves::Nothing).await
+    }
+
+    async fn insert_session(&self, tx: &mut Tx, s: &SessionRecord) -> Result<(), StoreError> {
         let sql =
             format!("INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
         sqlx::query(&sql)
@@ -81,10 +90,16 @@ impl Store {
             .bind(s.method.as_str())
             .bind(s.client_ip.clone())
             .bind(s.user_agent.clone())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(|e| self.error(e))?;
-        self.commit(tx).await
+        sqlx::query("UPDATE accounts SET last_sign_in = $2 WHERE id = $1")
+            .bind(s.account_id)
+            .bind(s.created)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// The session with this id, if it exists.

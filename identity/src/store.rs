@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyPool, Row};
 
 use crate::location::Location;
 
@@ -21,6 +21,50 @@ pub enum Backend {
     Sqlite,
     /// PostgreSQL: shared by several instances.
     Postgres,
+}
+
+/// Whether a committed write moves the change counter caches poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Moves {
+    /// Something a cache holds changed.
+    Counter,
+    /// Nothing a cache could hold (a new session, activity), or nothing at all.
+    Nothing,
+}
+
+/// A write transaction on one pooled connection (`Store::begin`, ended by
+/// `Store::finish`). The transaction is plain SQL rather than sqlx's
+/// `Transaction`, whose rollback on drop is only queued: after a statement
+/// that SQLite had already rolled back (a full disk) it left the connection
+/// marked as inside a transaction, and the next writer on it failed. Dropped
+/// unfinished — an error on the way, or a request future cancelled when its
+/// client went away — the connection is closed instead of returned to the
+/// pool, which ends the transaction on the server and releases SQLite's
+/// write lock.
+pub(crate) struct Tx {
+    conn: sqlx::pool::PoolConnection<Any>,
+    finished: bool,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// An open identity store.
@@ -47,6 +91,62 @@ impl Store {
                 source,
             })?;
         }
+        let store = Store::connect(location).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// What `check --online` reports, writing nothing: where the store is
+    /// and its schema version, `None` when `run` would create it (no file
+    /// yet, or an empty database). A foreign or newer store is refused as
+    /// [`Store::open`] would.
+    pub async fn inspect(url: &str) -> Result<(String, Option<i64>), StoreError> {
+        let location = Location::parse(url)?;
+        let shown = location.shown.clone();
+        if location.file.as_ref().is_some_and(|f| !f.exists()) {
+            return Ok((shown, None));
+        }
+        let store = Store::connect(location).await?;
+        let found = store.found_version().await;
+        store.close().await;
+        Ok((shown, found?))
+    }
+
+    async fn found_version(&self) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        if !self.has_version_table(&mut tx).await? {
+            if self.table_count(&mut tx).await? > 0 {
+                return Err(self.foreign());
+            }
+            return Ok(None);
+        }
+        let row: AnyRow = sqlx::query("SELECT MAX(version) FROM portcullis_schema")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        let found = row.try_get::<Option<i64>, _>(0).ok().flatten().unwrap_or(0);
+        if found > LATEST {
+            return Err(self.newer(found));
+        }
+        Ok(Some(found))
+    }
+
+    fn foreign(&self) -> StoreError {
+        StoreError::Foreign {
+            location: self.location.clone(),
+            reason: "it has tables, none of them portcullis's".into(),
+        }
+    }
+
+    fn newer(&self, found: i64) -> StoreError {
+        StoreError::NewerSchema {
+            location: self.location.clone(),
+            found,
+            supported: LATEST,
+        }
+    }
+
+    async fn connect(location: Location) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(match location.backend {
@@ -62,13 +162,16 @@ impl Store {
                 }
                 other => other,
             })?;
-        let store = Store {
+        Ok(Store {
             pool,
             backend: location.backend,
             location: location.shown,
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
+    }
+
+    /// Closes every connection (waiting for those in use).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Which database this is.
@@ -126,6 +229,62 @@ impl Store {
         row.as_ref().map(f).transpose().map_err(|e| self.error(e))
     }
 
+    /// A write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred one that read first could not
+    /// upgrade after another connection's commit (`SQLITE_BUSY_SNAPSHOT`),
+    /// while waiting for the lock up front is what the busy timeout covers.
+    pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        sqlx::query(begin)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(Tx {
+            conn,
+            finished: false,
+        })
+    }
+
+    /// Ends a write transaction with its outcome: on `Ok` it commits,
+    /// moving the change counter first when `moves` says so (the counter
+    /// moves with every committed change and only with one); on `Err` it
+    /// rolls back. A transaction that cannot be ended cleanly closes its
+    /// connection (see [`Tx`]).
+    pub(crate) async fn finish<T>(
+        &self,
+        mut tx: Tx,
+        outcome: Result<T, StoreError>,
+        moves: Moves,
+    ) -> Result<T, StoreError> {
+        let value = match outcome {
+            Ok(value) => value,
+            Err(e) => {
+                // SQLite may have rolled back by itself (a full disk): then
+                // this fails and the connection is closed rather than reused.
+                if sqlx::query("ROLLBACK").execute(&mut *tx).await.is_ok() {
+                    tx.finished = true;
+                }
+                return Err(e);
+            }
+        };
+        if moves == Moves::Counter {
+            sqlx::query("UPDATE portcullis_changes SET counter = counter + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        sqlx::query("COMMIT")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        tx.finished = true;
+        Ok(value)
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -136,7 +295,7 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let err = |e| self.error(e);
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.begin().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(MIGRATION_LOCK)
@@ -146,10 +305,7 @@ impl Store {
         }
         let fresh = !self.has_version_table(&mut tx).await?;
         if fresh && self.table_count(&mut tx).await? > 0 {
-            return Err(StoreError::Foreign {
-                location: self.location.clone(),
-                reason: "it has tables, none of them portcullis's".into(),
-            });
+            return Err(self.foreign());
         }
         sqlx::query(VERSION_TABLE)
             .execute(&mut *tx)
@@ -161,11 +317,7 @@ impl Store {
             .map_err(err)?;
         let found = row.try_get::<Option<i64>, _>(0).ok().flatten().unwrap_or(0);
         if found > LATEST {
-            return Err(StoreError::NewerSchema {
-                location: self.location.clone(),
-                found,
-                supported: LATEST,
-            });
+            return Err(self.newer(found));
         }
         for m in MIGRATIONS.iter().filter(|m| m.version > found) {
             for statement in m.statements {
@@ -178,7 +330,7 @@ impl Store {
                 .await
                 .map_err(err)?;
         }
-        tx.commit().await.map_err(err)?;
+        self.finish(tx, Ok(()), Moves::Nothing).await?;
         if self.backend == Backend::Sqlite {
             // Readers do not wait for a writer (the CLI writing while the
             // gateway serves).
@@ -197,10 +349,7 @@ impl Store {
         }
     }
 
-    async fn has_version_table(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ) -> Result<bool, StoreError> {
+    async fn has_version_table(&self, tx: &mut sqlx::AnyConnection) -> Result<bool, StoreError> {
         let sql = match self.backend {
             Backend::Sqlite => {
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'portcullis_schema'"
@@ -213,10 +362,7 @@ impl Store {
         Ok(self.count(tx, sql).await? > 0)
     }
 
-    async fn table_count(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ) -> Result<i64, StoreError> {
+    async fn table_count(&self, tx: &mut sqlx::AnyConnection) -> Result<i64, StoreError> {
         let sql = match self.backend {
             Backend::Sqlite => {
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
@@ -228,13 +374,9 @@ impl Store {
         self.count(tx, sql).await
     }
 
-    async fn count(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        sql: &str,
-    ) -> Result<i64, StoreError> {
+    async fn count(&self, tx: &mut sqlx::AnyConnection, sql: &str) -> Result<i64, StoreError> {
         let row = sqlx::query(sql)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(|e| self.error(e))?;
         row.try_get(0).map_err(|e| self.error(e))

@@ -118,7 +118,17 @@ async fn accounts_round_trip(a: &Store, b: &Store) {
     assert!(!on.disabled && on.epoch == off.epoch);
     let out = a.end_sessions("alice").await.unwrap();
     assert_ne!(out.epoch, on.epoch);
-    let seen = a.record_sign_in("alice", 5_000).await.unwrap();
+    // The emergency reset: password and enabled in one change, sessions end.
+    a.set_disabled("alice", true).await.unwrap();
+    let reset = b.reset_password("alice", "$argon2id$reset").await.unwrap();
+    assert!(!reset.disabled && reset.password.as_deref() == Some("$argon2id$reset"));
+    let out = a.end_sessions("alice").await.unwrap();
+    assert_ne!(out.epoch, reset.epoch);
+    // A session records the sign-in on its account, epoch untouched.
+    let mut signed_in = session("00112233445566778899aabbccddeeff", &out);
+    signed_in.created = 5_000;
+    a.create_session(&signed_in).await.unwrap();
+    let seen = b.account("alice").await.unwrap().unwrap();
     assert_eq!(
         (seen.last_sign_in, seen.epoch),
         (Some(5_000), out.epoch.clone())
@@ -198,16 +208,61 @@ async fn every_write_moves_the_counter_once(a: &Store, b: &Store) {
     assert!(dup.is_err());
     a.delete_account("nobody").await.unwrap();
     assert_eq!(b.changes().await.unwrap(), c0 + 1);
+    a.set_roles("alice", &roles(&["x"])).await.unwrap();
+    assert_eq!(b.changes().await.unwrap(), c0 + 2);
+    // A new session (no cache can hold its fresh id) and activity are not
+    // changes other instances must learn about.
     a.create_session(&session("00112233445566778899aabbccddeeff", &alice))
         .await
         .unwrap();
-    a.set_roles("alice", &roles(&["x"])).await.unwrap();
-    assert_eq!(b.changes().await.unwrap(), c0 + 3);
-    // Activity is not a change other instances must learn about.
     a.touch_session("00112233445566778899aabbccddeeff", 7_000)
         .await
         .unwrap();
+    assert_eq!(b.changes().await.unwrap(), c0 + 2);
+    // Logout is: every instance must drop the session.
+    a.delete_session("00112233445566778899aabbccddeeff")
+        .await
+        .unwrap();
     assert_eq!(b.changes().await.unwrap(), c0 + 3);
+}
+
+on_both!(an_import_is_all_or_nothing);
+async fn an_import_is_all_or_nothing(a: &Store, b: &Store) {
+    create(a, "carol", &[]).await;
+    let c0 = b.changes().await.unwrap();
+    let staff = roles(&["staff"]);
+    let new = |name| NewAccount {
+        name,
+        password: Some("$argon2id$kept"),
+        roles: &staff,
+        created: 1,
+        ..Default::default()
+    };
+    // The third name exists (in another case): nothing is created.
+    let refused = a
+        .import_accounts(&[new("alice"), new("bob"), new("CAROL")])
+        .await;
+    assert!(matches!(refused, Err(StoreError::Exists(n)) if n == "CAROL"));
+    assert!(b.account("alice").await.unwrap().is_none());
+    assert_eq!(b.changes().await.unwrap(), c0);
+    // Two copies of one name inside the import are refused the same way.
+    assert!(a
+        .import_accounts(&[new("dave"), new("Dave")])
+        .await
+        .is_err());
+    assert!(b.account("dave").await.unwrap().is_none());
+    assert_eq!(
+        a.import_accounts(&[new("alice"), new("bob")])
+            .await
+            .unwrap(),
+        2
+    );
+    let alice = b.account("ALICE").await.unwrap().unwrap();
+    assert_eq!(
+        (alice.password.as_deref(), alice.roles, alice.epoch.len()),
+        (Some("$argon2id$kept"), staff.clone(), 32)
+    );
+    assert_eq!(b.changes().await.unwrap(), c0 + 1);
 }
 
 #[tokio::test]
