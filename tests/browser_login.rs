@@ -27,10 +27,9 @@ async fn login_and_logout_in_a_real_browser() {
     );
     let gw = GatewayBuilder::new(&cfg)
         .env("PORTCULLIS_SESSION_KEYS", KEYS)
-        .file(
-            "users.toml",
-            &format!("[users.alice]\npassword = \"{hash}\"\nroles = [\"staff\"]\n"),
-        )
+        .users(&format!(
+            "[users.alice]\npassword = \"{hash}\"\nroles = [\"staff\"]\n"
+        ))
         .start();
     let browser = Browser::start_trusting(&pki).await;
 
@@ -43,6 +42,7 @@ async fn login_and_logout_in_a_real_browser() {
         "{url}"
     );
     assert_eq!(browser.title().await, "Sign in");
+    browser.save_screenshot("login").await;
     let reached_account = || {
         up.requests()
             .iter()
@@ -63,6 +63,7 @@ async fn login_and_logout_in_a_real_browser() {
         .body_text()
         .await
         .contains("Wrong username or password."));
+    browser.save_screenshot("login-failed").await;
     assert!(browser.cookie("__Host-portcullis").await.is_none());
 
     // Right password: back on the page, the app sees who it is.
@@ -94,6 +95,7 @@ async fn login_and_logout_in_a_real_browser() {
     // Logout through the confirmation page.
     browser.goto(&gw.url("/.portcullis/logout")).await;
     assert!(browser.body_text().await.contains("Signed in as alice"));
+    browser.save_screenshot("logout-confirm").await;
     browser.submit_and_wait("#sign-out").await;
     assert!(browser.current_url().await.contains("/.portcullis/login"));
     assert!(browser.body_text().await.contains("You are signed out."));

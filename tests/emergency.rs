@@ -43,7 +43,7 @@ fn start(cfg: &str, secret: &str, users: &str, env: &[(&str, &str)]) -> Gateway 
     let mut b = GatewayBuilder::new(cfg)
         .env("PORTCULLIS_SESSION_KEYS", KEYS)
         .env("PORTCULLIS_EMERGENCY_SECRET", secret)
-        .file("users.toml", users);
+        .users(users);
     for (k, v) in env {
         b = b.env(k, v);
     }
@@ -213,30 +213,7 @@ async fn action(
     name: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    let page = c
-        .get(gw.url("/.portcullis/emergency/dashboard"))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .expect("dashboard");
-    assert_eq!(page.status(), 200);
-    let binding = set_cookie(&page, "__Host-portcullis-csrf").expect("binding");
-    let token = csrf_field(&page.text().await.expect("html"));
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("csrf", &token);
-    for (k, v) in fields {
-        form.append_pair(k, v);
-    }
-    c.post(gw.url(&format!("/.portcullis/emergency/{name}")))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(
-            COOKIE,
-            format!("{cookie}; __Host-portcullis-csrf={binding}"),
-        )
-        .body(form.finish())
-        .send()
-        .await
-        .expect("action")
+    support::login::emergency_action(c, &gw.base(), cookie, name, fields).await
 }
 
 fn audit_events(gw: &Gateway) -> Vec<serde_json::Value> {
@@ -270,6 +247,7 @@ async fn break_glass_in_a_real_browser_then_sign_in_as_the_new_admin() {
         .body_text()
         .await
         .contains("That is not the emergency secret."));
+    browser.save_screenshot("emergency-wrong-secret").await;
     assert!(browser
         .cookie("__Host-portcullis-emergency")
         .await
@@ -284,7 +262,8 @@ async fn break_glass_in_a_real_browser_then_sign_in_as_the_new_admin() {
     assert!(browser
         .body_text()
         .await
-        .contains("The users file has no users yet."));
+        .contains("The identity store has no accounts yet."));
+    browser.save_screenshot("emergency-dashboard-empty").await;
 
     browser.fill("#new-name", "root@example.com").await;
     browser
@@ -294,7 +273,8 @@ async fn break_glass_in_a_real_browser_then_sign_in_as_the_new_admin() {
     let text = browser.body_text().await;
     assert!(text.contains("User created."), "{text}");
     assert!(text.contains("root@example.com"), "{text}");
-    let users = std::fs::read_to_string(gw.dir().join("users.toml")).expect("users file");
+    browser.save_screenshot("emergency-dashboard-created").await;
+    let users = gw.user_ok(&["export"], None);
     assert!(
         users.contains("root@example.com") && users.contains("$argon2id$"),
         "{users}"

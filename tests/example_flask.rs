@@ -67,7 +67,7 @@ async fn the_flask_example_trusts_only_the_gateway_assertion() {
         GatewayBuilder::new(&cfg)
             .env("PORTCULLIS_SESSION_KEYS", SESSION_KEYS)
             .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
-            .file("users.toml", &users)
+            .users(&users)
             .start()
     };
     let _flask = start_flask(app, ASSERTION_KEY);

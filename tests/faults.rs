@@ -1,16 +1,15 @@
 //! Fault injection against real processes (issue #10): an upstream killed
 //! and restarted on its port, Redis killed and restarted under both
-//! `on_store_error` settings (the session-revocation and login-limiter
-//! paths; `ratelimit_redis.rs` covers route limits), certificate files
-//! replaced with garbage then `SIGHUP`, an unreadable or broken users file,
-//! and a full storage directory (a 64 KiB tmpfs). Each fault must give a
-//! clear error (status and a log line naming what failed), no crash, no
-//! lost data, and recovery without a restart.
+//! `on_store_error` settings (the login-limiter path; `ratelimit_redis.rs`
+//! covers route limits), certificate files replaced with garbage then
+//! `SIGHUP`, and the identity store on a full disk (a small tmpfs). Each
+//! fault must give a clear error (status and a log line naming what
+//! failed), no crash, no lost data, and recovery without a restart. The
+//! identity store's own faults (unreachable, lost mid-run, foreign or newer
+//! files) are in `identity_store.rs`.
 //!
-//! Tests run as root in CI, so `chmod 000` does not make a file unreadable
-//! to the gateway: "unreadable" is a directory where the users file should
-//! be (`read` fails with EISDIR), plus a file of garbage. The tmpfs tests
-//! need `mount` (root, or CAP_SYS_ADMIN); without it they say so and pass.
+//! The tmpfs tests need `mount` (root, or CAP_SYS_ADMIN); without it they
+//! say so and pass.
 // Test code: a failed assumption is a failed test (workspace lints deny these).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE};
+use reqwest::header::{ACCEPT, COOKIE};
 use sha2::{Digest, Sha256};
 use support::config::{basic, basic_with};
 use support::gateway::{stderr_of, stdout_of};
-use support::login::{csrf_field, set_cookie};
+use support::login::set_cookie;
 use support::*;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::CertificateDer;
@@ -34,9 +33,8 @@ const EMERGENCY: &str = "faults-emergency-secret-0123456789-abcdefghij";
 const PW: &str = "correct horse battery staple";
 const BOB_PW: &str = "bob's password 12345";
 
-/// One users-file entry. The hash is made once per password for the whole
-/// binary: sessions are bound to the stored hash, so instances (and a file
-/// restored after a fault) must carry the same one, as a copied file would.
+/// One users-file entry (imported into a gateway's store); the hash is made
+/// once per password for the whole binary (argon2id is slow).
 fn user_toml(name: &str, pw: &str, roles: &str) -> String {
     static HASHES: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
     let hash = {
@@ -50,7 +48,7 @@ fn user_toml(name: &str, pw: &str, roles: &str) -> String {
             }
         }
     };
-    format!("[users.{name}]\npassword = \"{hash}\"\nroles = [{roles}]\ngeneration = 1\n")
+    format!("[users.{name}]\npassword = \"{hash}\"\nroles = [{roles}]\n")
 }
 
 async fn get_json(c: &reqwest::Client, url: String, cookie: Option<&str>) -> reqwest::Response {
@@ -172,36 +170,48 @@ async fn upstream_killed_and_restarted_on_the_same_port() {
 
 // ------------------------------------------------------------------- redis
 
+/// A gateway with its login limiter in Redis; instances given the same
+/// `store` share one identity store (a SQLite file both open, as two
+/// processes on one machine may), the first one importing Alice.
 fn redis_session_gateway(
     pki: &TestPki,
     up: &Upstream,
     redis: &RedisServer,
     on_error: &str,
+    store: &Path,
 ) -> Gateway {
     let extra = format!(
         "[rate_limit]\nstore = \"redis\"\nredis = \"{}\"\non_store_error = \"{on_error}\"\n\
          default = \"off\"\nlogin = \"5/hour\"\n\
          [secrets]\nsession_keys = \"env:PORTCULLIS_SESSION_KEYS\"\n\
-         [session]\nusers = \"users.toml\"\n\
-         [[route]]\npath = \"/private\"\naccess = \"login\"\n",
-        redis.url()
+         [store]\nurl = \"sqlite:{}\"\n\
+         [[route]]\npath = \"/private\"\naccess = \"login\"\n\
+         [[route]]\npath = \"/limited\"\nrate_limit = \"100000/minute\"\n",
+        redis.url(),
+        store.display()
     );
-    GatewayBuilder::new(&basic_with(pki, &[up.addr()], "", &extra))
-        .env("PORTCULLIS_SESSION_KEYS", KEYS)
-        .file("users.toml", &user_toml("alice", PW, "\"staff\""))
-        .start()
+    let b = GatewayBuilder::new(&basic_with(pki, &[up.addr()], "", &extra))
+        .env("PORTCULLIS_SESSION_KEYS", KEYS);
+    let b = if store.exists() {
+        b
+    } else {
+        b.users(&user_toml("alice", PW, "\"staff\""))
+    };
+    b.start()
 }
 
-/// `allow`: during the outage sessions keep working and logouts still end
-/// sessions; a logout made during the outage reaches the other instance
-/// once Redis is back (it is not lost); afterwards the login limiter counts
-/// in Redis again.
+/// `allow`: during the outage sessions keep working (they never needed
+/// Redis: they are records in the identity store), a logout ends the
+/// session on both instances at once, logins work uncounted; afterwards the
+/// login limiter counts in Redis again.
 #[tokio::test]
 async fn redis_outage_with_allow_keeps_sessions_and_loses_no_logout() {
     let (pki, up) = (TestPki::new(), Upstream::start());
     let mut redis = RedisServer::start();
-    let a = redis_session_gateway(&pki, &up, &redis, "allow");
-    let b = redis_session_gateway(&pki, &up, &redis, "allow");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("identity.db");
+    let a = redis_session_gateway(&pki, &up, &redis, "allow", &store);
+    let b = redis_session_gateway(&pki, &up, &redis, "allow", &store);
     let ca = https_client(&pki.ca_pem, a.https_port, false);
     let cb = https_client(&pki.ca_pem, b.https_port, false);
     let kept = try_login(&ca, &a, "alice", PW, 303).await.expect("cookie");
@@ -214,36 +224,50 @@ async fn redis_outage_with_allow_keeps_sessions_and_loses_no_logout() {
         200,
         "allow: sessions still work"
     );
+    // A logout during the outage: both instances honour it within a second.
+    support::login::logout(&ca, &a.base(), &ended).await;
+    assert_eq!(status(&ca, a.url("/private"), Some(&ended)).await, 401);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while status(&cb, b.url("/private"), Some(&ended)).await != 401 {
+        assert!(Instant::now() < deadline, "the logout reaches B within 1 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A login during the outage works (uncounted: on_store_error = allow);
+    // its limiter is what notices the outage.
+    assert!(try_login(&ca, &a, "alice", PW, 303).await.is_some());
     assert!(a.wait_for_log("shared store unreachable", Duration::from_secs(5)));
     assert!(
         a.stderr().contains("on_store_error") && a.stderr().contains("allow"),
         "{}",
         a.stderr()
     );
-    // A logout during the outage: this instance honours it at once.
-    support::login::logout(&ca, &a.base(), &ended).await;
-    assert_eq!(status(&ca, a.url("/private"), Some(&ended)).await, 401);
-    // A login during the outage works (uncounted: on_store_error = allow).
-    assert!(try_login(&cb, &b, "alice", PW, 303).await.is_some());
 
     redis.restart();
-    // The other instance learns of the logout once Redis is back.
-    let revoked_on_b = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let s = status(&cb, b.url("/private"), Some(&ended)).await;
-            if s == 401 || Instant::now() > deadline {
-                break s;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    assert_eq!(
-        revoked_on_b, 401,
-        "a logout made during the outage must reach the other instance after recovery"
-    );
+    assert_eq!(status(&cb, b.url("/private"), Some(&ended)).await, 401);
     assert_eq!(status(&cb, b.url("/private"), Some(&kept)).await, 200);
-    assert!(a.wait_for_log("shared store reachable again", Duration::from_secs(5)));
+    // Sessions no longer touch Redis: a rate-limited route's requests are
+    // what makes each instance use it again (B's connection from before the
+    // restart fails once, which counts as an outage of its own), until
+    // every outage it logged has ended.
+    for (c, gw) in [(&ca, &a), (&cb, &b)] {
+        let back = async {
+            for i in 0..100 {
+                status(c, gw.url("/limited"), None).await;
+                let log = gw.stderr();
+                let (down, up) = (
+                    log.matches("shared store unreachable").count(),
+                    log.matches("shared store reachable again").count(),
+                );
+                if i >= 3 && down == up {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        };
+        assert!(back.await, "{}", gw.stderr());
+    }
+    assert!(a.stderr().contains("shared store reachable again"));
 
     // The login limiter counts in Redis again: 5/hour per name over both.
     let mut statuses = Vec::new();
@@ -259,34 +283,37 @@ async fn redis_outage_with_allow_keeps_sessions_and_loses_no_logout() {
     assert!(a.try_wait().is_none() && b.try_wait().is_none());
 }
 
-/// `deny`: while Redis is down a request with a session cookie and every
-/// login attempt get a prompt 503 (no password is checked uncounted);
-/// pages without a session are unaffected; all recovers without a restart.
+/// `deny`: while Redis is down every login attempt gets a prompt 503 (no
+/// password is checked uncounted); sessions (records in the identity store)
+/// and pages without one are unaffected; all recovers without a restart.
 #[tokio::test]
 async fn redis_outage_with_deny_refuses_sessions_and_logins_then_recovers() {
     let (pki, up) = (TestPki::new(), Upstream::start());
     let mut redis = RedisServer::start();
-    let gw = redis_session_gateway(&pki, &up, &redis, "deny");
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = redis_session_gateway(&pki, &up, &redis, "deny", &dir.path().join("identity.db"));
     let c = https_client(&pki.ca_pem, gw.https_port, false);
     let cookie = try_login(&c, &gw, "alice", PW, 303).await.expect("cookie");
     assert_eq!(status(&c, gw.url("/private"), Some(&cookie)).await, 200);
 
     redis.stop();
-    let rp = redis.port.to_string();
+    assert_eq!(
+        status(&c, gw.url("/private"), Some(&cookie)).await,
+        200,
+        "sessions do not need Redis"
+    );
     for _ in 0..3 {
         let started = Instant::now();
-        let resp = get_json(&c, gw.url("/private"), Some(&cookie)).await;
+        let form = support::login::login_form(&c, &gw.base()).await;
+        let resp = support::login::post_login(&c, &gw.base(), &form, "alice", PW, "/", None).await;
         assert!(started.elapsed() < Duration::from_secs(3), "prompt");
-        assert_error_body(resp, 503, &[&rp]).await;
+        assert_eq!(
+            resp.status(),
+            503,
+            "login refused: attempts cannot be counted"
+        );
+        assert!(set_cookie(&resp, "__Host-portcullis").is_none());
     }
-    let form = support::login::login_form(&c, &gw.base()).await;
-    let resp = support::login::post_login(&c, &gw.base(), &form, "alice", PW, "/", None).await;
-    assert_eq!(
-        resp.status(),
-        503,
-        "login refused: attempts cannot be counted"
-    );
-    assert!(set_cookie(&resp, "__Host-portcullis").is_none());
     assert_eq!(
         status(&c, gw.url("/public-page"), None).await,
         200,
@@ -434,14 +461,14 @@ async fn certificate_files_replaced_with_garbage_then_sighup() {
     assert!(gw.try_wait().is_none());
 }
 
-// -------------------------------------------------------------- users file
+// ------------------------------------------------------------ identity store
 
-fn session_config(pki: &TestPki, up: &Upstream, users: &str, emergency: bool) -> String {
+fn session_config(pki: &TestPki, up: &Upstream, store: &str, emergency: bool) -> String {
     let mut extra = format!(
         "[rate_limit]\ndefault = \"off\"\nlogin = \"100/minute\"\n\
          [secrets]\nsession_keys = \"env:PORTCULLIS_SESSION_KEYS\"\n\
          emergency = \"env:PORTCULLIS_EMERGENCY_SECRET\"\n\
-         [session]\nusers = \"{users}\"\n\
+         [store]\nurl = \"sqlite:{store}\"\n\
          [[route]]\npath = \"/private\"\naccess = \"login\"\n"
     );
     if emergency {
@@ -450,122 +477,9 @@ fn session_config(pki: &TestPki, up: &Upstream, users: &str, emergency: bool) ->
     basic_with(pki, &[up.addr()], "", &extra)
 }
 
-fn user_add(users: &Path, name: &str, pw: &str) -> std::process::Output {
-    run_cli(
-        &[
-            "user",
-            "add",
-            name,
-            "--role",
-            "staff",
-            "--users",
-            users.to_str().expect("utf8"),
-        ],
-        &[],
-        Some(&format!("{pw}\n")),
-    )
-}
-
-#[tokio::test]
-async fn users_file_garbage_or_unreadable_keeps_the_last_good_users() {
-    let (pki, up) = (TestPki::new(), Upstream::start());
-    let builder = GatewayBuilder::new("");
-    let users = builder.dir().join("users.toml");
-    let config = session_config(&pki, &up, "users.toml", false);
-    let gw = builder
-        .config(&config)
-        .env("PORTCULLIS_SESSION_KEYS", KEYS)
-        .env("PORTCULLIS_EMERGENCY_SECRET", EMERGENCY)
-        .file("users.toml", &user_toml("alice", PW, "\"staff\""))
-        .start();
-    let c = https_client(&pki.ca_pem, gw.https_port, false);
-    let cookie = try_login(&c, &gw, "alice", PW, 303).await.expect("cookie");
-    let file = users.display().to_string();
-
-    // 1. Garbage content (a bad hand edit): noticed, named, refused; the
-    //    last good users keep serving, and `user add` does not overwrite it.
-    let garbage = "[users.alice\npassword = \n";
-    std::fs::write(&users, garbage).expect("write");
-    assert!(
-        gw.wait_for_log("users file not reloaded", Duration::from_secs(10)),
-        "{}",
-        gw.stderr()
-    );
-    assert!(
-        gw.stderr().contains(&format!("{file}: invalid TOML")),
-        "{}",
-        gw.stderr()
-    );
-    gw.signal("HUP");
-    wait_reload(&gw, 1);
-    assert_eq!(
-        status(&c, gw.url("/private"), Some(&cookie)).await,
-        200,
-        "session kept"
-    );
-    assert!(
-        try_login(&c, &gw, "alice", PW, 303).await.is_some(),
-        "old users serve"
-    );
-    let out = user_add(&users, "bob", BOB_PW);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout_of(&out));
-    assert!(
-        stderr_of(&out).contains(&format!("{file}: invalid TOML")),
-        "{}",
-        stderr_of(&out)
-    );
-    assert_eq!(
-        std::fs::read_to_string(&users).expect("read"),
-        garbage,
-        "left as it was"
-    );
-
-    // 2. Unreadable: a directory where the file should be (root ignores
-    //    mode bits, so chmod 000 would not do).
-    let saved = user_toml("alice", PW, "\"staff\"");
-    std::fs::remove_file(&users).expect("rm");
-    std::fs::create_dir(&users).expect("mkdir");
-    assert!(
-        wait_until(Duration::from_secs(10), || gw
-            .stderr()
-            .contains(&format!("{file}: cannot read the users file"))),
-        "{}",
-        gw.stderr()
-    );
-    gw.signal("HUP");
-    wait_reload(&gw, 2);
-    assert_eq!(status(&c, gw.url("/private"), Some(&cookie)).await, 200);
-    assert!(try_login(&c, &gw, "alice", PW, 303).await.is_some());
-    let out = user_add(&users, "bob", BOB_PW);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr_of(&out).contains(&format!("{file}: cannot read the users file")),
-        "{}",
-        stderr_of(&out)
-    );
-    assert!(
-        users.is_dir(),
-        "nothing replaced what the operator has there"
-    );
-
-    // 3. Fixed: the next `user add` is picked up by the running gateway.
-    std::fs::remove_dir(&users).expect("rmdir");
-    std::fs::write(&users, &saved).expect("restore");
-    let out = user_add(&users, "bob", BOB_PW);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut bob = None;
-    while bob.is_none() && Instant::now() < deadline {
-        let form = support::login::login_form(&c, &gw.base()).await;
-        let resp =
-            support::login::post_login(&c, &gw.base(), &form, "bob", BOB_PW, "/", None).await;
-        bob = (resp.status() == 303).then_some(());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(bob.is_some(), "bob can sign in without a restart");
-    assert!(try_login(&c, &gw, "alice", PW, 303).await.is_some());
-    let mut gw = gw;
-    assert!(gw.try_wait().is_none());
+/// `portcullis user add NAME --role staff -c CONFIG`, password on stdin.
+fn user_add(gw: &Gateway, name: &str, pw: &str) -> std::process::Output {
+    gw.user(&["add", name, "--role", "staff"], Some(&format!("{pw}\n")))
 }
 
 // ------------------------------------------------------------ storage full
@@ -646,50 +560,45 @@ impl Drop for SmallFs {
     }
 }
 
-/// The users file on a full filesystem: `portcullis user add` and the
-/// emergency dashboard's "create user" fail with a clear error, the file is
-/// untouched (atomic write: the temp file is removed), sign-ins go on, and
-/// once there is room both work without a restart.
+/// The identity store on a full filesystem: `portcullis user add` and the
+/// emergency dashboard's "create user" fail with a clear error, nothing is
+/// half-written (each write is one transaction), existing sessions go on,
+/// a new sign-in is a 503 (its session record cannot be stored), and once
+/// there is room everything works without a restart.
 #[tokio::test]
-async fn users_file_on_a_full_disk() {
-    let Some(fs) = SmallFs::mount("64k") else {
+async fn identity_store_on_a_full_disk() {
+    let Some(fs) = SmallFs::mount("2m") else {
         return;
     };
     let (pki, up) = (TestPki::new(), Upstream::start());
-    let users = fs.path().join("users.toml");
-    let original = user_toml("alice", PW, "\"staff\"");
-    std::fs::write(&users, &original).expect("write");
+    let store = fs.path().join("identity.db");
     let gw = GatewayBuilder::new(&session_config(
         &pki,
         &up,
-        &users.display().to_string(),
+        &store.display().to_string(),
         true,
     ))
     .env("PORTCULLIS_SESSION_KEYS", KEYS)
     .env("PORTCULLIS_EMERGENCY_SECRET", EMERGENCY)
+    .users(&user_toml("alice", PW, "\"staff\""))
     .start();
     let c = https_client(&pki.ca_pem, gw.https_port, false);
     let cookie = try_login(&c, &gw, "alice", PW, 303).await.expect("cookie");
-    // Take the lock once while there is room, as any earlier write would.
-    assert!(user_add(&users, "carol", "carol's password 1")
+    assert_eq!(status(&c, gw.url("/private"), Some(&cookie)).await, 200);
+    assert!(user_add(&gw, "carol", "carol's password 1")
         .status
         .success());
-    let before = std::fs::read(&users).expect("read");
+    let before = gw.user_ok(&["export"], None);
     let filler = fs.fill();
 
     // `portcullis user add`.
-    let out = user_add(&users, "bob", BOB_PW);
+    let out = user_add(&gw, "bob", BOB_PW);
     assert_eq!(out.status.code(), Some(1), "{}", stdout_of(&out));
     let err = stderr_of(&out);
     assert!(
-        err.contains("No space left on device") && err.contains("users.toml"),
+        err.contains("the disk is full; nothing was written")
+            && err.contains(&store.display().to_string()),
         "names the file and the reason: {err}"
-    );
-    assert_eq!(std::fs::read(&users).expect("read"), before, "file intact");
-    assert_eq!(
-        fs.entries(""),
-        ["filler", "users.toml", "users.toml.lock"],
-        "no temp file left"
     );
 
     // The emergency dashboard's "create user".
@@ -709,26 +618,31 @@ async fn users_file_on_a_full_disk() {
     assert_eq!(resp.status(), 400);
     let page = resp.text().await.expect("html");
     assert!(
-        page.contains("The users file could not be written"),
+        page.contains("The identity store could not be written"),
         "{page}"
     );
     assert!(
         gw.wait_for_log(
-            "emergency: the users file could not be updated",
+            "emergency: the identity store could not be updated",
             Duration::from_secs(5)
         ),
         "{}",
         gw.stderr()
     );
-    assert!(gw.stderr().contains("No space left on device"));
-    assert_eq!(std::fs::read(&users).expect("read"), before, "file intact");
-    assert_eq!(fs.entries(""), ["filler", "users.toml", "users.toml.lock"]);
+    assert!(gw.stderr().contains("the disk is full"), "{}", gw.stderr());
+    // Reads go on; a sign-in, which writes a session, cannot.
     assert_eq!(status(&c, gw.url("/private"), Some(&cookie)).await, 200);
-    assert!(try_login(&c, &gw, "alice", PW, 303).await.is_some());
+    assert!(try_login(&c, &gw, "alice", PW, 503).await.is_none());
+    assert!(gw.stderr().contains("the session could not be stored"));
+    assert_eq!(
+        gw.user_ok(&["export"], None),
+        before,
+        "nothing half-written"
+    );
 
-    // Room again: both writers work, the running gateway sees the users.
+    // Room again: both writers work, the running gateway sees the accounts.
     std::fs::remove_file(filler).expect("rm filler");
-    assert!(user_add(&users, "bob", BOB_PW).status.success());
+    assert!(user_add(&gw, "bob", BOB_PW).status.success());
     let resp = dashboard_action(
         &c,
         &gw,
@@ -745,18 +659,9 @@ async fn users_file_on_a_full_disk() {
     assert!(try_login(&c, &gw, "dave", "dave's password 1", 303)
         .await
         .is_some());
-    let mut ok = false;
-    for _ in 0..50 {
-        let form = support::login::login_form(&c, &gw.base()).await;
-        let r = support::login::post_login(&c, &gw.base(), &form, "bob", BOB_PW, "/", None).await;
-        if r.status() == 303 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(ok, "bob, added by the CLI, signs in");
-    let text = std::fs::read_to_string(&users).expect("read");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(try_login(&c, &gw, "bob", BOB_PW, 303).await.is_some());
+    let text = gw.user_ok(&["export"], None);
     for name in ["alice", "carol", "bob", "dave"] {
         assert!(text.contains(&format!("[users.{name}]")), "{name}: {text}");
     }
@@ -765,31 +670,7 @@ async fn users_file_on_a_full_disk() {
 }
 
 async fn emergency_grant(c: &reqwest::Client, gw: &Gateway) -> String {
-    let page = c
-        .get(gw.url("/.portcullis/emergency"))
-        .send()
-        .await
-        .expect("form");
-    assert_eq!(page.status(), 200);
-    let binding = set_cookie(&page, "__Host-portcullis-csrf").expect("binding");
-    let token = csrf_field(&page.text().await.expect("html"));
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("csrf", &token)
-        .append_pair("secret", EMERGENCY)
-        .finish();
-    let resp = c
-        .post(gw.url("/.portcullis/emergency"))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(COOKIE, format!("__Host-portcullis-csrf={binding}"))
-        .body(body)
-        .send()
-        .await
-        .expect("secret");
-    assert_eq!(resp.status(), 303, "granted");
-    format!(
-        "__Host-portcullis-emergency={}",
-        set_cookie(&resp, "__Host-portcullis-emergency").expect("cookie")
-    )
+    support::login::emergency_grant(c, &gw.base(), EMERGENCY).await
 }
 
 async fn dashboard_action(
@@ -799,30 +680,7 @@ async fn dashboard_action(
     action: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    let page = c
-        .get(gw.url("/.portcullis/emergency/dashboard"))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .expect("dashboard");
-    assert_eq!(page.status(), 200);
-    let binding = set_cookie(&page, "__Host-portcullis-csrf").expect("binding");
-    let token = csrf_field(&page.text().await.expect("html"));
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("csrf", &token);
-    for (k, v) in fields {
-        form.append_pair(k, v);
-    }
-    c.post(gw.url(&format!("/.portcullis/emergency/{action}")))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(
-            COOKIE,
-            format!("{cookie}; __Host-portcullis-csrf={binding}"),
-        )
-        .body(form.finish())
-        .send()
-        .await
-        .expect("action")
+    support::login::emergency_action(c, &gw.base(), cookie, action, fields).await
 }
 
 /// `[tls] mode = "self-signed"` keeps its certificate in `storage`. A reload
@@ -929,10 +787,10 @@ fn rss_kb(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_concurrent_logins_does_not_grow_memory_without_bound() {
     let (pki, up) = (TestPki::new(), Upstream::start());
-    let gw = GatewayBuilder::new(&session_config(&pki, &up, "users.toml", false))
+    let gw = GatewayBuilder::new(&session_config(&pki, &up, "identity.db", false))
         .env("PORTCULLIS_SESSION_KEYS", KEYS)
         .env("PORTCULLIS_EMERGENCY_SECRET", EMERGENCY)
-        .file("users.toml", &user_toml("alice", PW, "\"staff\""))
+        .users(&user_toml("alice", PW, "\"staff\""))
         .start();
     let c = https_client(&pki.ca_pem, gw.https_port, false);
     // One login first: the baseline includes one verification's memory.

@@ -72,10 +72,7 @@ async fn metrics_count_what_happened() {
             "PORTCULLIS_SESSION_KEYS",
             "ops-test-key-0123456789abcdefghijklmnopq",
         )
-        .file(
-            "users.toml",
-            &format!("[users.alice]\npassword = \"{hash}\"\n"),
-        )
+        .users(&format!("[users.alice]\npassword = \"{hash}\"\n"))
         .start();
     let c = https_client(&pki.ca_pem, gw.https_port, false);
     let json = |path: &str| {

@@ -31,25 +31,20 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// One hash per password for the whole test binary, so forged sessions can
-/// carry the account epoch (generation mixed with the hash).
+/// One hash per password for the whole test binary (argon2id is slow).
 static ALICE_HASH: LazyLock<String> =
     LazyLock::new(|| policies::users::hash_password(ALICE_PW).expect("hash"));
 static BOB_HASH: LazyLock<String> =
     LazyLock::new(|| policies::users::hash_password(BOB_PW).expect("hash"));
 
-fn users_toml(generation: u64, alice_disabled: bool, with_alice: bool) -> String {
+/// Bob (admin, staff) and Alice (staff), imported into each gateway's store.
+fn users_toml() -> String {
     let alice = ALICE_HASH.as_str();
     let bob = BOB_HASH.as_str();
-    let mut out = format!(
-        "[users.bob]\npassword = \"{bob}\"\nroles = [\"admin\", \"staff\"]\ngeneration = 1\n"
-    );
-    if with_alice {
-        out.push_str(&format!(
-            "[users.Alice]\npassword = \"{alice}\"\nroles = [\"staff\"]\ndisabled = {alice_disabled}\ngeneration = {generation}\n"
-        ));
-    }
-    out
+    format!(
+        "[users.bob]\npassword = \"{bob}\"\nroles = [\"admin\", \"staff\"]\n\
+         [users.Alice]\npassword = \"{alice}\"\nroles = [\"staff\"]\n"
+    )
 }
 
 /// A gateway with sessions in front of the echo app.
@@ -64,7 +59,6 @@ const SESSION_CONFIG: &str = "[secrets]
 session_keys = \"env:PORTCULLIS_SESSION_KEYS\"
 assertion_key = \"env:PORTCULLIS_ASSERTION_KEY\"
 [session]
-users = \"users.toml\"
 ttl = \"1h\"
 idle = \"10m\"
 [[route]]
@@ -84,15 +78,15 @@ fn config(pki: &TestPki, up: &Upstream, server_extra: &str) -> String {
 
 impl Env {
     fn start() -> Env {
-        Env::start_with("", KEY_A, &users_toml(1, false, true))
+        Env::start_with("", KEY_A)
     }
 
-    fn start_with(server_extra: &str, keys: &str, users: &str) -> Env {
+    fn start_with(server_extra: &str, keys: &str) -> Env {
         let (pki, up) = (TestPki::new(), Upstream::start());
         let gw = GatewayBuilder::new(&config(&pki, &up, server_extra))
             .env("PORTCULLIS_SESSION_KEYS", keys)
             .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
-            .file("users.toml", users)
+            .users(&users_toml())
             .start();
         Env { pki, up, gw }
     }
@@ -101,8 +95,20 @@ impl Env {
         https_client(&self.pki.ca_pem, self.gw.https_port, false)
     }
 
-    fn users_path(&self) -> std::path::PathBuf {
-        self.gw.dir().join("users.toml")
+    /// Polls `path` with `cookie` until it answers `status`; false if that
+    /// takes longer than the store's contract (a change made through any
+    /// instance is seen by all within 1 s), measured from now.
+    async fn within_a_second(&self, path: &str, cookie: &str, status: u16) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            if api_status(self, path, Some(cookie)).await == status {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -310,22 +316,38 @@ async fn login_flow_sets_a_fresh_session_and_identity_headers() {
     );
 }
 
+/// Signs an arbitrary payload as the gateway signs cookies (HMAC-SHA256,
+/// base64url without padding).
+fn forge_payload(keys: &SessionKeys, payload: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(keys.signing()).expect("key");
+    mac.update(payload.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    format!(
+        "{payload}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+    )
+}
+
 fn forge(keys: &[&str], s: &Session) -> String {
     let keys =
         SessionKeys::new(keys.iter().map(|k| k.as_bytes().to_vec()).collect()).expect("keys");
     session::encode(s, &keys)
 }
 
-/// A session of Alice as the gateway would issue it while her users-file
-/// `generation` is `generation` (`issued`, `seen`: Unix seconds; the cookie
-/// holds milliseconds).
-fn alice(generation: u64, issued: u64, seen: u64) -> Session {
+/// The session a cookie value names (verified with `KEY_A`).
+fn decoded(cookie: &str) -> Session {
+    let keys = SessionKeys::new(vec![KEY_A.as_bytes().to_vec()]).expect("keys");
+    session::decode(cookie, &keys, now() * 1000, life())
+        .expect("a valid cookie")
+        .0
+}
+
+/// `s` with other clocks (Unix seconds; the cookie holds milliseconds).
+fn at(s: &Session, issued: u64, seen: u64) -> Session {
     Session {
-        id: session::new_id(),
-        user: "Alice".into(),
-        generation: policies::users::account_epoch(generation, &ALICE_HASH),
         issued: issued * 1000,
         seen: seen * 1000,
+        ..s.clone()
     }
 }
 
@@ -338,13 +360,22 @@ fn life() -> session::Lifetimes {
 async fn cookie_attacks_are_treated_as_no_session() {
     let env = Env::start();
     let t = now();
-    let good = forge(&[KEY_A], &alice(1, t, t));
+    // A real session (its record exists), re-signed with other clocks.
+    let real = decoded(&login(&env, "alice", ALICE_PW).await);
+    let good = forge(&[KEY_A], &at(&real, t, t));
     let c = |v: &str| format!("__Host-portcullis={v}");
     assert_eq!(
         api_status(&env, "/private", Some(&c(&good))).await,
         200,
-        "control: a forged-with-the-real-key cookie works"
+        "control: a forged-with-the-real-key cookie of a real record works"
     );
+    let hits_before = env.up.hits();
+    // A correctly signed cookie of version 2 (stateless: name + generation).
+    let retired = {
+        let keys = SessionKeys::new(vec![KEY_A.as_bytes().to_vec()]).expect("keys");
+        let payload = format!("v2|{}|1|{}|{}|Alice", real.id_hex(), t * 1000, t * 1000);
+        forge_payload(&keys, &payload)
+    };
 
     let flip = |s: &str, at: usize| {
         let mut b = s.as_bytes().to_vec();
@@ -354,36 +385,36 @@ async fn cookie_attacks_are_treated_as_no_session() {
     let dot = good.rfind('.').expect("dot");
     let attacks: Vec<(&str, String)> = vec![
         ("flipped bit in payload", flip(&good, 5)),
-        ("flipped bit in user name", flip(&good, dot - 2)),
+        ("flipped bit in the clocks", flip(&good, dot - 2)),
         ("flipped bit in MAC", flip(&good, good.len() - 3)),
         ("truncated", good[..good.len() - 4].to_string()),
         ("MAC only", good[dot..].to_string()),
         ("payload only", good[..dot].to_string()),
         ("empty", String::new()),
-        ("another key set", forge(&[KEY_B], &alice(1, t, t))),
+        ("another key set", forge(&[KEY_B], &at(&real, t, t))),
         (
             "expired (ttl 1h)",
-            forge(&[KEY_A], &alice(1, t - 3700, t - 10)),
+            forge(&[KEY_A], &at(&real, t - 3700, t - 10)),
         ),
         (
             "idle expired (10m)",
-            forge(&[KEY_A], &alice(1, t - 1200, t - 700)),
+            forge(&[KEY_A], &at(&real, t - 1200, t - 700)),
         ),
         (
             "from the future",
-            forge(&[KEY_A], &alice(1, t + 3600, t + 3600)),
+            forge(&[KEY_A], &at(&real, t + 3600, t + 3600)),
         ),
-        ("wrong generation", forge(&[KEY_A], &alice(2, t, t))),
         (
-            "unknown user",
+            "no such record",
             forge(
                 &[KEY_A],
                 &Session {
-                    user: "mallory".into(),
-                    ..alice(1, t, t)
+                    id: session::new_id(),
+                    ..at(&real, t, t)
                 },
             ),
         ),
+        ("version 2 (before the store)", retired),
     ];
     for (what, value) in &attacks {
         let mut req = env
@@ -402,7 +433,11 @@ async fn cookie_attacks_are_treated_as_no_session() {
         }
     }
     // Two session cookies: believe neither, even when one is valid.
-    let two = format!("{}; {}", c(&good), c(&forge(&[KEY_A], &alice(1, t, t))));
+    let two = format!(
+        "{}; {}",
+        c(&good),
+        c(&forge(&[KEY_A], &at(&real, t - 1, t)))
+    );
     assert_eq!(
         api_status(&env, "/private", Some(&two)).await,
         401,
@@ -418,7 +453,11 @@ async fn cookie_attacks_are_treated_as_no_session() {
         .await
         .expect("two headers");
     assert_eq!(two_headers.status(), 401, "the same cookie twice");
-    assert_eq!(env.up.hits(), 1, "only the control reached the app");
+    assert_eq!(
+        env.up.hits(),
+        hits_before,
+        "only the control reached the app"
+    );
 }
 
 #[tokio::test]
@@ -426,26 +465,17 @@ async fn passwd_disable_and_deletion_void_existing_sessions() {
     let env = Env::start();
     let cookie = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);
     assert_eq!(api_status(&env, "/private", Some(&cookie)).await, 200);
-    let users = env.users_path();
-    let users_arg = users.to_str().expect("utf8");
 
-    // `portcullis user passwd` bumps the generation; the gateway notices the file.
-    let out = run_cli(
-        &["user", "passwd", "alice", "--users", users_arg],
-        &[],
-        Some("a-new-password\n"),
+    // `portcullis user passwd` replaces the epoch; the gateway's cache sees
+    // it within a second.
+    let said = env
+        .gw
+        .user_ok(&["passwd", "alice"], Some("a-new-password\n"));
+    assert!(said.contains("their sessions have ended"), "{said}");
+    assert!(
+        env.within_a_second("/private", &cookie, 401).await,
+        "a new password ends the session"
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let voided = async {
-        for _ in 0..50 {
-            if api_status(&env, "/private", Some(&cookie)).await == 401 {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    };
-    assert!(voided.await, "wrong generation after passwd");
     let cookie = format!(
         "__Host-portcullis={}",
         login(&env, "alice", "a-new-password").await
@@ -456,22 +486,12 @@ async fn passwd_disable_and_deletion_void_existing_sessions() {
         "the new password works"
     );
 
-    // Disabled.
-    let out = run_cli(
-        &["user", "disable", "alice", "--users", users_arg],
-        &[],
-        None,
+    // Disabled, then enabled again: the old session stays over.
+    env.gw.user_ok(&["disable", "alice"], None);
+    assert!(
+        env.within_a_second("/private", &cookie, 401).await,
+        "disabled"
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let mut disabled = false;
-    for _ in 0..50 {
-        if api_status(&env, "/private", Some(&cookie)).await == 401 {
-            disabled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(disabled, "disabled user");
     let form = login_form(&env).await;
     assert_eq!(
         post_login(&env, &form, "alice", "a-new-password", "/", None)
@@ -480,83 +500,59 @@ async fn passwd_disable_and_deletion_void_existing_sessions() {
         401,
         "disabled cannot log in"
     );
+    env.gw.user_ok(&["enable", "alice"], None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        api_status(&env, "/private", Some(&cookie)).await,
+        401,
+        "enabling brings no session back"
+    );
 
-    // Deleted: a session of bob dies when bob leaves the file.
+    // A role change reaches the live session: no new sign-in needed.
     let bob = format!("__Host-portcullis={}", login(&env, "bob", BOB_PW).await);
+    assert_eq!(api_status(&env, "/admin", Some(&bob)).await, 200);
+    env.gw.user_ok(&["roles", "bob", "staff"], None);
+    assert!(env.within_a_second("/admin", &bob, 403).await, "demoted");
     assert_eq!(api_status(&env, "/private", Some(&bob)).await, 200);
-    std::thread::sleep(Duration::from_millis(1100)); // a new mtime second
-    std::fs::write(
-        &users,
-        users_toml(1, false, true).replace("[users.bob]", "[users.robert]"),
-    )
-    .expect("rewrite");
-    let mut gone = false;
-    for _ in 0..50 {
-        if api_status(&env, "/private", Some(&bob)).await == 401 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "deleted user");
+    env.gw.user_ok(&["roles", "bob", "staff", "admin"], None);
+    assert!(env.within_a_second("/admin", &bob, 200).await, "promoted");
+
+    // Deleted: bob's session dies with the account.
+    env.gw.user_ok(&["delete", "bob"], None);
+    assert!(env.within_a_second("/private", &bob, 401).await, "deleted");
+    let out = env.gw.user(&["delete", "bob"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("no account named \"bob\""),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 /// Security review finding: bob (viewer) removed and added again as admin
-/// must not get the admin role through his old cookie. Every account used to
-/// start at generation 1, so the old session matched the new account.
+/// must not get the admin role through his old cookie. A session names a
+/// record of the old account; the new account has a new id and epoch.
 #[tokio::test]
 async fn a_removed_and_re_added_account_does_not_inherit_sessions() {
     let env = Env::start();
     let old = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);
     assert_eq!(api_status(&env, "/private", Some(&old)).await, 200);
     assert_eq!(api_status(&env, "/admin", Some(&old)).await, 403);
-    let users = env.users_path();
-    let users_arg = users.to_str().expect("utf8");
 
-    let out = run_cli(
-        &["user", "remove", "Alice", "--users", users_arg],
-        &[],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let mut gone = false;
-    for _ in 0..50 {
-        if api_status(&env, "/private", Some(&old)).await == 401 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "removed user");
+    env.gw.user_ok(&["delete", "Alice"], None);
+    assert!(env.within_a_second("/private", &old, 401).await, "deleted");
 
-    // Back, same name and password, now an admin, at generation 1 again.
-    let reloads = |env: &Env| {
-        let log = env.gw.stdout() + &env.gw.stderr();
-        log.matches("users file reloaded").count()
-    };
-    let before = reloads(&env);
-    std::thread::sleep(Duration::from_millis(1100)); // a new mtime second
-    let out = run_cli(
-        &[
-            "user", "add", "Alice", "--role", "admin", "--users", users_arg,
-        ],
-        &[],
+    // Back, same name and password, now an admin.
+    env.gw.user_ok(
+        &["add", "Alice", "--role", "admin"],
         Some(&format!("{ALICE_PW}\n")),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let text = std::fs::read_to_string(&users).expect("users file");
-    assert!(text.contains("generation = 1"), "{text}");
-    // The gateway notices the file within a second or so (logging in
-    // before that would spend the per-user login limit).
-    assert!(
-        wait_until(Duration::from_secs(10), || reloads(&env) > before),
-        "the gateway reloads the users file"
-    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let fresh = format!("__Host-portcullis={}", login(&env, "Alice", ALICE_PW).await);
     assert_eq!(
         api_status(&env, "/admin", Some(&fresh)).await,
         200,
-        "control: the new account is an admin (and the gateway has the new file)"
+        "control: the new account is an admin"
     );
     for path in ["/admin", "/private"] {
         assert_eq!(
@@ -566,61 +562,85 @@ async fn a_removed_and_re_added_account_does_not_inherit_sessions() {
         );
     }
 
-    // The same by hand: the old entry written back verbatim revives nothing
-    // either, since the hash differs from the one the session was bound to.
-    std::thread::sleep(Duration::from_millis(1100));
-    let hand = format!(
-        "{}[users.Alice]\npassword = \"{}\"\nroles = [\"admin\"]\ngeneration = 1\n",
-        users_toml(1, false, false),
-        policies::users::hash_password(ALICE_PW).expect("hash")
-    );
-    std::fs::write(&users, hand).expect("rewrite");
-    let mut revived = false;
-    for _ in 0..15 {
-        revived |= api_status(&env, "/admin", Some(&old)).await != 401;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // The same through an import of the old account's exported entry.
+    let exported = env.gw.user_ok(&["export"], None);
+    env.gw.user_ok(&["delete", "Alice"], None);
+    let file = env.gw.dir().join("alice-again.toml");
+    let alice_only = exported
+        .split("[users.")
+        .find(|t| t.starts_with("Alice]"))
+        .map(|t| format!("[users.{t}"))
+        .expect("Alice in the export");
+    std::fs::write(&file, alice_only).expect("write");
+    env.gw
+        .user_ok(&["import", file.to_str().expect("utf8")], None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for cookie in [&old, &fresh] {
+        assert_eq!(
+            api_status(&env, "/admin", Some(cookie)).await,
+            401,
+            "an imported account inherits no session"
+        );
     }
-    assert!(!revived, "a hand-written account with a new hash");
+    login(&env, "Alice", ALICE_PW).await;
 }
 
 #[tokio::test]
 async fn key_rotation_first_signs_all_verify() {
-    let users = users_toml(1, false, true);
-    let t = now();
-    let signed_by_a = format!("__Host-portcullis={}", forge(&[KEY_A], &alice(1, t, t)));
-    let rotated = Env::start_with("", &format!("{KEY_B},{KEY_A}"), &users);
+    // One store for both gateways (one after the other), outside either's
+    // directory.
+    let (pki, up) = (TestPki::new(), Upstream::start());
+    let shared = tempfile::tempdir().expect("tmp");
+    let cfg = format!(
+        "{}\n[store]\nurl = \"sqlite:{}\"\n",
+        config(&pki, &up, ""),
+        shared.path().join("identity.db").display()
+    );
+    let gw = GatewayBuilder::new(&cfg)
+        .env("PORTCULLIS_SESSION_KEYS", &format!("{KEY_B},{KEY_A}"))
+        .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
+        .users(&users_toml())
+        .start();
+    let rotated = Env { pki, up, gw };
+    // A session of this store's Alice, as a gateway with only key A signed it.
+    let by_b = login(&rotated, "alice", ALICE_PW).await;
+    let keys_b = SessionKeys::new(vec![KEY_B.as_bytes().to_vec()]).expect("k");
+    let real = session::decode(&by_b, &keys_b, now() * 1000, life())
+        .expect("new cookies are signed by the first key")
+        .0;
+    let signed_by_a = format!("__Host-portcullis={}", forge(&[KEY_A], &real));
     assert_eq!(
         api_status(&rotated, "/private", Some(&signed_by_a)).await,
         200,
         "old key listed second still verifies"
     );
-    let fresh = login(&rotated, "alice", ALICE_PW).await;
-    assert!(
-        session::decode(
-            &fresh,
-            &SessionKeys::new(vec![KEY_B.as_bytes().to_vec()]).expect("k"),
-            now() * 1000,
-            life()
-        )
-        .is_ok(),
-        "new cookies are signed by the first key"
-    );
-    drop(rotated);
-    let removed = Env::start_with("", KEY_B, &users);
+    let Env { pki, up, gw } = rotated;
+    drop(gw);
+    let gw = GatewayBuilder::new(&cfg)
+        .env("PORTCULLIS_SESSION_KEYS", KEY_B)
+        .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
+        .start();
+    let removed = Env { pki, up, gw };
     assert_eq!(
         api_status(&removed, "/private", Some(&signed_by_a)).await,
         401,
         "a removed key no longer verifies"
     );
+    assert_eq!(
+        api_status(
+            &removed,
+            "/private",
+            Some(&format!("__Host-portcullis={by_b}"))
+        )
+        .await,
+        200,
+        "control: the same session, signed by the remaining key, survives the restart"
+    );
 }
 
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_the_app() {
-    let env = Env::start_with(
-        "trusted_proxies = [\"127.0.0.1\"]",
-        KEY_A,
-        &users_toml(1, false, true),
-    );
+    let env = Env::start_with("trusted_proxies = [\"127.0.0.1\"]", KEY_A);
     let cookie = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);
     let spoofs = [
         ("X-Forwarded-User", "admin"),
@@ -935,11 +955,7 @@ async fn login_brute_force_is_limited_per_ip_and_per_user() {
     assert!((1..=60).contains(&retry), "{retry}");
 
     // Per user name, from many IPs (behind a trusted proxy).
-    let env = Env::start_with(
-        "trusted_proxies = [\"127.0.0.1\"]",
-        KEY_A,
-        &users_toml(1, false, true),
-    );
+    let env = Env::start_with("trusted_proxies = [\"127.0.0.1\"]", KEY_A);
     let form = login_form(&env).await;
     for i in 0..6 {
         let body = format!(
@@ -967,91 +983,157 @@ async fn login_brute_force_is_limited_per_ip_and_per_user() {
 }
 
 #[test]
-fn user_commands_manage_the_file() {
+fn user_commands_manage_the_store() {
     let dir = tempfile::tempdir().expect("tmp");
-    let users = dir.path().join("users.toml");
-    let u = users.to_str().expect("utf8");
-    let out = run_cli(
+    let cfg = dir.path().join("portcullis.toml");
+    std::fs::write(&cfg, "[store]\nurl = \"sqlite:state/identity.db\"\n").expect("cfg");
+    let c = cfg.to_str().expect("utf8");
+    let user = |args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["user"];
+        all.extend_from_slice(args);
+        all.extend(["-c", c]);
+        run_cli(&all, &[], stdin)
+    };
+    let out = user(
         &[
-            "user",
             "add",
             "carol@example.com",
             "--role",
             "admin",
             "--role",
             "ops",
-            "--users",
-            u,
+            "--email",
+            "carol@example.com",
         ],
-        &[],
         Some("carol-password\n"),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&users)
-            .expect("file")
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
+    let store = dir.path().join("state/identity.db");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&store), 0o600, "the store holds hashes");
+    assert_eq!(mode(&dir.path().join("state")), 0o700);
+
+    for (args, stdin, says) in [
+        (
+            vec!["add", "CAROL@example.com"],
+            Some("another-password\n"),
+            "exists already",
+        ),
+        (
+            vec!["add", "bad name"],
+            Some("whatever-password\n"),
+            "is not a user name",
+        ),
+        (
+            vec!["add", "dave"],
+            Some("short\n"),
+            "at least 8 characters",
+        ),
+        (
+            vec!["add", "dave", "--role", "a,b"],
+            Some("long-enough\n"),
+            "not a role name",
+        ),
+        (
+            vec!["add", "dave", "--email", "dave"],
+            Some("long-enough\n"),
+            "not an e-mail",
+        ),
+        (
+            vec!["passwd", "nobody"],
+            Some("whatever-password\n"),
+            "no account named",
+        ),
+        (vec!["disable", "nobody"], None, "no account named"),
+        (vec!["roles", "nobody", "x"], None, "no account named"),
+        (
+            vec!["import", "/nonexistent/users.toml"],
+            None,
+            "cannot read the users file",
+        ),
+    ] {
+        let out = user(&args, stdin);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr_of(&out).contains(says),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+    }
+    let out = user(&["disable", "carol@example.com"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let listing = stdout_of(&user(&["list"], None));
+    assert!(
+        listing.contains("carol@example.com\tadmin,ops\tdisabled\tcarol@example.com"),
+        "{listing}"
     );
-    let text = std::fs::read_to_string(&users).expect("read");
+
+    // Export (0600, hashes kept) and import into a second store: the same
+    // accounts, and the whole import refused when one name exists.
+    let exported = dir.path().join("out/users.toml");
+    let out = user(&["export", exported.to_str().expect("utf8")], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(mode(&exported), 0o600);
+    let text = std::fs::read_to_string(&exported).expect("export");
     assert!(
         text.contains("$argon2id$") && !text.contains("carol-password"),
         "{text}"
     );
-
-    let out = run_cli(
-        &["user", "add", "CAROL@example.com", "--users", u],
-        &[],
-        Some("another-password\n"),
+    assert_eq!(
+        stdout_of(&user(&["export"], None)),
+        text,
+        "to stdout, the same"
     );
-    assert_eq!(out.status.code(), Some(1), "duplicate, case-insensitively");
+
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "[store]\nurl = \"sqlite:other.db\"\n").expect("cfg");
+    let o = other.to_str().expect("utf8");
+    let import = |file: &std::path::Path| {
+        run_cli(
+            &["user", "import", file.to_str().expect("utf8"), "-c", o],
+            &[],
+            None,
+        )
+    };
+    let out = import(&exported);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(
+        stdout_of(&out).contains("imported 1 account from"),
+        "{}",
+        stdout_of(&out)
+    );
+    let back = run_cli(&["user", "export", "-c", o], &[], None);
+    assert_eq!(stdout_of(&back), text, "export, import, export round-trips");
+    let second = dir.path().join("second.toml");
+    std::fs::write(
+        &second,
+        format!(
+            "[users.zed]\npassword = \"{}\"\n[users.\"Carol@Example.com\"]\npassword = \"{}\"\n",
+            ALICE_HASH.as_str(),
+            ALICE_HASH.as_str()
+        ),
+    )
+    .expect("write");
+    let out = import(&second);
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr_of(&out).contains("exists already"),
         "{}",
         stderr_of(&out)
     );
-    let out = run_cli(
-        &["user", "add", "bad name", "--users", u],
-        &[],
-        Some("whatever-password\n"),
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let out = run_cli(&["user", "add", "dave", "--users", u], &[], Some("short\n"));
-    assert_eq!(out.status.code(), Some(1), "short passwords refused");
-    let out = run_cli(
-        &["user", "passwd", "nobody", "--users", u],
-        &[],
-        Some("whatever-password\n"),
-    );
-    assert_eq!(out.status.code(), Some(1));
+    let listing = stdout_of(&run_cli(&["user", "list", "-c", o], &[], None));
+    assert!(!listing.contains("zed"), "all or nothing: {listing}");
 
-    // Through the config's [session] users.
-    let cfg = dir.path().join("portcullis.toml");
+    // A version 1 config is refused with the way forward.
     std::fs::write(&cfg, "[session]\nusers = \"users.toml\"\n").expect("cfg");
-    let out = run_cli(
-        &[
-            "user",
-            "disable",
-            "carol@example.com",
-            "-c",
-            cfg.to_str().expect("utf8"),
-        ],
-        &[],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let out = run_cli(
-        &["user", "list", "-c", cfg.to_str().expect("utf8")],
-        &[],
-        None,
-    );
-    let listing = stdout_of(&out);
+    let out = run_cli(&["check", "-c", c], &[], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
     assert!(
-        listing.contains("carol@example.com\tadmin,ops\tdisabled"),
-        "{listing}"
+        err.contains("session.users") && err.contains("portcullis user import"),
+        "{err}"
     );
 }
 
@@ -1113,7 +1195,7 @@ async fn idle_is_measured_in_milliseconds() {
     let gw = GatewayBuilder::new(&basic_with(&pki, &[up.addr()], "", &short))
         .env("PORTCULLIS_SESSION_KEYS", KEY_A)
         .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
-        .file("users.toml", &users_toml(1, false, true))
+        .users(&users_toml())
         .start();
     let env = Env { pki, up, gw };
     let cookie = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);

@@ -12,9 +12,8 @@ use support::*;
 
 const KEY: &str = "stage-order-key-0123456789abcdefghijklmnop";
 
-/// `[secrets]` and `[session]` for cases that need sessions.
-const SESSIONS: &str = "[secrets]\nsession_keys = \"env:PORTCULLIS_SESSION_KEYS\"\n\
-                        [session]\nusers = \"users.toml\"\n";
+/// `[secrets]` for cases that need sessions.
+const SESSIONS: &str = "[secrets]\nsession_keys = \"env:PORTCULLIS_SESSION_KEYS\"\n";
 
 /// One request of a case and what must come back.
 struct Step {
@@ -164,7 +163,7 @@ async fn each_stage_answers_before_the_next() {
         let (pki, up) = (TestPki::new(), Upstream::start());
         let gw = GatewayBuilder::new(&basic_with(&pki, &[up.addr()], "", &case.config))
             .env("PORTCULLIS_SESSION_KEYS", KEY)
-            .file("users.toml", &users)
+            .users(&users)
             .start();
         for (i, s) in case.steps.iter().enumerate() {
             let resp = if s.plain {

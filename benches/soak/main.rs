@@ -280,15 +280,13 @@ async fn main() {
     let hash = policies::users::hash_password(PW).expect("hash");
     let extra = "[rate_limit]\ndefault = \"off\"\nlogin = \"off\"\n\
                  [secrets]\nsession_keys = \"env:PORTCULLIS_SESSION_KEYS\"\n\
-                 [session]\nusers = \"users.toml\"\n\
                  [[route]]\npath = \"/limited\"\nrate_limit = \"20/s\"\n\
                  [[route]]\npath = \"/app\"\naccess = \"login\"\n";
     let mut gw = Gateway::builder(&basic_with(&pki, &[up.addr()], "", extra))
         .env("PORTCULLIS_SESSION_KEYS", KEYS)
-        .file(
-            "users.toml",
-            &format!("[users.soak]\npassword = \"{hash}\"\nroles = [\"staff\"]\n"),
-        )
+        .users(&format!(
+            "[users.soak]\npassword = \"{hash}\"\nroles = [\"staff\"]\n"
+        ))
         .start();
     let pid = gw.pid();
     let (port, base, ca) = (gw.https_port, gw.base(), pki.ca_pem.clone());

@@ -1,6 +1,6 @@
 //! Stage `session`: from the request's cookies to an identity, and the cookies
 //! the gateway sets. The cookie format and MAC live in `policies::session`;
-//! this module adds what needs the users file and revocations.
+//! this module adds what needs the identity store and revocations.
 
 use cookie::{Cookie, SameSite as CookieSameSite};
 use pingora::http::RequestHeader;
@@ -9,8 +9,9 @@ use policies::session::{self, Session};
 
 use crate::config::SameSite;
 use crate::runtime::{EmergencyRt, SessionRt};
-use crate::state::Shared;
+use crate::state::{Accounts, Shared};
 use crate::store::StoreDown;
+use identity::Lookup;
 use policies::emergency::Grant;
 
 /// The session cookie.
@@ -28,7 +29,7 @@ pub const OWN_COOKIE_PREFIX: &str = "__Host-portcullis";
 /// Who is making the request.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// The name as written in the users file.
+    /// The account's name as created (its case is what apps see).
     pub user: String,
     pub roles: Vec<String>,
     /// The session, to revoke it at logout; `None` for an emergency session.
@@ -41,6 +42,8 @@ pub struct Auth {
     pub identity: Option<Identity>,
     /// A `Set-Cookie` to send: a refreshed session, or a clear of a bad one.
     pub set_cookie: Option<String>,
+    /// A session cookie came that the identity store could not check.
+    pub unavailable: bool,
 }
 
 /// The raw bytes of every `Cookie` header (see `policies::cookies`: one
@@ -141,59 +144,68 @@ pub fn csrf_cookie(binding: &str) -> String {
         .to_string()
 }
 
-/// Verifies the session cookie: MAC, lifetimes, then the user (exists, not
-/// disabled, same account epoch) and revocation. A bad cookie is no cookie,
-/// and is cleared. `Err` only when revocations cannot be read and
-/// `on_store_error = "deny"`.
+/// Verifies the session cookie: MAC and lifetimes, then its record through
+/// the identity store's cache (it exists, its account exists, is enabled
+/// and has the epoch the session was issued under). A bad cookie is no
+/// cookie, and is cleared. A cookie that cannot be checked because the
+/// store is unavailable is no identity either, but is kept: the stage
+/// answers 503 where an account is needed, and the session works again when
+/// the store is back.
 pub async fn authenticate(
     rt: &SessionRt,
-    shared: &Shared,
+    accounts: &Accounts,
     req: &RequestHeader,
     now_ms: u64,
-) -> Result<Auth, StoreDown> {
+) -> Auth {
+    let cleared = || Auth {
+        set_cookie: Some(clear_cookie(SESSION_COOKIE)),
+        ..Auth::default()
+    };
     let value = match cookie(req, SESSION_COOKIE) {
         Ok(Some(v)) => v,
-        Ok(None) => return Ok(Auth::default()),
-        Err(_) => {
-            return Ok(Auth {
-                identity: None,
-                set_cookie: Some(clear_cookie(SESSION_COOKIE)),
-            })
-        }
-    };
-    let cleared = || {
-        Ok(Auth {
-            identity: None,
-            set_cookie: Some(clear_cookie(SESSION_COOKIE)),
-        })
+        Ok(None) => return Auth::default(),
+        Err(_) => return cleared(),
     };
     let Ok((mut s, refresh)) = session::decode(value, &rt.keys, now_ms, rt.life) else {
         return cleared();
     };
-    let users = shared.users.get();
-    let Some(user) = users.get(&s.user) else {
-        return cleared();
+    let Some(cache) = accounts.cache() else {
+        return Auth {
+            unavailable: true,
+            ..Auth::default()
+        };
     };
-    if user.disabled || user.epoch() != s.generation {
-        return cleared();
-    }
-    let (name, roles) = (user.name.clone(), user.roles.clone());
-    drop(users);
-    if shared.revocations.is_revoked(&s.id).await? {
-        return cleared();
-    }
+    let (record, account) = match cache.session(&s.id_hex(), now_ms).await {
+        Lookup::Valid { session, account } => (session, account),
+        Lookup::Invalid => return cleared(),
+        Lookup::Unavailable => {
+            return Auth {
+                unavailable: true,
+                ..Auth::default()
+            }
+        }
+    };
     let set_cookie = refresh.then(|| {
         s.seen = now_ms;
+        // Activity for the account page; not on the path of this request.
+        let (store, id) = (cache.store().clone(), record.id.clone());
+        let at = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_session(&id, at).await {
+                tracing::debug!(error = %e, "session activity not recorded");
+            }
+        });
         session_cookie(rt, &s, now_ms)
     });
-    Ok(Auth {
+    Auth {
         identity: Some(Identity {
-            user: name,
-            roles,
+            user: account.name.clone(),
+            roles: account.roles.clone(),
             session: Some(s),
         }),
         set_cookie,
-    })
+        unavailable: false,
+    }
 }
 
 /// The request's `Cookie` headers without the gateway's own cookies (any

@@ -24,6 +24,7 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
             errors.push(crate::certificates::error_line(&cfg, &e));
         }
     }
+    let store_line = store_line(&cfg, online, &mut errors);
     let acme_line = if online {
         online_checks(&cfg, &mut errors)
     } else {
@@ -53,11 +54,47 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
             }
         ),
     }
+    println!("{store_line}");
     if let Some(line) = acme_line {
         println!("{line}");
     }
     println!("{}: ok", cfg.file.display());
     ExitCode::SUCCESS
+}
+
+/// The identity store line; `--online` opens it read-only and reports the
+/// schema version (or a refusal, as an error).
+fn store_line(cfg: &Config, online: bool, errors: &mut Vec<String>) -> String {
+    if cfg.secrets.session_keys.is_none() && cfg.secrets.emergency.is_none() {
+        return "identity store: not used (no session keys, no emergency secret)".to_string();
+    }
+    let url = &cfg.store.url.value;
+    let shown = url
+        .strip_prefix("sqlite:")
+        .map(|f| format!("SQLite file {f} (embedded, one instance)"))
+        .unwrap_or_else(|| "PostgreSQL (shared)".to_string());
+    if !online {
+        return format!("identity store: {shown}; --online to open it");
+    }
+    let inspected = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(identity::Store::inspect(url))
+                .map_err(|e| e.to_string())
+        });
+    match inspected {
+        Ok((at, Some(v))) => format!(
+            "identity store: {at}, schema version {v} (this build: {})",
+            identity::schema::LATEST
+        ),
+        Ok((at, None)) => format!("identity store: {at}, not created yet (`run` creates it)"),
+        Err(e) => {
+            errors.push(format!("{}: store.url: {e}", cfg.file.display()));
+            String::new()
+        }
+    }
 }
 
 /// The certificates line of an ACME config, ending in `tail`.

@@ -61,54 +61,75 @@ pub enum Command {
     },
     /// Print a new random 256-bit key, base64url.
     Secret,
-    /// Manage the users file.
+    /// Manage accounts in the identity store ([store] of the config).
     #[command(subcommand)]
     User(UserCommand),
 }
 
-/// Which users file: `--users FILE`, else `[session] users` of the config.
-#[derive(Debug, Args)]
-pub struct UsersArg {
-    #[command(flatten)]
-    pub config: ConfigArg,
-    /// The users file itself (instead of finding it through the config)
-    #[arg(long, value_name = "FILE", conflicts_with = "config")]
-    pub users: Option<PathBuf>,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Add a user; the password is read from the terminal, or one line from stdin.
+    /// Add an account; the password is read from the terminal, or one line from stdin.
     Add {
         name: String,
         /// A role (repeat for several)
         #[arg(long = "role", value_name = "R")]
         roles: Vec<String>,
+        /// An e-mail address for the account
+        #[arg(long, value_name = "ADDRESS")]
+        email: Option<String>,
         #[command(flatten)]
-        file: UsersArg,
+        config: ConfigArg,
     },
-    /// Set a new password; the user's existing sessions end.
+    /// Set a new password; the account's sessions end.
     Passwd {
         name: String,
         #[command(flatten)]
-        file: UsersArg,
+        config: ConfigArg,
     },
-    /// Disable a user; the user's existing sessions end.
+    /// Disable an account; its sessions end.
     Disable {
         name: String,
         #[command(flatten)]
-        file: UsersArg,
+        config: ConfigArg,
     },
-    /// Remove a user; the user's existing sessions end, and an account added
-    /// later under the same name never inherits them.
-    Remove {
+    /// Enable a disabled account (it signs in again; no session comes back).
+    Enable {
         name: String,
         #[command(flatten)]
-        file: UsersArg,
+        config: ConfigArg,
     },
-    /// List users, their roles and state.
+    /// Delete an account and its sessions; a name added again later never
+    /// inherits them.
+    #[command(alias = "remove")]
+    Delete {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Replace an account's roles (none given: no roles); live sessions
+    /// see the change within a second.
+    Roles {
+        name: String,
+        roles: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List accounts, their roles and state.
     List {
         #[command(flatten)]
-        file: UsersArg,
+        config: ConfigArg,
+    },
+    /// Create every account of a users file (version 1's users.toml, hashes
+    /// kept): all or none.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Write every account to a users file (mode 0600), or to stdout.
+    Export {
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }

@@ -20,6 +20,9 @@ pub struct Ctx {
     pub out: Extras,
     /// Stage `session`: who is asking, if anyone.
     pub identity: Option<Identity>,
+    /// Stage `session`: a session cookie came that the identity store could
+    /// not check; stage `access` answers 503 where an account is needed.
+    pub identity_unavailable: bool,
     /// A valid emergency session (only while the gate is enabled for this client).
     pub emergency: Option<policies::emergency::Grant>,
     /// Stage `client_ip`.
@@ -66,6 +69,7 @@ impl Ctx {
             rt,
             started: Instant::now(),
             identity: None,
+            identity_unavailable: false,
             emergency: None,
             client: None,
             tls: false,

@@ -35,8 +35,8 @@ enabled = true
 ttl = "15m"
 roles = ["admin"]
 
-[session]
-users = "{USERS}"
+[store]
+url = "sqlite:{STORE}"
 
 [access]
 default = "public"
@@ -68,35 +68,47 @@ fn demo_password() -> String {
     out
 }
 
-/// Writes a users file with the demo user into a fresh private directory.
-/// Why the demo could not write its users file.
+/// Why the demo could not create its store.
 #[derive(Debug, thiserror::Error)]
-enum DemoUsersError {
+enum DemoStoreError {
     #[error("cannot create a temporary directory: {0}")]
     TempDir(std::io::Error),
+    #[error("cannot start: {0}")]
+    Runtime(std::io::Error),
     #[error(transparent)]
     Hash(#[from] policies::users::PasswordError),
     #[error(transparent)]
-    File(#[from] crate::users_file::UsersFileError),
+    Store(#[from] identity::StoreError),
 }
 
-fn demo_users(password: &str) -> Result<std::path::PathBuf, DemoUsersError> {
+/// A fresh private directory with the embedded SQLite store (created 0600)
+/// holding the demo account.
+fn demo_store(password: &str) -> Result<std::path::PathBuf, DemoStoreError> {
     let dir = tempfile::Builder::new()
         .prefix("portcullis-demo-")
         .tempdir()
-        .map_err(DemoUsersError::TempDir)?
+        .map_err(DemoStoreError::TempDir)?
         .keep();
-    let path = dir.join("users.toml");
+    let path = dir.join(config::DEFAULT_STORE_FILE);
     let hash = policies::users::hash_password(password)?;
-    let mut users = crate::users_file::Users::default();
-    users.insert(crate::users_file::User {
-        name: "demo".into(),
-        password: hash,
-        roles: vec!["demo".into()],
-        disabled: false,
-        generation: 1,
-    });
-    crate::users_file::save(&path, &users)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DemoStoreError::Runtime)?;
+    let roles = ["demo".to_string()];
+    rt.block_on(async {
+        let store = identity::Store::open(&format!("sqlite:{}", path.display())).await?;
+        let created = store.create_account(identity::NewAccount {
+            name: "demo",
+            password: Some(&hash),
+            roles: &roles,
+            created: i64::try_from(crate::state::now_ms()).unwrap_or(i64::MAX),
+            ..identity::NewAccount::default()
+        });
+        created.await?;
+        store.close().await;
+        Ok::<_, DemoStoreError>(())
+    })?;
     Ok(path)
 }
 
@@ -109,10 +121,10 @@ pub fn run(https_port: u16, http_port: u16) -> ExitCode {
         }
     };
     let password = demo_password();
-    let users = match demo_users(&password) {
+    let store = match demo_store(&password) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("portcullis: demo users file: {e}");
+            eprintln!("portcullis: demo identity store: {e}");
             return ExitCode::from(crate::EXIT_RUNTIME);
         }
     };
@@ -120,7 +132,7 @@ pub fn run(https_port: u16, http_port: u16) -> ExitCode {
     let text = DEMO_CONFIG
         .replace("{KEY}", &crate::new_secret())
         .replace("{EMERGENCY}", &emergency_secret)
-        .replace("{USERS}", &users.display().to_string())
+        .replace("{STORE}", &store.display().to_string())
         .replace("{APP}", &app_port.to_string())
         .replace("{HTTPS}", &https_port.to_string())
         .replace("{HTTP}", &http_port.to_string());

@@ -174,12 +174,26 @@ fn start(
             return ExitCode::from(EXIT_INVALID);
         }
     };
+    if let Some(url) = &runtime.fixed.store {
+        match state::probe(&url.value) {
+            Ok((store, schema)) => tracing::info!(store, schema, "identity store ready"),
+            // Served anyway: public routes work, the rest is 503 until it answers.
+            Err(e) if e.is_unreachable() => tracing::error!(
+                error = %e,
+                "identity store unreachable at start; serving public routes and retrying"
+            ),
+            Err(e) => {
+                eprintln!("portcullis: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    }
     match serve::build(runtime, certs, flags, extra) {
         Ok(server) => {
             tracing::info!("portcullis serving");
             server.run_forever()
         }
-        Err(e @ (serve::ServeError::Certs(_) | serve::ServeError::Users(_))) => {
+        Err(e @ serve::ServeError::Certs(_)) => {
             eprintln!("portcullis: {e}");
             ExitCode::from(EXIT_INVALID)
         }

@@ -1,7 +1,8 @@
 //! The `ops` listener (`[server] ops`): `/metrics` (Prometheus text),
 //! `/healthz` (the process answers) and `/readyz` (it can serve: 503 while
-//! the shared store is down and `on_store_error = "deny"`, when every
-//! request that needs the store is refused anyway). Plain HTTP, GET only,
+//! the identity store is unreachable or its cache is stale, and while the
+//! shared rate-limit store is down with `on_store_error = "deny"`, when
+//! every request that needs either is refused anyway). Plain HTTP, GET only,
 //! nothing else; it shares no code path with the public listeners.
 
 use std::sync::Arc;
@@ -38,11 +39,17 @@ impl OpsApp {
         }
     }
 
-    fn ready(&self) -> bool {
+    /// `None` when ready, else what is missing.
+    fn unready(&self) -> Option<&'static [u8]> {
+        if !self.shared.accounts.ready() {
+            return Some(b"identity store unreachable\n");
+        }
         let rt = self.shared.runtime.load();
         match rt.store.redis() {
-            Some(r) => !(r.on_error == OnStoreError::Deny && r.is_down()),
-            None => true,
+            Some(r) if r.on_error == OnStoreError::Deny && r.is_down() => {
+                Some(b"shared store unreachable\n")
+            }
+            _ => None,
         }
     }
 }
@@ -78,14 +85,10 @@ impl ServeHttp for OpsApp {
                 )
             }
             "/healthz" => reply(200, "text/plain; charset=utf-8", b"ok\n".to_vec()),
-            "/readyz" if self.ready() => {
-                reply(200, "text/plain; charset=utf-8", b"ready\n".to_vec())
-            }
-            "/readyz" => reply(
-                503,
-                "text/plain; charset=utf-8",
-                b"shared store unreachable\n".to_vec(),
-            ),
+            "/readyz" => match self.unready() {
+                None => reply(200, "text/plain; charset=utf-8", b"ready\n".to_vec()),
+                Some(why) => reply(503, "text/plain; charset=utf-8", why.to_vec()),
+            },
             _ => reply(404, "text/plain; charset=utf-8", b"not found\n".to_vec()),
         }
     }

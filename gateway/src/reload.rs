@@ -1,4 +1,4 @@
-//! `SIGHUP`: re-read the config, the users file and the certificate files,
+//! `SIGHUP`: re-read the config and the certificate files,
 //! validate everything as `run` would, then swap the whole runtime at once.
 //! A request in flight keeps the `Arc<Runtime>` it started with, so it
 //! finishes under the old rules; an open WebSocket is not touched. Anything
@@ -6,7 +6,7 @@
 //! state keeps serving.
 //!
 //! What a running process cannot change is handled in two ways. Listeners,
-//! worker threads, TLS on/off and the users file's path refuse the reload
+//! worker threads, TLS on/off and the identity store's URL refuse the reload
 //! (a half-applied config would redirect to ports nobody serves); restart,
 //! or upgrade with `run -u`. The rate-limit store and the attempt limits
 //! built on it are kept as they are, with a warning that the new values take
@@ -72,7 +72,6 @@ impl Reloader {
                     resolver.replace(certs);
                 }
                 self.shared.runtime.store(Arc::new(runtime));
-                self.shared.users.refresh();
                 tracing::info!(file, "config reloaded");
                 crate::audit::event(
                     "config_reload",
@@ -138,7 +137,7 @@ fn listener_changes(old: &Fixed, new: &Fixed) -> Vec<&'static str> {
         ("server.ops", old.ops != new.ops),
         ("server.threads", old.threads != new.threads),
         ("tls.mode", old.tls_off != new.tls_off),
-        ("session.users", old.users != new.users),
+        ("store.url", old.store != new.store),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))

@@ -15,7 +15,9 @@ use crate::own_errors::OwnErrorsApp;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::runtime::{Fixed, HealthChecks, Runtime};
-use crate::state::{EmergencyLimits, Housekeeping, LoginLimits, Revocations, Shared, UsersStore};
+use crate::state::{
+    Accounts, EmergencyLimits, Housekeeping, LoginLimits, Revocations, Shared, StoreKeeper,
+};
 
 /// Flags `run` passes through to pingora.
 #[derive(Debug, Default, Clone, Copy)]
@@ -30,9 +32,6 @@ pub enum ServeError {
     /// Bad certificate material: the operator's input (exit 1).
     #[error("{0}")]
     Certs(#[from] certs::CertError),
-    /// The users file is invalid: the operator's input (exit 1).
-    #[error(transparent)]
-    Users(#[from] crate::state::InvalidUsersFile),
     /// A listener cannot be bound: a runtime failure (exit 2).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -75,7 +74,7 @@ pub fn build(
     }
     let fixed = runtime.fixed.clone();
     let mut server = server(&fixed, flags);
-    let shared = shared(runtime)?;
+    let shared = shared(runtime);
     let (proxy, resolver) = proxy_service(&server, &shared, &fixed, certs)?;
     server.add_service(proxy);
     server.add_service(background_service(
@@ -108,6 +107,12 @@ pub fn build(
         resolver,
     };
     server.add_service(background_service("reload", reloader));
+    server.add_service(background_service(
+        "identity store",
+        StoreKeeper {
+            accounts: shared.accounts.clone(),
+        },
+    ));
     server.add_service(background_service("housekeeping", Housekeeping { shared }));
     extra(&mut server);
     Ok(server)
@@ -140,19 +145,19 @@ fn server(fixed: &Fixed, flags: RunFlags) -> Server {
 }
 
 /// What outlives a reload, around the first runtime.
-fn shared(runtime: Runtime) -> Result<Arc<Shared>, ServeError> {
-    let users = UsersStore::load(runtime.fixed.users.clone())?;
+fn shared(runtime: Runtime) -> Arc<Shared> {
+    let url = runtime.fixed.store.as_ref().map(|s| s.value.clone());
     let login_limits = LoginLimits::new(runtime.fixed.login, &runtime.store);
     let revocations = Revocations::new(&runtime.store);
     let emergency_limits = EmergencyLimits::new(runtime.fixed.emergency_attempts, &runtime.store);
-    Ok(Arc::new(Shared {
+    Arc::new(Shared {
         runtime: Arc::new(ArcSwap::from_pointee(runtime)),
-        users,
+        accounts: Arc::new(Accounts::new(url)),
         revocations,
         login_limits,
         emergency_limits,
         challenges: Default::default(),
-    }))
+    })
 }
 
 /// The proxy on the https and http listeners; the certificate resolver

@@ -1,26 +1,27 @@
-//! `portcullis user add|passwd|disable|remove|list`.
+//! `portcullis user add|passwd|disable|enable|delete|roles|list|import|export`:
+//! accounts in the identity store the config names (`[store]`, read on its
+//! own so the session keys need not be set to manage accounts). Every
+//! command is one transaction; running gateways see it within a second.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use identity::{NewAccount, Store, StoreError};
 use policies::users::{hash_password, valid_user_name, PasswordError};
 
-use crate::cli::{UserCommand, UsersArg};
-use crate::users_file::{self, UpdateError, User, UsersFileError};
+use crate::cli::{ConfigArg, UserCommand};
+use crate::state::now_ms;
+use crate::users_file::{self, User, Users, UsersFileError};
 
 /// Why a `portcullis user` command changed nothing.
 #[derive(Debug, thiserror::Error)]
 enum UserError {
-    #[error("{}: cannot read the config file: {source}", path.display())]
-    ReadConfig {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: invalid TOML: {message}", path.display())]
-    ConfigToml { path: PathBuf, message: String },
-    #[error("{}: session.users: expected a string", path.display())]
-    UsersKey { path: PathBuf },
+    /// The config's `[store]` (every mistake, one per line).
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// `from`: "" for the terminal, " from stdin" for a pipe.
     #[error("cannot read the password{from}: {source}")]
     ReadPassword {
@@ -33,75 +34,238 @@ enum UserError {
     ShortPassword,
     #[error(transparent)]
     Hash(#[from] PasswordError),
-    #[error("{}: user {name:?} exists already", path.display())]
-    Exists { path: PathBuf, name: String },
-    #[error("{}: no user {name:?}", path.display())]
-    NoSuchUser { path: PathBuf, name: String },
+    #[error("{0:?} is not a user name (1-64 of A-Z a-z 0-9 . _ @ + -)")]
+    BadName(String),
+    #[error("{0:?} is not a role name (A-Z a-z 0-9 . _ -)")]
+    BadRole(String),
+    #[error("{0:?} is not an e-mail address")]
+    BadEmail(String),
+    /// An import file with mistakes (every one, one per line).
+    #[error("{0}")]
+    UsersFile(String),
     #[error(transparent)]
-    File(#[from] UsersFileError),
+    Export(#[from] UsersFileError),
+    #[error("cannot start: {0}")]
+    Runtime(std::io::Error),
 }
 
-impl From<UpdateError<UserError>> for UserError {
-    fn from(e: UpdateError<UserError>) -> UserError {
-        match e {
-            UpdateError::File(e) => UserError::File(e),
-            UpdateError::Refused(e) => e,
+pub fn run(cmd: UserCommand) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(UserError::Runtime(e)),
+    };
+    match rt.block_on(exec(cmd)) {
+        Ok(message) => {
+            if !message.is_empty() {
+                println!("{message}");
+            }
+            ExitCode::SUCCESS
         }
+        Err(e) => fail(e),
     }
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("portcullis: {msg}");
+fn fail(e: UserError) -> ExitCode {
+    eprintln!("portcullis: {e}");
     ExitCode::from(crate::EXIT_INVALID)
 }
 
-fn no_user(path: &Path, name: &str) -> UserError {
-    UserError::NoSuchUser {
-        path: path.to_path_buf(),
-        name: name.to_string(),
+async fn exec(cmd: UserCommand) -> Result<String, UserError> {
+    match cmd {
+        UserCommand::Add {
+            name,
+            roles,
+            email,
+            config,
+        } => add(&name, roles, email, &config).await,
+        UserCommand::Passwd { name, config } => {
+            let hash = checked_hash(read_password()?)?;
+            let store = open(&config).await?;
+            store.set_password(&name, Some(&hash)).await?;
+            Ok(format!(
+                "password of {name} changed in {}; their sessions have ended",
+                store.location()
+            ))
+        }
+        UserCommand::Disable { name, config } => {
+            let store = open(&config).await?;
+            store.set_disabled(&name, true).await?;
+            Ok(format!(
+                "{name} disabled in {}; their sessions have ended",
+                store.location()
+            ))
+        }
+        UserCommand::Enable { name, config } => {
+            let store = open(&config).await?;
+            store.set_disabled(&name, false).await?;
+            Ok(format!("{name} enabled in {}", store.location()))
+        }
+        UserCommand::Delete { name, config } => {
+            let store = open(&config).await?;
+            if !store.delete_account(&name).await? {
+                return Err(StoreError::NoSuchAccount(name).into());
+            }
+            Ok(format!(
+                "{name} deleted from {}; their sessions have ended",
+                store.location()
+            ))
+        }
+        UserCommand::Roles {
+            name,
+            roles,
+            config,
+        } => {
+            check_roles(&roles)?;
+            let store = open(&config).await?;
+            let a = store.set_roles(&name, &roles).await?;
+            Ok(format!(
+                "roles of {} in {}: {}",
+                a.name,
+                store.location(),
+                if roles.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    roles.join(",")
+                }
+            ))
+        }
+        UserCommand::List { config } => list(&open(&config).await?).await,
+        UserCommand::Import { file, config } => import(&file, &config).await,
+        UserCommand::Export { file, config } => export(file.as_deref(), &config).await,
     }
 }
 
-/// The users file: `--users`, else `[session] users` of the config (read
-/// on its own, so secrets need not be set to manage users).
-fn users_path(arg: &UsersArg) -> Result<PathBuf, UserError> {
-    if let Some(p) = &arg.users {
-        return Ok(p.clone());
+/// The store `[store]` of the config names, opened (and migrated).
+async fn open(config: &ConfigArg) -> Result<Store, UserError> {
+    let conf = crate::config::read_only_store(&config.path(), &crate::env_lookup)
+        .map_err(|r| UserError::Config(lines(&r.errors)))?;
+    Ok(Store::open(&conf.url.value).await?)
+}
+
+fn lines(errors: &[crate::config::ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn check_roles(roles: &[String]) -> Result<(), UserError> {
+    match roles.iter().find(|r| !users_file::valid_role(r)) {
+        Some(bad) => Err(UserError::BadRole(bad.clone())),
+        None => Ok(()),
     }
-    let config = arg.config.path();
-    let text = match std::fs::read_to_string(&config) {
-        Ok(text) => text,
-        Err(source) => {
-            return Err(UserError::ReadConfig {
-                path: config,
-                source,
-            })
+}
+
+fn now() -> i64 {
+    i64::try_from(now_ms()).unwrap_or(i64::MAX)
+}
+
+async fn add(
+    name: &str,
+    roles: Vec<String>,
+    email: Option<String>,
+    config: &ConfigArg,
+) -> Result<String, UserError> {
+    if !valid_user_name(name) {
+        return Err(UserError::BadName(name.to_string()));
+    }
+    check_roles(&roles)?;
+    if let Some(e) = email.as_deref().filter(|e| !users_file::valid_email(e)) {
+        return Err(UserError::BadEmail(e.to_string()));
+    }
+    // The store first: a typo in the config costs no password prompt.
+    let store = open(config).await?;
+    if store.account(name).await?.is_some() {
+        return Err(StoreError::Exists(name.to_string()).into());
+    }
+    let hash = checked_hash(read_password()?)?;
+    store
+        .create_account(NewAccount {
+            name,
+            email: email.as_deref(),
+            password: Some(&hash),
+            roles: &roles,
+            disabled: false,
+            created: now(),
+        })
+        .await?;
+    Ok(format!("added {name} to {}", store.location()))
+}
+
+async fn list(store: &Store) -> Result<String, UserError> {
+    let mut out = String::from("NAME\tROLES\tSTATE\tEMAIL");
+    for a in store.accounts().await? {
+        let state = if a.disabled { "disabled" } else { "active" };
+        out.push_str(&format!(
+            "\n{}\t{}\t{state}\t{}",
+            a.name,
+            a.roles.join(","),
+            a.email.as_deref().unwrap_or("-")
+        ));
+    }
+    Ok(out)
+}
+
+async fn import(file: &Path, config: &ConfigArg) -> Result<String, UserError> {
+    let users = users_file::load(file).map_err(|errs| UserError::UsersFile(lines(&errs)))?;
+    let store = open(config).await?;
+    let created = now();
+    let new: Vec<NewAccount<'_>> = users
+        .iter()
+        .map(|u| NewAccount {
+            name: &u.name,
+            email: u.email.as_deref(),
+            password: u.password.as_deref(),
+            roles: &u.roles,
+            disabled: u.disabled,
+            created,
+        })
+        .collect();
+    let n = store.import_accounts(&new).await?;
+    Ok(format!(
+        "imported {n} account{} from {} into {}",
+        if n == 1 { "" } else { "s" },
+        file.display(),
+        store.location()
+    ))
+}
+
+async fn export(file: Option<&Path>, config: &ConfigArg) -> Result<String, UserError> {
+    let store = open(config).await?;
+    let mut users = Users::default();
+    for a in store.accounts().await? {
+        users.insert(User {
+            name: a.name,
+            email: a.email,
+            password: a.password,
+            roles: a.roles,
+            disabled: a.disabled,
+        });
+    }
+    match file {
+        Some(path) => {
+            users_file::save(path, &users)?;
+            Ok(format!(
+                "exported {} accounts from {} to {} (0600: it holds password hashes)",
+                users.len(),
+                store.location(),
+                PathBuf::from(path).display()
+            ))
         }
-    };
-    let doc: toml::Table = match text.parse() {
-        Ok(doc) => doc,
-        Err(e) => {
-            let message = toml::de::Error::message(&e).to_string();
-            return Err(UserError::ConfigToml {
-                path: config,
-                message,
-            });
+        None => {
+            print!("{}", users_file::render(&users));
+            Ok(String::new())
         }
-    };
-    let users = match doc.get("session").and_then(|s| s.get("users")) {
-        None => "users.toml",
-        Some(v) => match v.as_str() {
-            Some(users) => users,
-            None => return Err(UserError::UsersKey { path: config }),
-        },
-    };
-    let base = config.parent().unwrap_or(Path::new(""));
-    Ok(base.join(users))
+    }
 }
 
 /// The password: from the terminal (asked twice), or one line of stdin.
 fn read_password() -> Result<String, UserError> {
-    let pw = if std::io::stdin().is_terminal() {
+    if std::io::stdin().is_terminal() {
         let prompt = |p| {
             rpassword::prompt_password(p)
                 .map_err(|source| UserError::ReadPassword { from: "", source })
@@ -110,162 +274,23 @@ fn read_password() -> Result<String, UserError> {
         if a != prompt("Again: ")? {
             return Err(UserError::PasswordsDiffer);
         }
-        a
-    } else {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|source| UserError::ReadPassword {
-                from: " from stdin",
-                source,
-            })?;
-        line.trim_end_matches(['\n', '\r']).to_string()
-    };
-    if pw.chars().count() < 8 {
+        return Ok(a);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|source| UserError::ReadPassword {
+            from: " from stdin",
+            source,
+        })?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// A new password's argon2id hash, once it is long enough.
+fn checked_hash(password: String) -> Result<String, UserError> {
+    if password.chars().count() < 8 {
         return Err(UserError::ShortPassword);
     }
-    Ok(pw)
-}
-
-/// A new password's hash.
-fn new_hash() -> Result<String, UserError> {
-    Ok(hash_password(&read_password()?)?)
-}
-
-pub fn run(cmd: UserCommand) -> ExitCode {
-    match cmd {
-        UserCommand::Add { name, roles, file } => add(&name, roles, &file),
-        UserCommand::Passwd { name, file } => passwd(&name, &file),
-        UserCommand::Disable { name, file } => disable(&name, &file),
-        UserCommand::Remove { name, file } => remove(&name, &file),
-        UserCommand::List { file } => list(&file),
-    }
-}
-
-fn add(name: &str, roles: Vec<String>, file: &UsersArg) -> ExitCode {
-    if !valid_user_name(name) {
-        return fail(format!(
-            "{name:?} is not a user name (1-64 of A-Z a-z 0-9 . _ @ + -)"
-        ));
-    }
-    if let Some(bad) = roles.iter().find(|r| !users_file::valid_role(r)) {
-        return fail(format!("{bad:?} is not a role name (A-Z a-z 0-9 . _ -)"));
-    }
-    let path = match users_path(file) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let hash = match new_hash() {
-        Ok(h) => h,
-        Err(e) => return fail(e),
-    };
-    let result = users_file::update(&path, |users| {
-        let user = User {
-            name: name.to_string(),
-            password: hash,
-            roles,
-            disabled: false,
-            generation: 1,
-        };
-        users.insert(user).then_some(()).ok_or(UserError::Exists {
-            path: path.clone(),
-            name: name.to_string(),
-        })
-    });
-    match result {
-        Ok(()) => {
-            println!("added {name} to {}", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(UserError::from(e)),
-    }
-}
-
-/// Changes one existing user under the lock; the generation bump voids sessions.
-fn change(name: &str, file: &UsersArg, f: impl FnOnce(&mut User)) -> Result<PathBuf, UserError> {
-    let path = users_path(file)?;
-    users_file::update(&path, |users| {
-        let user = users.get_mut(name).ok_or_else(|| no_user(&path, name))?;
-        f(user);
-        user.generation += 1;
-        Ok(())
-    })?;
-    Ok(path)
-}
-
-/// Prints what was done to the file at `path`, or fails with the error.
-fn done(result: Result<PathBuf, UserError>, what: impl FnOnce(&Path) -> String) -> ExitCode {
-    match result {
-        Ok(path) => {
-            println!("{}", what(&path));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
-}
-
-fn passwd(name: &str, file: &UsersArg) -> ExitCode {
-    let hash = match new_hash() {
-        Ok(h) => h,
-        Err(e) => return fail(e),
-    };
-    done(change(name, file, |u| u.password = hash), |path| {
-        format!(
-            "password of {name} changed in {}; their sessions have ended",
-            path.display()
-        )
-    })
-}
-
-fn disable(name: &str, file: &UsersArg) -> ExitCode {
-    done(change(name, file, |u| u.disabled = true), |path| {
-        format!(
-            "{name} disabled in {}; their sessions have ended",
-            path.display()
-        )
-    })
-}
-
-/// Removes a user. A later `add` of the same name hashes a new password
-/// with a fresh salt, so the old account's sessions never come back.
-fn remove(name: &str, file: &UsersArg) -> ExitCode {
-    let result = users_path(file).and_then(|path| {
-        users_file::update(&path, |users| {
-            users
-                .remove(name)
-                .then_some(())
-                .ok_or_else(|| no_user(&path, name))
-        })?;
-        Ok(path)
-    });
-    done(result, |path| {
-        format!(
-            "{name} removed from {}; their sessions have ended",
-            path.display()
-        )
-    })
-}
-
-fn list(file: &UsersArg) -> ExitCode {
-    let path = match users_path(file) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    match users_file::load(&path) {
-        Ok((users, _)) => {
-            println!("NAME\tROLES\tSTATE");
-            for u in users.iter() {
-                let state = if u.disabled { "disabled" } else { "active" };
-                println!("{}\t{}\t{state}", u.name, u.roles.join(","));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(errs) => {
-            for e in errs {
-                eprintln!("{e}");
-            }
-            ExitCode::from(crate::EXIT_INVALID)
-        }
-    }
+    Ok(hash_password(&password)?)
 }

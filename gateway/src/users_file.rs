@@ -1,14 +1,13 @@
-//! The users file (`users.toml`): local accounts with argon2id hashes.
+//! The users file (`users.toml`): the exchange format of `portcullis user
+//! import` and `user export` (accounts live in the identity store).
 //!
-//! Read strictly (every mistake names file, key and reason), written only
-//! atomically (temp file, fsync, rename) and under an exclusive lock, so a
-//! `portcullis user` command, the emergency dashboard and a running gateway
-//! never see or produce a half-written file.
+//! Read strictly (every mistake names file, key and reason) and written only
+//! atomically with mode 0600 (temp file, fsync, rename): it holds hashes.
+//! Files written by version 1 read as they are (`generation` is accepted and
+//! ignored: the store gives every imported account a fresh epoch).
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use policies::users::{is_argon2id_hash, valid_user_name};
 
@@ -19,21 +18,12 @@ use crate::config::{ConfigError, Report, Section};
 pub struct User {
     /// The name as written in the file (its case is what apps see).
     pub name: String,
-    /// argon2id PHC string.
-    pub password: String,
+    pub email: Option<String>,
+    /// argon2id PHC string; `None` for an account that signs in only
+    /// through a provider.
+    pub password: Option<String>,
     pub roles: Vec<String>,
     pub disabled: bool,
-    /// Bumped by passwd/disable/reset: sessions of an older generation are void.
-    pub generation: u64,
-}
-
-impl User {
-    /// What sessions are bound to: changes with `generation` and with every
-    /// new password hash, so a removed and re-added account never inherits
-    /// the old one's sessions (`policies::users::account_epoch`).
-    pub fn epoch(&self) -> u64 {
-        policies::users::account_epoch(self.generation, &self.password)
-    }
 }
 
 /// All accounts, keyed case-insensitively.
@@ -43,27 +33,19 @@ pub struct Users {
 }
 
 impl Users {
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&User> {
-        self.by_key.get(&name.to_ascii_lowercase())
-    }
-
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut User> {
-        self.by_key.get_mut(&name.to_ascii_lowercase())
+        self.by_key.get(&name.to_lowercase())
     }
 
     /// Adds a user; `false` when the name is taken (case-insensitively).
     pub fn insert(&mut self, user: User) -> bool {
-        let key = user.name.to_ascii_lowercase();
+        let key = user.name.to_lowercase();
         if self.by_key.contains_key(&key) {
             return false;
         }
         self.by_key.insert(key, user);
         true
-    }
-
-    /// Removes a user; `false` when there is none of that name.
-    pub fn remove(&mut self, name: &str) -> bool {
-        self.by_key.remove(&name.to_ascii_lowercase()).is_some()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &User> {
@@ -103,11 +85,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Users, Vec<ConfigError>> {
             if !valid_user_name(name) {
                 r.error(&key, "user names are 1-64 of A-Z a-z 0-9 . _ @ + -");
             }
-            let password = u.str("password", &mut r).unwrap_or_default().to_string();
-            if !is_argon2id_hash(&password) {
+            let password = u.str("password", &mut r).map(str::to_string);
+            if password.as_deref().is_some_and(|p| !is_argon2id_hash(p)) {
                 r.error(
                     u.key("password"),
                     "must be an argon2id hash (set it with `portcullis user passwd`)",
+                );
+            }
+            let email = u.str("email", &mut r).map(str::to_string);
+            if email.as_deref().is_some_and(|e| !valid_email(e)) {
+                r.error(
+                    u.key("email"),
+                    "not an e-mail address (name@domain, no spaces)",
                 );
             }
             let roles: Vec<String> = u
@@ -123,21 +112,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Users, Vec<ConfigError>> {
                 );
             }
             let disabled = u.bool("disabled", &mut r).unwrap_or(false);
-            let generation = match u.int("generation", &mut r) {
-                Some(g) if g >= 0 => g as u64,
-                Some(g) => {
-                    r.error(u.key("generation"), format!("{g} must not be negative"));
-                    0
-                }
-                None => 0,
-            };
+            // Version 1's session counter: read so old files import, unused.
+            let _ = u.int("generation", &mut r);
             u.finish(&mut r);
             let user = User {
                 name: name.to_string(),
+                email,
                 password,
                 roles,
                 disabled,
-                generation,
             };
             if !users.insert(user) {
                 r.error(
@@ -162,31 +145,32 @@ pub fn render(users: &Users) -> String {
     let mut table = toml::Table::new();
     for u in users.iter() {
         let mut t = toml::Table::new();
-        t.insert("password".into(), u.password.clone().into());
+        if let Some(email) = &u.email {
+            t.insert("email".into(), email.clone().into());
+        }
+        if let Some(password) = &u.password {
+            t.insert("password".into(), password.clone().into());
+        }
         t.insert(
             "roles".into(),
             toml::Value::Array(u.roles.iter().cloned().map(Into::into).collect()),
         );
         t.insert("disabled".into(), u.disabled.into());
-        t.insert("generation".into(), (u.generation as i64).into());
         table.insert(u.name.clone(), t.into());
     }
     doc.insert("users".into(), table.into());
     format!(
-        "# portcullis users file: written by `portcullis user` and the emergency dashboard.\n\
-         # Edit with those commands; hashes are argon2id.\n\n{}",
+        "# portcullis users: written by `portcullis user export`, read by `user import`.\n\
+         # It holds argon2id hashes: keep it private (0600).\n\n{}",
         toml::to_string(&doc).unwrap_or_default()
     )
 }
 
-/// Loads the file and its modification time; a missing file is empty.
-pub fn load(path: &Path) -> Result<(Users, Option<SystemTime>), Vec<ConfigError>> {
+/// Loads the file; a missing file is an error here (an import of nothing
+/// is a mistake).
+pub fn load(path: &Path) -> Result<Users, Vec<ConfigError>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-            parse(&text, path).map(|u| (u, mtime))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Users::default(), None)),
+        Ok(text) => parse(&text, path),
         Err(e) => {
             let mut r = Report::new(path);
             r.error("", format!("cannot read the users file: {e}"));
@@ -195,48 +179,28 @@ pub fn load(path: &Path) -> Result<(Users, Option<SystemTime>), Vec<ConfigError>
     }
 }
 
-/// Modification time, to notice edits by `portcullis user` while serving.
-pub fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// A plausible e-mail address: one `@`, something either side, no
+/// whitespace or control characters. (Delivery is not the gateway's job.)
+pub fn valid_email(e: &str) -> bool {
+    e.len() <= 254
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        })
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Why the users file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum UsersFileError {
-    /// A directory could not be made or the lock file opened.
+    /// A directory could not be made.
     #[error("{}: {source}", path.display())]
     Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: cannot lock: {source}", path.display())]
-    Lock {
         path: PathBuf,
         source: std::io::Error,
     },
     /// The atomic write failed (the error names the file).
     #[error(transparent)]
     Write(#[from] certs::CertError),
-    /// The file is not a valid users file: every mistake, with its key.
-    #[error("{}", join(.0))]
-    Invalid(Vec<ConfigError>),
-}
-
-fn join(errors: &[ConfigError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// Why [`update`] wrote nothing: the file, or the change itself said no.
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateError<E> {
-    #[error(transparent)]
-    File(#[from] UsersFileError),
-    #[error("{0}")]
-    Refused(E),
 }
 
 fn create_parent(path: &Path) -> Result<(), UsersFileError> {
@@ -256,47 +220,6 @@ pub fn save(path: &Path, users: &Users) -> Result<(), UsersFileError> {
     Ok(())
 }
 
-/// An exclusive lock beside the file (`users.toml.lock`), held for a whole
-/// read-modify-write so two writers cannot lose each other's change.
-pub struct WriteLock {
-    _file: File,
-}
-
-impl WriteLock {
-    pub fn acquire(users_path: &Path) -> Result<WriteLock, UsersFileError> {
-        let mut lock_path = users_path.as_os_str().to_owned();
-        lock_path.push(".lock");
-        let path = PathBuf::from(lock_path);
-        create_parent(&path)?;
-        let file = match OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-        {
-            Ok(file) => file,
-            Err(source) => return Err(UsersFileError::Io { path, source }),
-        };
-        if let Err(source) = file.lock() {
-            return Err(UsersFileError::Lock { path, source });
-        }
-        Ok(WriteLock { _file: file })
-    }
-}
-
-/// Read-modify-write under the lock; `change` returns an error to abort,
-/// and then nothing is written.
-pub fn update<T, E>(
-    path: &Path,
-    change: impl FnOnce(&mut Users) -> Result<T, E>,
-) -> Result<T, UpdateError<E>> {
-    let _lock = WriteLock::acquire(path)?;
-    let (mut users, _) = load(path).map_err(UsersFileError::Invalid)?;
-    let out = change(&mut users).map_err(UpdateError::Refused)?;
-    save(path, &users)?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,10 +229,13 @@ mod tests {
     fn user(name: &str) -> User {
         User {
             name: name.into(),
-            password: HASH.into(),
+            email: Some(format!(
+                "{}@example.com",
+                name.split('@').next().unwrap_or(name)
+            )),
+            password: Some(HASH.into()),
             roles: vec!["admin".into()],
             disabled: false,
-            generation: 3,
         }
     }
 
@@ -318,6 +244,13 @@ mod tests {
         let mut users = Users::default();
         assert!(users.insert(user("alice@example.com")));
         assert!(users.insert(user("Bob")));
+        let provider_only = User {
+            password: None,
+            email: None,
+            disabled: true,
+            ..user("carol")
+        };
+        assert!(users.insert(provider_only));
         assert!(!users.insert(user("bob")), "case-insensitive uniqueness");
         let text = render(&users);
         let back = parse(&text, Path::new("users.toml")).expect("parses");
@@ -329,7 +262,8 @@ mod tests {
     fn mistakes_name_their_key() {
         let bad = format!(
             "[users.alice]\npassword = \"plaintext\"\n[users.bob]\npassword = \"{HASH}\"\nrole = [\"x\"]\n\
-             [users.Alice]\npassword = \"{HASH}\"\n[users.\"bad name\"]\npassword = \"{HASH}\"\n"
+             [users.Alice]\npassword = \"{HASH}\"\n[users.\"bad name\"]\npassword = \"{HASH}\"\n\
+             [users.dave]\nemail = \"dave at example\"\n"
         );
         let errs: Vec<String> = parse(&bad, Path::new("u.toml"))
             .expect_err("invalid")
@@ -347,22 +281,29 @@ mod tests {
             "{errs:?}"
         );
         assert!(has("users.bad name: user names are"), "{errs:?}");
+        assert!(has("users.dave.email: not an e-mail address"), "{errs:?}");
     }
 
     #[test]
-    fn missing_file_is_empty_and_save_is_private() {
+    fn version_1_files_import_and_saves_are_private() {
         use std::os::unix::fs::PermissionsExt;
+        let v1 = format!(
+            "[users.alice]\npassword = \"{HASH}\"\nroles = [\"staff\"]\ndisabled = false\ngeneration = 7\n"
+        );
+        let users = parse(&v1, Path::new("users.toml")).expect("a version 1 file reads");
+        assert_eq!(
+            users.get("ALICE").and_then(|u| u.password.as_deref()),
+            Some(HASH)
+        );
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("sub/users.toml");
-        let (users, mtime) = load(&path).expect("missing is empty");
-        assert!(users.len() == 0 && mtime.is_none());
-        update(&path, |u| {
-            u.insert(user("carol"));
-            Ok::<(), ()>(())
-        })
-        .expect("update");
+        assert!(
+            load(&path).is_err(),
+            "a missing file is not an empty import"
+        );
+        save(&path, &users).expect("save");
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(load(&path).expect("load").0.len(), 1);
+        assert_eq!(load(&path).expect("load"), users);
     }
 }

@@ -408,6 +408,16 @@ impl Browser {
             .expect("screenshot is base64")
     }
 
+    /// Saves the page as `target/screenshots/NAME.png`; the pictures under
+    /// docs/screenshots/ are copies of these, taken by the tests that check
+    /// the pages.
+    pub async fn save_screenshot(&self, name: &str) {
+        let png = self.screenshot_png().await;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot");
+    }
+
     /// Waits until an element matches `css`; `false` after `timeout`.
     pub async fn wait_for(&self, css: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;

@@ -9,6 +9,12 @@
 //! the gateway binds it: then the gateway exits with "cannot listen on", and
 //! `start` moves that config to fresh ports and tries again.
 //!
+//! Every gateway gets a private identity store: a config without a
+//! `[store]` table gets `url = "sqlite:portcullis.db"` in its own directory
+//! (the default, a file in `[tls] storage`, would be shared by every test).
+//! `GatewayBuilder::users` imports a users file into it before the start,
+//! as an operator would with `portcullis user import`.
+//!
 //! With `-u` (binary upgrade) the new process serves only once the old one
 //! hands over its sockets: it is ready when it listens on the upgrade socket
 //! (`/tmp/portcullis-PORT-upgrade.sock`), and the test then sends the old
@@ -43,6 +49,7 @@ pub fn binary() -> &'static str {
 pub struct Gateway {
     child: Child,
     dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     pub https_port: u16,
     /// 0 when the config has no `http` listener.
     pub http_port: u16,
@@ -57,6 +64,15 @@ pub struct GatewayBuilder {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    users: Option<String>,
+}
+
+/// `config` with a private `[store]` in its directory unless it names one.
+pub fn with_private_store(config: &str) -> String {
+    if config.lines().any(|l| l.trim() == "[store]") {
+        return config.to_string();
+    }
+    format!("{config}\n[store]\nurl = \"sqlite:portcullis.db\"\n")
 }
 
 impl GatewayBuilder {
@@ -69,7 +85,15 @@ impl GatewayBuilder {
             dir: tempfile::tempdir().expect("temp dir for gateway"),
             env: Vec::new(),
             args: Vec::new(),
+            users: None,
         }
+    }
+
+    /// Accounts to import (users-file text) with `portcullis user import`
+    /// before the gateway starts.
+    pub fn users(mut self, users_toml: &str) -> Self {
+        self.users = Some(users_toml.to_string());
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -115,7 +139,10 @@ impl GatewayBuilder {
                 .find(|&p| p != 0)
                 .expect("config has no [server] https or http = \"127.0.0.1:PORT\" line");
             let config_path = self.dir.path().join(CONFIG_FILE);
-            std::fs::write(&config_path, &self.config).unwrap();
+            std::fs::write(&config_path, with_private_store(&self.config)).unwrap();
+            if let Some(users) = self.users.take() {
+                self.import(&config_path, &users);
+            }
             let upgrade = self.args.iter().any(|a| a == "-u" || a == "--upgrade");
             let ready = if upgrade {
                 let sock = PathBuf::from(format!("/tmp/portcullis-{wait_port}-upgrade.sock"));
@@ -132,6 +159,7 @@ impl GatewayBuilder {
                     return Gateway {
                         child,
                         dir: self.dir,
+                        env: self.env,
                         https_port: ports.https,
                         http_port: ports.http,
                         ops_port: ports.ops,
@@ -153,6 +181,24 @@ impl GatewayBuilder {
             }
         }
         unreachable!("the last attempt returns or panics")
+    }
+
+    fn import(&self, config_path: &Path, users: &str) {
+        let file = self.dir.path().join("import-users.toml");
+        std::fs::write(&file, users).unwrap();
+        let out = cli_with(
+            self.dir.path(),
+            &self.env,
+            &[
+                "user",
+                "import",
+                file.to_str().unwrap(),
+                "-c",
+                config_path.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(out.status.success(), "user import: {}", stderr_of(&out));
     }
 
     fn spawn(&self, config_path: &Path) -> Child {
@@ -225,11 +271,33 @@ impl Gateway {
     /// Writes a new config and sends SIGHUP. Whether it was applied shows in
     /// the logs (see `wait_for_log`) or in behaviour.
     pub fn reload(&self, config: &str) {
-        std::fs::write(self.config_path(), config).unwrap();
+        std::fs::write(self.config_path(), with_private_store(config)).unwrap();
         self.signal("HUP");
     }
 
-    /// Writes a file in `dir()` (e.g. a new users file before a reload).
+    /// `portcullis user ARGS -c CONFIG` against this gateway's store, with
+    /// the gateway's environment; `stdin` is the password line, if any.
+    pub fn user(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let config = self.config_path();
+        let mut all: Vec<&str> = vec!["user"];
+        all.extend_from_slice(args);
+        all.extend(["-c", config.to_str().unwrap()]);
+        cli_with(self.dir.path(), &self.env, &all, stdin)
+    }
+
+    /// As [`Gateway::user`], asserting success; returns stdout.
+    pub fn user_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.user(args, stdin);
+        assert!(
+            out.status.success(),
+            "user {args:?}: {}{}",
+            stdout_of(&out),
+            stderr_of(&out)
+        );
+        stdout_of(&out)
+    }
+
+    /// Writes a file in `dir()`.
     pub fn write_file(&self, name: &str, contents: &str) {
         std::fs::write(self.dir.path().join(name), contents).unwrap();
     }
@@ -477,6 +545,11 @@ pub fn run_cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option
             panic!("portcullis {args:?} did not exit within {CLI_TIMEOUT:?}");
         }
     }
+}
+
+fn cli_with(dir: &Path, env: &[(String, String)], args: &[&str], stdin: Option<&str>) -> Output {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    run_cli_in(dir, args, &env, stdin)
 }
 
 /// Stdout of `output` as text (for assertions).

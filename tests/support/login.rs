@@ -116,3 +116,77 @@ pub async fn logout(client: &reqwest::Client, base: &str, cookie: &str) {
         .expect("logout");
     assert_eq!(resp.status(), 303, "logout");
 }
+
+/// Opens the emergency gate with `secret`; returns the emergency cookie
+/// (`__Host-portcullis-emergency=…`).
+pub async fn emergency_grant(c: &reqwest::Client, base: &str, secret: &str) -> String {
+    let page = c
+        .get(format!("{base}/.portcullis/emergency"))
+        .send()
+        .await
+        .expect("form");
+    assert_eq!(page.status(), 200);
+    let binding = set_cookie(&page, "__Host-portcullis-csrf").expect("binding");
+    let token = csrf_field(&page.text().await.expect("html"));
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &token)
+        .append_pair("secret", secret)
+        .finish();
+    let resp = c
+        .post(format!("{base}/.portcullis/emergency"))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(
+            reqwest::header::COOKIE,
+            format!("__Host-portcullis-csrf={binding}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("secret");
+    assert_eq!(resp.status(), 303, "granted");
+    format!(
+        "__Host-portcullis-emergency={}",
+        set_cookie(&resp, "__Host-portcullis-emergency").expect("cookie")
+    )
+}
+
+/// Posts one dashboard form (`create-user`, `reset-password`) with a fresh
+/// CSRF token, as the emergency session `cookie`.
+pub async fn emergency_action(
+    c: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let page = c
+        .get(format!("{base}/.portcullis/emergency/dashboard"))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("dashboard");
+    assert_eq!(page.status(), 200);
+    let binding = set_cookie(&page, "__Host-portcullis-csrf").expect("binding");
+    let token = csrf_field(&page.text().await.expect("html"));
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("csrf", &token);
+    for (k, v) in fields {
+        form.append_pair(k, v);
+    }
+    c.post(format!("{base}/.portcullis/emergency/{action}"))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(
+            reqwest::header::COOKIE,
+            format!("{cookie}; __Host-portcullis-csrf={binding}"),
+        )
+        .body(form.finish())
+        .send()
+        .await
+        .expect("action")
+}

@@ -18,6 +18,7 @@ mod secret;
 mod secrets;
 mod server;
 mod session;
+mod store;
 mod tls;
 pub mod units;
 mod upstream;
@@ -35,6 +36,7 @@ pub use secret::{Secret, SecretSource};
 pub use secrets::Secrets;
 pub use server::Server;
 pub use session::{SameSite, SessionConf};
+pub use store::{read_only_store, StoreConf, DEFAULT_FILE as DEFAULT_STORE_FILE};
 pub use tls::{AcmeMode, Challenge, Tls, TlsMode};
 pub use upstream::Upstream;
 pub use validate::startup_safety;
@@ -54,6 +56,7 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     pub secrets: Secrets,
     pub session: SessionConf,
+    pub store: StoreConf,
     pub identity: IdentityConf,
     /// `[access] default`: access for routes without `access` and unmatched paths.
     pub access_default: Access,
@@ -135,6 +138,13 @@ fn read_root(
     let secrets = root.section("secrets", r, |s, r| secrets::read_secrets(s, base, env, r));
     let access_default = root.section("access", r, route::read_access);
     let session = root.section("session", r, |s, r| session::read_session(s, base, r));
+    let storage = tls.as_ref().map_or_else(
+        || PathBuf::from(tls::DEFAULT_STORAGE),
+        |t| t.storage.clone(),
+    );
+    let store = root.section("store", r, |s, r| {
+        store::read_store(s, base, &storage, env, r)
+    });
     let identity = root.section("identity", r, identity::read_identity);
     let headers = root.section("headers", r, headers::read_headers);
     let cors = root.section("cors", r, cors::read_cors);
@@ -165,6 +175,7 @@ fn read_root(
         upstreams,
         secrets: secrets.unwrap_or_default(),
         session: session?,
+        store: store?,
         identity: identity?,
         access_default: access_default?,
         routes,

@@ -30,6 +30,12 @@ impl<T> fmt::Debug for Secret<T> {
     }
 }
 
+impl<T: PartialEq> PartialEq for Secret<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.value == other.value
+    }
+}
+
 impl<T> Secret<T> {
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Secret<U> {
         Secret {

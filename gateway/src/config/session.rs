@@ -1,6 +1,6 @@
-//! `[session]`: the users file, cookie lifetimes, SameSite.
+//! `[session]`: cookie lifetimes, SameSite.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::reader::duration;
@@ -14,10 +14,9 @@ pub enum SameSite {
     None,
 }
 
-/// `[session]`: local accounts and cookie lifetimes.
+/// `[session]`: cookie lifetimes.
 #[derive(Debug)]
 pub struct SessionConf {
-    pub users: PathBuf,
     /// Absolute lifetime.
     pub ttl: Duration,
     /// Sliding lifetime: a session unused this long is over.
@@ -31,7 +30,19 @@ pub(super) fn read_session(
     r: &mut Report,
 ) -> Option<SessionConf> {
     let errors_before = r.errors.len();
-    let users = base.join(sec.str("users", r).unwrap_or("users.toml"));
+    if let Some(users) = sec.str("users", r) {
+        // Version 2: accounts live in the identity store ([store]).
+        let file = base.join(users);
+        r.error(
+            sec.key("users"),
+            format!(
+                "the users file is no longer read by the gateway: accounts live in the identity \
+                 store ([store]); import it once with `portcullis user import {} -c CONFIG` \
+                 and remove this key",
+                file.display()
+            ),
+        );
+    }
     let ttl = duration(sec, "ttl", r).unwrap_or(Duration::from_secs(12 * 3600));
     let idle = duration(sec, "idle", r).unwrap_or(Duration::from_secs(2 * 3600));
     if idle > ttl {
@@ -50,7 +61,6 @@ pub(super) fn read_session(
         }
     };
     (r.errors.len() == errors_before).then_some(SessionConf {
-        users,
         ttl,
         idle,
         same_site,

@@ -757,12 +757,15 @@ fn startup_safety_only_bites_off_loopback() {
 fn sessions_and_identity() {
     let keys = "k".repeat(32);
     let text = format!(
-        "{BASE}\n[secrets]\nsession_keys = \"env:K\"\n[session]\nusers = \"u.toml\"\nttl = \"1h\"\nidle = \"30m\"\nsame_site = \"strict\"\n\
+        "{BASE}\n[secrets]\nsession_keys = \"env:K\"\n[session]\nttl = \"1h\"\nidle = \"30m\"\nsame_site = \"strict\"\n\
          [identity]\nuser_header = \"X-User\"\n[[route]]\npath = \"/admin\"\naccess = \"role:admin, ops\"\n"
     )
     .replace("default = \"public\"", "default = \"login\"");
     let cfg = parse_with(&text, &[("K", &keys)]).expect("valid").config;
-    assert_eq!(cfg.session.users, PathBuf::from("/etc/portcullis/u.toml"));
+    assert_eq!(
+        cfg.store.url.value, "sqlite:/var/lib/portcullis/portcullis.db",
+        "the default store is a file in [tls] storage"
+    );
     assert_eq!(cfg.session.idle, Duration::from_secs(1800));
     assert_eq!(cfg.session.same_site, SameSite::Strict);
     assert_eq!(cfg.identity.user_header, "X-User");
@@ -782,6 +785,15 @@ fn sessions_and_identity() {
             .config
             .access_default,
         Access::Login
+    );
+
+    // Version 2: the users file is an exchange format, not a live store.
+    let old = format!("{BASE}\n[session]\nusers = \"u.toml\"\n");
+    let e = errors(&old).concat();
+    assert!(
+        e.contains("session.users")
+            && e.contains("portcullis user import /etc/portcullis/u.toml -c CONFIG"),
+        "{e}"
     );
 
     let cases = [

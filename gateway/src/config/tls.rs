@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::{Report, Section};
 
 /// Default `[tls] storage`.
-const DEFAULT_STORAGE: &str = "/var/lib/portcullis";
+pub(super) const DEFAULT_STORAGE: &str = "/var/lib/portcullis";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsMode {

@@ -6,7 +6,7 @@
 //! checked against a derived verifier in constant time after the attempt
 //! limits; success sets `__Host-portcullis-emergency` for `ttl`, and the
 //! dashboard's CSRF-protected forms create users and reset passwords in the
-//! users file (locked, atomic; `emergency_users`). Every attempt, grant,
+//! identity store (one transaction each; `emergency_users`). Every attempt, grant,
 //! action and logout is an audit line without secrets or passwords.
 
 use pingora::prelude::Session;
@@ -203,10 +203,12 @@ fn dashboard(
     notice: Option<Notice<'_>>,
     status: u16,
 ) -> Answer {
-    // The file itself, not the cached copy: an action just wrote it.
-    gate.shared.users.refresh();
-    let users = gate.shared.users.get();
-    let rows: Vec<UserRow<'_>> = users
+    // An action refreshed the cache after writing: this lists its result.
+    let Some(cache) = gate.shared.accounts.fresh() else {
+        return Answer::Error(503);
+    };
+    let accounts = cache.accounts();
+    let rows: Vec<UserRow<'_>> = accounts
         .iter()
         .map(|u| UserRow {
             name: &u.name,

@@ -1,9 +1,14 @@
-//! The emergency dashboard's changes to the users file: create a user,
-//! reset a password. Each runs under the file lock shared with
-//! `portcullis user`, written atomically, then reloaded.
+//! The emergency dashboard's changes to the identity store: create an
+//! account, reset a password. Each is one transaction in the store (the
+//! same one `portcullis user` writes), then the cache is refreshed so the
+//! dashboard lists the result.
 
-use crate::state::Shared;
-use crate::users_file::{self, UpdateError, User};
+use std::sync::Arc;
+
+use identity::{Cache, NewAccount, StoreError};
+
+use crate::state::{now_ms, Shared};
+use crate::users_file;
 
 const MIN_PASSWORD: usize = 8;
 
@@ -20,7 +25,7 @@ pub enum Refusal {
     Exists,
     #[error("no such user")]
     NoSuchUser,
-    #[error("users file not written")]
+    #[error("identity store not written")]
     Storage,
 }
 
@@ -33,7 +38,7 @@ impl Refusal {
             Refusal::ShortPassword => "The password needs at least 8 characters.",
             Refusal::Exists => "A user with that name exists already.",
             Refusal::NoSuchUser => "There is no such user.",
-            Refusal::Storage => "The users file could not be written; see the gateway's log.",
+            Refusal::Storage => "The identity store could not be written; see the gateway's log.",
         }
     }
 }
@@ -47,29 +52,31 @@ async fn hash(password: String) -> Result<String, Refusal> {
         .ok_or(Refusal::Storage)
 }
 
-/// Runs a users-file update on the blocking pool (it takes the file lock
-/// shared with `portcullis user`, and fsyncs).
-async fn update(
-    shared: &Shared,
-    change: impl FnOnce(&mut users_file::Users) -> Result<(), Refusal> + Send + 'static,
-) -> Result<(), Refusal> {
-    let path = shared.users.path.clone();
-    let outcome = tokio::task::spawn_blocking(move || users_file::update(&path, change)).await;
-    match outcome {
-        Ok(Ok(())) => {
-            shared.users.refresh();
+/// The store, while it answers.
+fn store(shared: &Shared) -> Result<Arc<Cache>, Refusal> {
+    shared.accounts.fresh().ok_or(Refusal::Storage)
+}
+
+/// A write's outcome; the cache is refreshed after a success so the
+/// dashboard shows it at once.
+async fn written<T>(cache: &Cache, result: Result<T, StoreError>) -> Result<(), Refusal> {
+    match result {
+        Ok(_) => {
+            if let Err(e) = cache.refresh(now_ms()).await {
+                tracing::warn!(error = %e, "emergency: written, but the cache could not be refreshed");
+            }
             Ok(())
         }
-        Ok(Err(UpdateError::Refused(r))) => Err(r),
-        Ok(Err(UpdateError::File(e))) => {
-            tracing::error!(error = %e, "emergency: the users file could not be updated");
+        Err(StoreError::Exists(_)) => Err(Refusal::Exists),
+        Err(StoreError::NoSuchAccount(_)) => Err(Refusal::NoSuchUser),
+        Err(e) => {
+            tracing::error!(error = %e, "emergency: the identity store could not be updated");
             Err(Refusal::Storage)
         }
-        Err(_) => Err(Refusal::Storage),
     }
 }
 
-/// Adds an enabled user.
+/// Adds an enabled account.
 pub async fn create(
     shared: &Shared,
     name: &str,
@@ -82,35 +89,25 @@ pub async fn create(
     if roles.is_empty() || !roles.iter().all(|r| users_file::valid_role(r)) {
         return Err(Refusal::BadRoles);
     }
+    let cache = store(shared)?;
     let hash = hash(password).await?;
-    let name = name.to_string();
-    update(shared, move |users| {
-        let user = User {
-            name,
-            password: hash,
-            roles,
-            disabled: false,
-            generation: 1,
-        };
-        users.insert(user).then_some(()).ok_or(Refusal::Exists)
-    })
-    .await
+    let new = NewAccount {
+        name,
+        password: Some(&hash),
+        roles: &roles,
+        created: i64::try_from(now_ms()).unwrap_or(i64::MAX),
+        ..NewAccount::default()
+    };
+    written(&cache, cache.store().create_account(new).await).await
 }
 
-/// Sets a new password and enables the user; its sessions end.
+/// Sets a new password and enables the account; its sessions end (the
+/// password change replaces the epoch).
 pub async fn reset_password(shared: &Shared, name: &str, password: String) -> Result<(), Refusal> {
-    if shared.users.get().get(name).is_none() {
+    let cache = store(shared)?;
+    if cache.account(name).is_none() {
         return Err(Refusal::NoSuchUser);
     }
     let hash = hash(password).await?;
-    let name = name.to_string();
-    update(shared, move |users| {
-        let user = users.get_mut(&name).ok_or(Refusal::NoSuchUser)?;
-        user.password = hash;
-        user.disabled = false;
-        // Every session of the old generation is void from now on.
-        user.generation += 1;
-        Ok(())
-    })
-    .await
+    written(&cache, cache.store().reset_password(name, &hash).await).await
 }

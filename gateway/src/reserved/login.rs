@@ -5,6 +5,8 @@
 //! cookie; a token issued to one browser is refused from another. Login
 //! attempts are limited per IP and per user name before any password work,
 //! and unknown users cost the same argon2id verification as wrong passwords.
+//! A sign-in writes a session record to the identity store; logout deletes
+//! it. With the store unavailable both answer 503: nothing is pretended.
 
 use pingora::prelude::Session;
 use policies::ratelimit::Outcome;
@@ -20,6 +22,21 @@ use crate::ctx::Ctx;
 use crate::limits::Verdict;
 use crate::runtime::SessionRt;
 use crate::state::{now_ms, Shared};
+use identity::SessionRecord;
+
+/// Longest `User-Agent` kept with a session (for the account page).
+const MAX_USER_AGENT: usize = 256;
+
+/// The browser's `User-Agent`, cut to [`MAX_USER_AGENT`] bytes of text.
+fn user_agent(session: &Session) -> Option<String> {
+    let ua = session.req_header().headers.get(http::header::USER_AGENT)?;
+    let text = String::from_utf8_lossy(ua.as_bytes());
+    let mut end = text.len().min(MAX_USER_AGENT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).map(str::to_string)
+}
 
 /// The one failure message, for unknown users and wrong passwords alike.
 const FAILED: &str = "Wrong username or password.";
@@ -86,12 +103,14 @@ impl Login<'_> {
             return Answer::html(403, page);
         }
 
+        let Some(cache) = shared.accounts.fresh() else {
+            return Answer::Error(503);
+        };
         // The same argon2id work whether or not the user exists (timing).
-        let users = shared.users.get();
-        let account = users.get(username).filter(|u| !u.disabled).cloned();
-        let phc = account.as_ref().map(|u| u.password.clone());
+        let account = cache.account(username).filter(|a| !a.disabled);
+        let phc = account.as_ref().and_then(|a| a.password.clone());
         let ok = crate::passwords::verify(phc, password.to_string()).await;
-        let Some(user) = account.filter(|_| ok) else {
+        let Some(account) = account.filter(|_| ok) else {
             audit("login_failed", ctx, username);
             let page = pages::login(&fresh_token, &next, username, Some(FAILED), None);
             return Answer::html(401, page);
@@ -101,13 +120,21 @@ impl Login<'_> {
         let t = now_ms();
         let s = session::Session {
             id: session::new_id(),
-            user: user.name.clone(),
-            generation: user.epoch(),
             issued: t,
             seen: t,
         };
+        let at = i64::try_from(t).unwrap_or(i64::MAX);
+        let record = SessionRecord {
+            client_ip: ctx.client_ip().map(|ip| ip.to_string()),
+            user_agent: user_agent(session),
+            ..SessionRecord::new(s.id_hex(), &account, "password", at)
+        };
+        if let Err(e) = cache.store().create_session(&record).await {
+            tracing::error!(error = %e, "sign-in refused: the session could not be stored");
+            return Answer::Error(503);
+        }
         ctx.out.set_cookies.push(auth::session_cookie(srt, &s, t));
-        audit("login_ok", ctx, &user.name);
+        audit("login_ok", ctx, &account.name);
         Answer::see_other(next)
     }
 
@@ -116,11 +143,22 @@ impl Login<'_> {
         if !Csrf::sent(session, self.srt).verify(LOGOUT, form) {
             return Answer::Error(403);
         }
+        if ctx.identity_unavailable {
+            // The record cannot be deleted now: say so rather than clear
+            // the cookie of a session that would go on elsewhere.
+            return Answer::Error(503);
+        }
         if let Some(who) = ctx.identity.as_ref() {
             if let Some(s) = who.session.as_ref() {
-                // Kept, in whole seconds, until the session would have expired.
-                let until = s.issued.saturating_add(self.srt.life.ttl).div_ceil(1000);
-                self.shared.revocations.revoke(s.id, until).await;
+                let Some(cache) = self.shared.accounts.cache() else {
+                    return Answer::Error(503);
+                };
+                let id = s.id_hex();
+                if let Err(e) = cache.store().delete_session(&id).await {
+                    tracing::error!(error = %e, "logout refused: the session record could not be deleted");
+                    return Answer::Error(503);
+                }
+                cache.forget(&id);
                 audit("logout", ctx, &who.user);
             }
         }

@@ -96,7 +96,8 @@ pub fn fixed(config: &Config) -> Fixed {
         ops: config.server.ops,
         threads: config.server.threads,
         tls_off: config.tls.mode == TlsMode::Off,
-        users: config.session.users.clone(),
+        store: (config.secrets.session_keys.is_some() || config.secrets.emergency.is_some())
+            .then(|| config.store.url.clone()),
         redis: config.rate_limit.redis.as_ref().map(|r| {
             (
                 r.info.addr().to_string(),

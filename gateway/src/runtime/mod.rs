@@ -124,7 +124,9 @@ pub struct Fixed {
     pub ops: Option<SocketAddr>,
     pub threads: usize,
     pub tls_off: bool,
-    pub users: PathBuf,
+    /// The identity store; `None` when nothing needs accounts (no session
+    /// keys, no emergency secret).
+    pub store: Option<crate::config::Secret<String>>,
     /// The shared store (address, database, `on_store_error`); kept until restart.
     pub redis: Option<(String, i64, OnStoreError)>,
     /// `[rate_limit] login`; kept until restart.

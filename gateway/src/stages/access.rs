@@ -24,6 +24,9 @@ pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
     let roles = ctx.identity.as_ref().map(|i| i.roles.as_slice());
     match access::decide(&rule.access, roles, navigation) {
         Decision::Allow => {}
+        // The session could not be checked: never a silent anonymous pass,
+        // never a sign-in page the store could not serve either.
+        _ if ctx.identity_unavailable => return Step::Break(Answer::Error(503)),
         Decision::LoginRedirect => {
             let target = ctx.upstream_target.as_deref().unwrap_or("/");
             let next: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();

@@ -14,10 +14,9 @@ pub async fn run(rt: &Runtime, shared: &Shared, session: &Session, ctx: &mut Ctx
         return Step::Continue(());
     };
     let req = session.req_header();
-    let Ok(auth) = auth::authenticate(srt, shared, req, state::now_ms()).await else {
-        return Step::Break(Answer::Error(503));
-    };
+    let auth = auth::authenticate(srt, &shared.accounts, req, state::now_ms()).await;
     ctx.identity = auth.identity;
+    ctx.identity_unavailable = auth.unavailable;
     ctx.out.set_cookies.extend(auth.set_cookie);
     // The emergency session: only while the gate is on for this client.
     let Some(em) = rt.emergency.as_ref().filter(|e| e.admits(ctx.client_ip())) else {

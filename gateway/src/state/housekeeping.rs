@@ -1,12 +1,13 @@
-//! Once a second: the users file and the shared store's logouts; once a
-//! minute: limiter and revocation memory.
+//! Once a second: the shared store's emergency logouts; once a minute:
+//! limiter and revocation memory. (The identity store has its own
+//! service, `StoreKeeper`, on a quarter-second clock.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{now, Shared};
 
-/// Reloads the users file and prunes limiter and revocation memory.
+/// Syncs revocations and prunes limiter and revocation memory.
 pub struct Housekeeping {
     pub shared: Arc<Shared>,
 }
@@ -22,7 +23,6 @@ impl pingora::services::background::BackgroundService for Housekeeping {
                 _ = tick.tick() => {}
             }
             n += 1;
-            self.shared.users.refresh();
             self.shared.revocations.resync().await;
             if n.is_multiple_of(60) {
                 self.shared.login_limits.prune();

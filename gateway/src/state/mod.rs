@@ -1,18 +1,19 @@
-//! State that outlives a config reload: the users file, revoked sessions and
-//! the login attempt limiters. The `Runtime` holds the rules; this holds the
+//! State that outlives a config reload: the identity store, revoked
+//! emergency grants and the login attempt limiters. The `Runtime` holds the rules; this holds the
 //! facts.
 
+mod accounts;
 mod attempts;
 mod housekeeping;
 mod revocations;
-mod users;
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use accounts::{probe, Accounts, StoreKeeper};
 pub use attempts::{Attempt, EmergencyLimits, LoginLimits};
 pub use housekeeping::Housekeeping;
 pub use revocations::Revocations;
-pub use users::{InvalidUsersFile, UsersStore};
 
 use crate::runtime::SharedRuntime;
 
@@ -33,7 +34,8 @@ pub fn now_ms() -> u64 {
 /// Everything a request may need beyond its own `Runtime`.
 pub struct Shared {
     pub runtime: SharedRuntime,
-    pub users: UsersStore,
+    /// The identity store, through its cache.
+    pub accounts: Arc<Accounts>,
     pub revocations: Revocations,
     pub login_limits: LoginLimits,
     pub emergency_limits: EmergencyLimits,

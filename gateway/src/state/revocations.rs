@@ -1,4 +1,5 @@
-//! Sessions ended by logout before their expiry, shared through Redis.
+//! Emergency grants ended by logout before their expiry, shared through
+//! Redis. (Sessions are records in the identity store: logout deletes one.)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -35,7 +35,7 @@ pub fn startup_safety(cfg: &Config) -> Report {
             );
         }
     }
-    users_file_writable(cfg, &mut r);
+    store_file_writable(cfg, &mut r);
     if cfg.tls.mode == TlsMode::Off && cfg.server.trusted_proxies.is_empty() {
         r.error(
             "server.trusted_proxies",
@@ -61,19 +61,19 @@ fn literal_secrets(cfg: &Config) -> [(&'static str, Option<&SecretSource>); 3] {
     ]
 }
 
-/// Anyone who can write the users file can make themselves admin.
-fn users_file_writable(cfg: &Config, r: &mut Report) {
+/// Anyone who can write the SQLite store can make themselves admin.
+fn store_file_writable(cfg: &Config, r: &mut Report) {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(&cfg.session.users) else {
+    let Some(file) = cfg.store.url.value.strip_prefix("sqlite:") else {
+        return;
+    };
+    let Ok(meta) = std::fs::metadata(file) else {
         return;
     };
     if meta.permissions().mode() & 0o002 != 0 {
         r.error(
-            "session.users",
-            format!(
-                "{} is world-writable; chmod o-w it (portcullis writes it 0600)",
-                cfg.session.users.display()
-            ),
+            "store.url",
+            format!("{file} is world-writable; chmod o-w it (portcullis creates it 0600)"),
         );
     }
 }

@@ -130,7 +130,7 @@ pub fn emergency_dashboard(
             }
             section {
                 h2 { "Users" }
-                @if users.is_empty() { p { "The users file has no users yet." } }
+                @if users.is_empty() { p { "The identity store has no accounts yet." } }
                 @else {
                     table {
                         thead { tr { th { "Name" } th { "Roles" } th { "State" } } }
