@@ -18,23 +18,18 @@ set -euo pipefail
 A=$(realpath "$1"); B=$(realpath "$2"); rounds=${ROUNDS:-5}; secs=${SECS:-8}
 w=$(mktemp -d /tmp/ab.XXXX); cd "$w"
 trap 'kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null; sleep 0.5; rm -rf "$w"' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
-mkdir -p up/logs up/tmp; printf 'hello, world\n' > up/small
-cat > up/nginx.conf <<N
-daemon off; master_process off; worker_processes 1; error_log $w/up/logs/e.log; pid $w/up/pid;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000000; keepalive_timeout 600s;
- client_body_temp_path $w/up/tmp; proxy_temp_path $w/up/tmp; fastcgi_temp_path $w/up/tmp; uwsgi_temp_path $w/up/tmp; scgi_temp_path $w/up/tmp;
- server { listen 127.0.0.1:18080; root $w/up; } }
-N
-taskset -c 1 nginx -p "$w/up" -c "$w/up/nginx.conf" >/dev/null 2>&1 & echo $! > up.pidfile
+bench_certificate_and_upstream "$w"
 keys="bench-session-key-0123456789abcdefghijklmnopqrstuvwxyz"
-printf 'benchpass-123456\n' | "$B" user add bench --users users.toml >/dev/null
-conf() { portcullis_config "$3" "$2" 18080 "$w/$1.state" >"$1.toml"; } # name port kind
+conf() { # name port kind binary
+  portcullis_config_for "$4" "$3" "$2" 18080 "$w/$1.state" >"$1.toml"
+  # The account: users.toml or identity.db beside the config, shared by
+  # both binaries when they keep accounts the same way.
+  if [ "$3" = policy ]; then printf 'benchpass-123456\n' | "$4" user add bench -c "$1.toml" >/dev/null 2>&1 || true; fi
+}
 declare -A port=([A-tls]=18441 [B-tls]=18442 [A-policy]=18443 [B-policy]=18444)
 for v in A B; do for m in tls policy; do
-  conf "$v-$m" "${port[$v-$m]}" "$m"
   bin=$A; [ $v = B ] && bin=$B
+  conf "$v-$m" "${port[$v-$m]}" "$m" "$bin"
   PORTCULLIS_SESSION_KEYS=$keys taskset -c 0 "$bin" run -c "$v-$m.toml" >/dev/null 2>"$v-$m.err" & echo $! > "$v-$m.pid"
 done; done
 sleep 2

@@ -68,6 +68,11 @@
 #     RESULTS.md. Without a working perf: valgrind --tool=callgrind.
 #  8. The Redis-store target: benches/load/ratelimit_store.sh (short rounds)
 #     when redis-server is installed.
+#  9. The identity-store target (issue 17): with BASELINE_BIN (a portcullis
+#     binary from before the store, e.g. built from e071593),
+#     benches/load/store.sh BASELINE_BIN NEW: the policy chain with the
+#     memory-only baseline, the SQLite store and the PostgreSQL store,
+#     interleaved; its table goes into RESULTS.md.
 #
 # Environment: SECS (per measured run, default 10), ROUNDS (3), WARMUP (2),
 # CONNS (wrk connections, 64), IDLE (idle connections, 10000; 0 skips),
@@ -363,7 +368,9 @@ EOF
 
 session_keys="bench-session-key-0123456789abcdefghijklmnopqrstuvwxyz"
 bench_pw="bench-password-0123"
-printf '%s\n' "$bench_pw" | "$bin" user add bench --users "$work/users.toml" >/dev/null
+# Every policy instance's config is in $work, so all share $work/identity.db.
+portcullis_config policy 1 "$up" "$work/account.state" >"$work/account.toml"
+printf '%s\n' "$bench_pw" | "$bin" user add bench -c "$work/account.toml" >/dev/null
 
 start_portcullis() {
   local name=$1 kind=$2 pt; pt=$(port)
@@ -555,6 +562,14 @@ if [ "$redis" = 1 ] && command -v redis-server >/dev/null; then
   log "redis store: benches/load/ratelimit_store.sh 5 3"
   timeout 300 "$root/benches/load/ratelimit_store.sh" 5 3 >"$work/redis.out" 2>&1 || true
   tail -1 "$work/redis.out" | grep '^median' >"$work/redis.txt" || rm -f "$work/redis.txt"
+fi
+
+# --- 9. the identity store target ------------------------------------------------
+if [ -n "${BASELINE_BIN:-}" ]; then
+  log "identity store: benches/load/store.sh $BASELINE_BIN (memory) against this build (sqlite, postgres)"
+  timeout 900 "$root/benches/load/store.sh" "$BASELINE_BIN" "$bin" >"$work/store.out" 2>&1 || true
+  sed -n '/median req\/s/,$p' "$work/store.out" >"$work/store.txt"
+  [ -s "$work/store.txt" ] || rm -f "$work/store.txt"
 fi
 
 # --- report ----------------------------------------------------------------------

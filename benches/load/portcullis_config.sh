@@ -6,14 +6,16 @@
 # request), a never-tripping per-IP limit, the default security headers.
 # Anything else (`plain`): public, no limit, no security headers (as nginx's
 # plain config sends none). The certificate is cert.pem/key.pem beside the
-# config file; `policy` needs users.toml there and PORTCULLIS_SESSION_KEYS.
+# config file; `policy` needs PORTCULLIS_SESSION_KEYS and an account (its
+# identity store is identity.db beside the config: `portcullis user add
+# NAME -c FILE`).
 portcullis_config() {
   local kind=$1 https=$2 up=$3 storage=$4 extra
   if [ "$kind" = policy ]; then
     extra='[secrets]
 session_keys = "env:PORTCULLIS_SESSION_KEYS"
-[session]
-users = "users.toml"
+[store]
+url = "sqlite:identity.db"
 [access]
 default = "login"
 [rate_limit]
@@ -50,4 +52,34 @@ key = "key.pem"
 addrs = ["127.0.0.1:$up"]
 $extra
 EOC
+}
+
+# Whether BIN has the identity store (issue 17): binaries from before it
+# refuse a [store] table and keep accounts in users.toml beside the config.
+has_store() { "$1" user import --help >/dev/null 2>&1; }
+
+#   portcullis_config_for BIN KIND HTTPS_PORT UPSTREAM_PORT STORAGE_DIR
+# as portcullis_config, without [store] for a binary from before it.
+portcullis_config_for() {
+  local bin=$1; shift
+  if has_store "$bin"; then portcullis_config "$@"; else portcullis_config "$@" | sed '/^\[store\]$/{N;d}'; fi
+}
+
+#   bench_certificate_and_upstream DIR
+# For ab.sh and store.sh: cert.pem/key.pem (ECDSA P-256, localhost) in DIR,
+# and one nginx on core 1 serving DIR/up/small on 127.0.0.1:18080 (its pid in
+# DIR/up.pidfile).
+bench_certificate_and_upstream() {
+  local w=$1
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$w/key.pem" -out "$w/cert.pem" \
+    -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+  mkdir -p "$w/up/logs" "$w/up/tmp"; printf 'hello, world\n' > "$w/up/small"
+  cat > "$w/up/nginx.conf" <<N
+daemon off; master_process off; worker_processes 1; error_log $w/up/logs/e.log; pid $w/up/pid;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 600s;
+ client_body_temp_path $w/up/tmp; proxy_temp_path $w/up/tmp; fastcgi_temp_path $w/up/tmp; uwsgi_temp_path $w/up/tmp; scgi_temp_path $w/up/tmp;
+ server { listen 127.0.0.1:18080; root $w/up; } }
+N
+  taskset -c 1 nginx -p "$w/up" -c "$w/up/nginx.conf" >/dev/null 2>&1 & echo $! > "$w/up.pidfile"
 }

@@ -139,6 +139,7 @@ def main():
     ciphers = [l.strip() for l in open(os.path.join(w, "ciphers"))] if os.path.exists(os.path.join(w, "ciphers")) else []
     idle = read_tsv(os.path.join(w, "idle.tsv"), header=False)
     redis = open(os.path.join(w, "redis.txt")).read().strip() if os.path.exists(os.path.join(w, "redis.txt")) else ""
+    store = open(os.path.join(w, "store.txt")).read().strip() if os.path.exists(os.path.join(w, "store.txt")) else ""
     profile = open(os.path.join(w, "profile.txt")).read().rstrip() if os.path.exists(os.path.join(w, "profile.txt")) else ""
     cats = categorise(os.path.join(w, "profile-all.txt"))
 
@@ -219,7 +220,19 @@ def main():
         if m:
             r = float(m.group(1))
             o.append(f"| Redis rate-limit store ≥ 80 % of the memory store (`ratelimit_store.sh 5 3`: {redis}) | {100 * r:.0f} % | {yes(r >= 0.8)} |")
+    for backend in ["sqlite", "postgres"]:
+        m = re.search(backend + r" / memory: ([0-9.]+)", store)
+        if m:
+            r = float(m.group(1))
+            o.append(f"| policy chain with the {backend} identity store ≥ 95 % of memory-only (`store.sh`, same run) | {100 * r:.0f} % | {yes(r >= 0.95)} |")
     o.append("")
+    if store:
+        o.append("## Identity store: the policy chain, memory-only against SQLite and PostgreSQL")
+        o.append("")
+        o.append("```")
+        o.append(store)
+        o.append("```")
+        o.append("")
 
     if profile:
         o.append("## Profile: portcullis in the policy mode")
