@@ -155,6 +155,7 @@ async fn two_instances_on_one_postgres_behave_as_one() {
     // passwd on A ends carol's sessions on B within a second.
     a.user_ok(&["passwd", "carol"], Some("carol's password 2\n"));
     assert!(within_a_second(&cb, &b, "/private", &carol, 401).await);
+    let before_passwd = carol;
     let carol = login_within_a_second(&ca, &a, "carol", "carol's password 2").await;
 
     // disable on B: A refuses the sign-in and ends the session.
@@ -202,7 +203,16 @@ async fn two_instances_on_one_postgres_behave_as_one() {
             401,
             "logged out"
         );
-        assert_eq!(status(c, gw, "/private", Some(&carol)).await, 401, "ended");
+        assert_eq!(
+            status(c, gw, "/private", Some(&carol)).await,
+            401,
+            "disabled"
+        );
+        assert_eq!(
+            status(c, gw, "/private", Some(&before_passwd)).await,
+            401,
+            "password changed"
+        );
         assert_eq!(status(c, gw, "/admin", Some(&alice)).await, 200, "live");
     }
 }

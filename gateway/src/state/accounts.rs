@@ -17,6 +17,10 @@ use identity::{Cache, Store, StoreError};
 
 use super::now_ms;
 
+/// How long opening the store may take before the attempt is given up
+/// (and made again at the next tick).
+const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How the store went at the last attempt, for logging changes only.
 #[derive(Debug, Default)]
 struct Health {
@@ -65,8 +69,17 @@ impl Accounts {
         let Some(url) = self.url.as_deref() else {
             return;
         };
+        // A store that hangs is as unavailable as one that refuses: a
+        // refresh says so once its data is too old to use, not when the
+        // driver gives up. Opening (connect, migrate, load the accounts)
+        // may take longer, and is not cut short as often as it is tried.
+        let cache = self.cache();
+        let limit = match cache {
+            Some(_) => identity::cache::STALE_AFTER,
+            None => OPEN_TIMEOUT,
+        };
         let attempt = async {
-            match self.cache() {
+            match cache {
                 Some(cache) => cache.refresh(now_ms()).await.map(|_| ()),
                 None => {
                     let cache = open(url).await?;
@@ -76,14 +89,9 @@ impl Accounts {
                 }
             }
         };
-        // A store that hangs is as unavailable as one that refuses: say so
-        // once its data is too old to use, not when the driver gives up.
-        let outcome = match tokio::time::timeout(identity::cache::STALE_AFTER, attempt).await {
+        let outcome = match tokio::time::timeout(limit, attempt).await {
             Ok(result) => result.map_err(|e| e.to_string()),
-            Err(_) => Err(format!(
-                "no answer within {} ms",
-                identity::cache::STALE_AFTER.as_millis()
-            )),
+            Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
         };
         let up = outcome.is_ok();
         let was = self.health.up.swap(up, Ordering::AcqRel);
@@ -105,9 +113,9 @@ async fn open(url: &str) -> Result<Cache, StoreError> {
     Cache::open(store, now_ms()).await
 }
 
-/// Opens the store once, migrates it, and says which schema it is at;
-/// for `run` (before serving) and `check --online`. Runs on a runtime of
-/// its own, which the pool does not outlive.
+/// Opens the store once, migrates it, and says which schema it is at, for
+/// `run` before it serves. Runs on a runtime of its own, which the pool
+/// does not outlive.
 pub fn probe(url: &str) -> Result<(String, i64), StoreError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
