@@ -21,8 +21,11 @@ pub struct Account {
     /// argon2id PHC string; `None` for an account that signs in only
     /// through a provider.
     pub password: Option<String>,
-    /// Role names (no commas: `A-Z a-z 0-9 . _ -`).
+    /// Role names given to the account (no commas: `A-Z a-z 0-9 . _ -`).
     pub roles: Vec<String>,
+    /// Roles from the provider groups of its last provider sign-in
+    /// (`role_map`); replaced at every such sign-in.
+    pub mapped_roles: Vec<String>,
     /// A disabled account cannot sign in and has no sessions.
     pub disabled: bool,
     /// Sessions carry the epoch they were issued under.
@@ -50,7 +53,30 @@ pub struct NewAccount<'a> {
     pub created: i64,
 }
 
-const COLUMNS: &str = "id, name, email, password, roles, disabled, epoch, created, last_sign_in";
+pub(crate) const COLUMNS: &str =
+    "id, name, email, password, roles, mapped_roles, disabled, epoch, created, last_sign_in";
+
+impl Account {
+    /// What requests carry: the given roles in their order, then the
+    /// mapped ones it does not have already.
+    pub fn all_roles(&self) -> Vec<String> {
+        let mut all = self.roles.clone();
+        for m in &self.mapped_roles {
+            if !all.contains(m) {
+                all.push(m.clone());
+            }
+        }
+        all
+    }
+}
+
+/// A comma-separated role list as stored.
+pub(crate) fn split_roles(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect()
+}
 
 /// A change to one account.
 enum Change<'a> {
@@ -84,22 +110,20 @@ impl Change<'_> {
     }
 }
 
-fn key(name: &str) -> String {
+pub(crate) fn key(name: &str) -> String {
     name.to_lowercase()
 }
 
-fn from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
+pub(crate) fn from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
     let roles: String = row.try_get("roles")?;
+    let mapped: String = row.try_get("mapped_roles")?;
     Ok(Account {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         email: row.try_get("email")?,
         password: row.try_get("password")?,
-        roles: roles
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(str::to_string)
-            .collect(),
+        roles: split_roles(&roles),
+        mapped_roles: split_roles(&mapped),
         disabled: row.try_get::<i64, _>("disabled")? != 0,
         epoch: row.try_get("epoch")?,
         created: row.try_get("created")?,
@@ -128,7 +152,11 @@ impl Store {
         self.finish(tx, out, Moves::Counter).await
     }
 
-    async fn insert(&self, tx: &mut Tx, new: &NewAccount<'_>) -> Result<Account, StoreError> {
+    pub(crate) async fn insert(
+        &self,
+        tx: &mut Tx,
+        new: &NewAccount<'_>,
+    ) -> Result<Account, StoreError> {
         if self.find(tx, new.name).await?.is_some() {
             return Err(StoreError::Exists(new.name.to_string()));
         }
@@ -253,7 +281,7 @@ impl Store {
     }
 
     /// The id of the account named `name`, inside a transaction.
-    async fn find(&self, tx: &mut Tx, name: &str) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn find(&self, tx: &mut Tx, name: &str) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query("SELECT id FROM accounts WHERE name_key = $1")
             .bind(key(name))
             .fetch_optional(&mut **tx)

@@ -9,6 +9,8 @@
 //! * [`accounts`] and [`sessions`]: every write is one transaction that also
 //!   bumps a change counter, so a cache in front can poll one row to learn
 //!   that something changed ([`Store::changes`]).
+//! * [`links`]: provider identities linked to accounts, and the one
+//!   transaction a provider sign-in is.
 //! * [`cache`]: that cache. An authenticated request costs no database
 //!   round trip in the steady state, and answers only on data at most 1 s
 //!   old.
@@ -19,6 +21,7 @@
 pub mod accounts;
 pub mod cache;
 mod error;
+pub mod links;
 mod location;
 pub mod schema;
 pub mod sessions;
@@ -27,6 +30,7 @@ mod store;
 pub use accounts::{Account, NewAccount};
 pub use cache::{Cache, Lookup};
 pub use error::StoreError;
+pub use links::{Found, Link, ProviderSignIn, SignInOutcome, Signup};
 pub use sessions::SessionRecord;
 pub use store::{Backend, Store};
 

@@ -10,10 +10,12 @@ pub(crate) struct Migration {
 }
 
 /// The newest schema this build knows.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2];
+
+const V1: Migration = Migration {
     version: 1,
     statements: &[
         "CREATE TABLE portcullis_changes (id BIGINT PRIMARY KEY, counter BIGINT NOT NULL)",
@@ -79,7 +81,21 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             created_by BIGINT REFERENCES accounts (id) ON DELETE SET NULL
         )",
     ],
-}];
+};
+
+/// Provider sign-in (issue 18).
+const V2: Migration = Migration {
+    version: 2,
+    statements: &[
+        // Roles granted by the provider groups of the account's last
+        // provider sign-in, kept apart from the roles an admin gives so a
+        // group that goes away takes its roles with it at the next sign-in.
+        "ALTER TABLE accounts ADD COLUMN mapped_roles TEXT NOT NULL DEFAULT ''",
+        // The `state` of every provider callback taken, until it could no
+        // longer verify: a state is good for one callback, on any instance.
+        "CREATE TABLE used_states (id TEXT PRIMARY KEY, expires BIGINT NOT NULL)",
+    ],
+};
 
 /// The table that records the schema version.
 pub(crate) const VERSION_TABLE: &str =

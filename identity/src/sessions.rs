@@ -78,7 +78,11 @@ impl Store {
         self.finish(tx, out, Moves::Nothing).await
     }
 
-    async fn insert_session(&self, tx: &mut Tx, s: &SessionRecord) -> Result<(), StoreError> {
+    pub(crate) async fn insert_session(
+        &self,
+        tx: &mut Tx,
+        s: &SessionRecord,
+    ) -> Result<(), StoreError> {
         let sql =
             format!("INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
         sqlx::query(&sql)

@@ -377,3 +377,182 @@ async fn an_unreachable_postgres_is_named_without_its_password() {
     );
     assert!(!text.contains("sekrit-pw"), "{text}");
 }
+
+fn provider_session(id: &str, at: i64) -> SessionRecord {
+    SessionRecord {
+        id: id.to_string(),
+        account_id: 0,
+        epoch: String::new(),
+        created: at,
+        last_seen: at,
+        method: "corp".to_string(),
+        client_ip: None,
+        user_agent: None,
+    }
+}
+
+on_both!(provider_identities_find_link_or_create_their_account);
+async fn provider_identities_find_link_or_create_their_account(a: &Store, b: &Store) {
+    use identity::{Found, ProviderSignIn, SignInOutcome, Signup};
+    let guest = roles(&["guest"]);
+    let admins = roles(&["admin"]);
+    let names = vec!["carol@example.com".to_string(), "corp-c1".to_string()];
+    let sign_in = |subject: &'static str, email: Option<&'static str>, signup, link, id: &str| {
+        ProviderSignIn {
+            provider: "corp",
+            subject,
+            email,
+            names: &names,
+            signup,
+            link_by_email: link,
+            mapped_roles: &admins,
+            session: provider_session(id, 5_000),
+        }
+    };
+    let existing = Signup::Existing;
+    let open = Signup::Open { roles: &guest };
+
+    // "existing": an unknown identity gets nothing, and nothing is written.
+    let before = a.changes().await.unwrap();
+    let out = a
+        .provider_sign_in(sign_in(
+            "c1",
+            Some("carol@example.com"),
+            existing,
+            false,
+            "s0",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out, SignInOutcome::NoAccount);
+    assert!(b.links().await.unwrap().is_empty());
+    assert!(b.account("carol@example.com").await.unwrap().is_none());
+    assert!(b.changes().await.unwrap() >= before);
+
+    // "open": created under the first free name, with the default roles
+    // kept apart from the mapped ones, linked, and a session stored.
+    let out = a
+        .provider_sign_in(sign_in("c1", Some("carol@example.com"), open, false, "s1"))
+        .await
+        .unwrap();
+    let SignInOutcome::SignedIn { account, how } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (how, account.name.as_str()),
+        (Found::Created, "carol@example.com")
+    );
+    assert_eq!(account.roles, guest);
+    assert_eq!(account.mapped_roles, admins);
+    assert_eq!(account.all_roles(), roles(&["guest", "admin"]));
+    assert!(account.password.is_none());
+    let s1 = b.session("s1").await.unwrap().expect("session stored");
+    assert_eq!(
+        (s1.account_id, s1.epoch.as_str()),
+        (account.id, account.epoch.as_str())
+    );
+    let links = b.links().await.unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(
+        (
+            links[0].provider.as_str(),
+            links[0].subject.as_str(),
+            links[0].account_id
+        ),
+        ("corp", "c1", account.id)
+    );
+
+    // Signing in again finds it by subject, whatever the address says now,
+    // and the mapped roles follow the groups of this sign-in.
+    let none: Vec<String> = Vec::new();
+    let again = ProviderSignIn {
+        mapped_roles: &none,
+        ..sign_in("c1", Some("someone-else@example.com"), existing, true, "s2")
+    };
+    let SignInOutcome::SignedIn {
+        account: again,
+        how,
+    } = b.provider_sign_in(again).await.unwrap()
+    else {
+        panic!("linked identity refused")
+    };
+    assert_eq!((how, again.id), (Found::Linked, account.id));
+    assert!(again.mapped_roles.is_empty());
+    assert_eq!(again.all_roles(), guest);
+
+    // Another subject with the same address: a new account under the next
+    // free name, never the first account, while link_by_email is off.
+    let SignInOutcome::SignedIn {
+        account: other,
+        how,
+    } = a
+        .provider_sign_in(sign_in("c2", Some("carol@example.com"), open, false, "s3"))
+        .await
+        .unwrap()
+    else {
+        panic!("second identity refused")
+    };
+    assert_eq!((how, other.name.as_str()), (Found::Created, "corp-c1"));
+    assert_ne!(other.id, account.id);
+    // No third name free: refused, nothing written.
+    let out = a
+        .provider_sign_in(sign_in("c3", Some("x@example.com"), open, false, "s4"))
+        .await
+        .unwrap();
+    assert_eq!(out, SignInOutcome::NoFreeName);
+    assert!(b.session("s4").await.unwrap().is_none());
+
+    // link_by_email: the one account with that address (any case) gets
+    // the identity; with two such accounts, neither does.
+    create(a, "dora", &["staff"]).await;
+    let dora_by_mail = ProviderSignIn {
+        names: &[],
+        ..sign_in("d1", Some("A@Example.com"), existing, true, "s5")
+    };
+    let out = b.provider_sign_in(dora_by_mail.clone()).await.unwrap();
+    let SignInOutcome::SignedIn { account: dora, how } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!((how, dora.name.as_str()), (Found::LinkedByEmail, "dora"));
+    create(a, "dora2", &[]).await;
+    let ambiguous = ProviderSignIn {
+        names: &[],
+        ..sign_in("d2", Some("a@example.com"), existing, true, "s6")
+    };
+    assert_eq!(
+        b.provider_sign_in(ambiguous).await.unwrap(),
+        SignInOutcome::NoAccount
+    );
+
+    // A disabled account: refused, no session.
+    a.set_disabled("dora", true).await.unwrap();
+    let out = b
+        .provider_sign_in(ProviderSignIn {
+            session: provider_session("s7", 6_000),
+            ..dora_by_mail
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, SignInOutcome::Disabled("dora".into()));
+    assert!(a.session("s7").await.unwrap().is_none());
+
+    // Deleting the account deletes its links.
+    a.delete_account("carol@example.com").await.unwrap();
+    assert!(b.links().await.unwrap().iter().all(|l| l.subject != "c1"));
+}
+
+on_both!(a_callback_state_is_taken_once);
+async fn a_callback_state_is_taken_once(a: &Store, b: &Store) {
+    assert!(a.take_state("st-1", 10_000, 1_000).await.unwrap());
+    assert!(
+        !b.take_state("st-1", 10_000, 2_000).await.unwrap(),
+        "replayed on another instance"
+    );
+    assert!(
+        !a.take_state("st-1", 10_000, 3_000).await.unwrap(),
+        "replayed on the same one"
+    );
+    assert!(b.take_state("st-2", 10_000, 3_000).await.unwrap());
+    // Past its expiry a state is forgotten (it no longer verifies anyway).
+    assert!(a.take_state("st-1", 30_000, 20_000).await.unwrap());
+}

@@ -38,6 +38,9 @@
 //!   absolute and idle lifetimes, sliding re-issue (stage `session`).
 //! * [`csrf`] — CSRF tokens for the gateway's forms, bound to one browser.
 //! * [`redirect`] — the login `next` parameter, local paths only.
+//! * [`oauth_state`] — a provider sign-in's `state`, bound to one browser,
+//!   and the PKCE verifier and nonce derived from it.
+//! * [`signin`] — a provider's rules (domains, addresses, orgs) and `role_map`.
 //! * [`access`] — `public` / `login` / `role:` / `deny` and the 303/401/403
 //!   decision (stage `access`).
 //! * [`assertion`] — the HS256 JWT for `X-Forwarded-Assertion` (the upstream request).
@@ -58,11 +61,13 @@ pub mod headers;
 pub mod host;
 mod mac;
 pub mod method;
+pub mod oauth_state;
 pub mod ratekey;
 pub mod ratelimit;
 pub mod redirect;
 pub mod routes;
 pub mod session;
+pub mod signin;
 pub mod target;
 mod token;
 pub mod upstream;
