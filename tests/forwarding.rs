@@ -555,6 +555,8 @@ async fn trusted_proxy_chain_is_believed_and_extended() {
                 "X_Forwarded_User: admin",
                 "X-Forwarded-Roles: admin",
                 "x_forwarded_roles: admin",
+                "X-Forwarded-Email: admin@evil.example",
+                "x_forwarded_EMAIL: admin@evil.example",
                 "X-Forwarded-Assertion: eyJhbGciOiJub25lIn0.e30.",
             ],
             None,
@@ -571,6 +573,7 @@ async fn trusted_proxy_chain_is_believed_and_extended() {
                     let n = fold(n);
                     n == "x-forwarded-user"
                         || n == "x-forwarded-roles"
+                        || n == "x-forwarded-email"
                         || n == "x-forwarded-assertion"
                 })
                 .collect();

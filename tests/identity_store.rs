@@ -275,7 +275,7 @@ async fn first_admin_through_the_emergency_gate(store: &str, db_url: Option<&str
     let listing = gw.user_ok(&["list"], None);
     assert_eq!(
         listing.trim(),
-        "NAME\tROLES\tSTATE\tEMAIL",
+        "NAME\tROLES\tSTATE\tEMAIL\tLINKED",
         "no accounts yet"
     );
     let grant = support::login::emergency_grant(&c, &gw.base(), EMERGENCY).await;
@@ -476,7 +476,10 @@ fn foreign_corrupt_and_newer_stores_are_refused_with_a_sentence() {
     run_cli(&["user", "list", "-c", c], &env, None);
     let ok = run_cli(&["check", "--online", "-c", c], &env, None);
     let out = support::gateway::stdout_of(&ok);
-    assert!(out.contains("schema version 1"), "{out}");
+    assert!(
+        out.contains(&format!("schema version {}", identity::schema::LATEST)),
+        "{out}"
+    );
 }
 
 /// `portcullis run` on a refused store: exits 1 with the sentence.

@@ -43,7 +43,7 @@ fn users_toml() -> String {
     let bob = BOB_HASH.as_str();
     format!(
         "[users.bob]\npassword = \"{bob}\"\nroles = [\"admin\", \"staff\"]\n\
-         [users.Alice]\npassword = \"{alice}\"\nroles = [\"staff\"]\n"
+         [users.Alice]\npassword = \"{alice}\"\nroles = [\"staff\"]\nemail = \"alice@example.com\"\n"
     )
 }
 
@@ -649,6 +649,8 @@ async fn spoofed_identity_headers_never_reach_the_app() {
         ("x_forwarded_USER", "admin"),
         ("X-Forwarded-Roles", "admin"),
         ("X_FORWARDED_ROLES", "admin"),
+        ("X-Forwarded-Email", "admin@evil.example"),
+        ("x_forwarded_EMAIL", "admin@evil.example"),
         (
             "X-Forwarded-Assertion",
             "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.",
@@ -696,10 +698,15 @@ async fn spoofed_identity_headers_never_reach_the_app() {
                 if with_session {
                     assert_eq!(seen.header_all("x-forwarded-user"), vec!["Alice"]);
                     assert_eq!(seen.header_all("x-forwarded-roles"), vec!["staff"]);
+                    assert_eq!(
+                        seen.header_all("x-forwarded-email"),
+                        vec!["alice@example.com"]
+                    );
                 } else {
                     assert!(
                         seen.header("x-forwarded-user").is_none()
                             && seen.header("x-forwarded-roles").is_none()
+                            && seen.header("x-forwarded-email").is_none()
                     );
                 }
             }
@@ -736,6 +743,7 @@ async fn the_assertion_verifies_with_its_key_only() {
     let claims: serde_json::Value = serde_json::from_slice(&b64(parts[1])).expect("claims");
     assert_eq!(claims["sub"], "Alice");
     assert_eq!(claims["roles"], serde_json::json!(["staff"]));
+    assert_eq!(claims["email"], "alice@example.com");
     assert_eq!(claims["aud"], "app");
     assert_eq!(
         claims["exp"].as_u64().expect("exp"),

@@ -32,6 +32,8 @@ pub struct Identity {
     /// The account's name as created (its case is what apps see).
     pub user: String,
     pub roles: Vec<String>,
+    /// The account's e-mail address, if it has one.
+    pub email: Option<String>,
     /// The session, to revoke it at logout; `None` for an emergency session.
     pub session: Option<Session>,
 }
@@ -122,6 +124,21 @@ pub async fn emergency(
     Ok((Some(grant), None))
 }
 
+/// `Set-Cookie` for a short-lived binding that must survive a cross-site
+/// top-level navigation back to us (SameSite=Lax).
+pub fn lax_cookie(name: &str, value: &str, max_age: u64) -> String {
+    Cookie::build((name, value))
+        .secure(true)
+        .http_only(true)
+        .path("/")
+        .same_site(CookieSameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age).unwrap_or(0),
+        ))
+        .build()
+        .to_string()
+}
+
 /// `Set-Cookie` that removes cookie `name`.
 pub fn clear_cookie(name: &str) -> String {
     Cookie::build((name, ""))
@@ -200,7 +217,8 @@ pub async fn authenticate(
     Auth {
         identity: Some(Identity {
             user: account.name.clone(),
-            roles: account.roles.clone(),
+            roles: account.all_roles(),
+            email: account.email.clone(),
             session: Some(s),
         }),
         set_cookie,

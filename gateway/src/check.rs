@@ -25,6 +25,7 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
         }
     }
     let store_line = store_line(&cfg, online, &mut errors);
+    let login_lines = login_lines(&cfg, online, &mut errors);
     let acme_line = if online {
         online_checks(&cfg, &mut errors)
     } else {
@@ -55,6 +56,9 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
         ),
     }
     println!("{store_line}");
+    for line in &login_lines {
+        println!("{line}");
+    }
     if let Some(line) = acme_line {
         println!("{line}");
     }
@@ -95,6 +99,61 @@ fn store_line(cfg: &Config, online: bool, errors: &mut Vec<String>) -> String {
             String::new()
         }
     }
+}
+
+/// `[login]`: one line for the password form, one per provider; with
+/// `--online` each provider's discovery document and keys are fetched
+/// (a provider that cannot be reached is an error).
+fn login_lines(cfg: &Config, online: bool, errors: &mut Vec<String>) -> Vec<String> {
+    let login = &cfg.login;
+    let signup = match login.signup {
+        config::Signup::Open => "open",
+        config::Signup::Invite => "invite",
+        config::Signup::Existing => "existing",
+    };
+    let mut out = vec![format!(
+        "sign-in: password {}, {} provider(s), signup \"{signup}\"",
+        if login.password { "on" } else { "off" },
+        login.providers.len()
+    )];
+    if login.providers.is_empty() {
+        return out;
+    }
+    let providers = match crate::oauth::Providers::build(login) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push(format!("{}: {e}", cfg.file.display()));
+            return out;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            errors.push(format!("cannot start an async runtime: {e}"));
+            return out;
+        }
+    };
+    for p in &providers.list {
+        if !online {
+            out.push(format!(
+                "  provider {} ({}); --online to reach it",
+                p.id, p.name
+            ));
+            continue;
+        }
+        match rt.block_on(p.probe()) {
+            Ok(found) => out.push(format!("  provider {} ({}): {found}", p.id, p.name)),
+            Err(e) => errors.push(format!(
+                "{}: login.provider {:?}: {e}",
+                cfg.file.display(),
+                p.id
+            )),
+        }
+    }
+    out
 }
 
 /// The certificates line of an ACME config, ending in `tail`.

@@ -15,6 +15,7 @@ mod demo;
 mod head_deadline;
 mod limits;
 mod metrics;
+mod oauth;
 mod ops;
 mod own_errors;
 mod passwords;

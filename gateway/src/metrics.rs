@@ -31,6 +31,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// ACME certificate orders by result (`issued`, `renewed`, `failed`).
     pub acme_orders: IntCounterVec,
+    /// Provider sign-ins by provider and outcome.
+    pub sign_ins: IntCounterVec,
     /// Shared-store outages that began, and operations answered "store down".
     pub store_outages: IntCounter,
     pub store_failed_ops: IntCounter,
@@ -131,6 +133,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Config reloads, by result.",
             &["result"],
         ),
+        sign_ins: counter_vec(
+            &r,
+            "portcullis_provider_sign_ins_total",
+            "Provider sign-ins, by provider and outcome (start, ok, refused, unreachable).",
+            &["provider", "outcome"],
+        ),
         acme_orders: counter_vec(
             &r,
             "portcullis_acme_orders_total",
@@ -166,6 +174,16 @@ pub fn audit_event(event: &str, fields: &serde_json::Value) {
                 .and_then(|v| v.as_str())
                 .unwrap_or("");
             m.emergency.with_label_values(&[e, outcome]).inc();
+        }
+        e if e.starts_with("oauth2_") => {
+            // The provider label comes from config (or a verified state),
+            // never from raw input: at most one series per provider.
+            let provider = fields
+                .get("provider")
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
+            let outcome = e.trim_start_matches("oauth2_");
+            m.sign_ins.with_label_values(&[provider, outcome]).inc();
         }
         "config_reload" => {
             let ok = fields.get("ok").and_then(|v| v.as_bool()).unwrap_or(false);

@@ -196,15 +196,34 @@ async fn add(
     Ok(format!("added {name} to {}", store.location()))
 }
 
+/// One line per account: its given roles, then (`+`) those its provider
+/// groups gave at its last provider sign-in, and its linked identities as
+/// `provider:subject`.
 async fn list(store: &Store) -> Result<String, UserError> {
-    let mut out = String::from("NAME\tROLES\tSTATE\tEMAIL");
+    let links = store.links().await?;
+    let mut out = String::from("NAME\tROLES\tSTATE\tEMAIL\tLINKED");
     for a in store.accounts().await? {
         let state = if a.disabled { "disabled" } else { "active" };
+        let mut roles = a.roles.join(",");
+        for m in a.mapped_roles.iter().filter(|m| !a.roles.contains(m)) {
+            roles.push_str(if roles.is_empty() { "+" } else { ",+" });
+            roles.push_str(m);
+        }
+        let linked: Vec<String> = links
+            .iter()
+            .filter(|l| l.account_id == a.id)
+            .map(|l| format!("{}:{}", l.provider, l.subject))
+            .collect();
         out.push_str(&format!(
-            "\n{}\t{}\t{state}\t{}",
+            "\n{}\t{}\t{state}\t{}\t{}",
             a.name,
-            a.roles.join(","),
-            a.email.as_deref().unwrap_or("-")
+            roles,
+            a.email.as_deref().unwrap_or("-"),
+            if linked.is_empty() {
+                "-".to_string()
+            } else {
+                linked.join(",")
+            }
         ));
     }
     Ok(out)

@@ -556,3 +556,49 @@ async fn a_callback_state_is_taken_once(a: &Store, b: &Store) {
     // Past its expiry a state is forgotten (it no longer verifies anyway).
     assert!(a.take_state("st-1", 30_000, 20_000).await.unwrap());
 }
+
+/// A store at schema 1 (as the first identity-store build wrote it) is
+/// brought to the latest schema at the next open, its accounts kept.
+async fn downgrade_to_v1(url: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("raw connection");
+    for sql in [
+        "ALTER TABLE accounts DROP COLUMN mapped_roles",
+        "DROP TABLE used_states",
+        "DELETE FROM portcullis_schema WHERE version > 1",
+    ] {
+        sqlx::query(sql).execute(&pool).await.expect(sql);
+    }
+    pool.close().await;
+}
+
+async fn migrates_forward(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    create(&store, "kept", &["staff"]).await;
+    store.close().await;
+    downgrade_to_v1(url).await;
+    let store = Store::open(url).await.expect("reopen at v1");
+    assert_eq!(store.schema_version().await.unwrap(), schema::LATEST);
+    let kept = store.account("kept").await.unwrap().expect("account kept");
+    assert_eq!(
+        (kept.roles, kept.mapped_roles),
+        (roles(&["staff"]), Vec::<String>::new())
+    );
+    assert!(
+        store.take_state("s", 10, 1).await.unwrap(),
+        "used_states exists again"
+    );
+}
+
+#[tokio::test]
+async fn a_v1_sqlite_store_migrates_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("v1.db").display());
+    migrates_forward(&url).await;
+}
+
+#[tokio::test]
+async fn a_v1_postgres_store_migrates_forward() {
+    let pg = Postgres::start();
+    migrates_forward(&pg.url()).await;
+}

@@ -1,7 +1,8 @@
 //! The optional `X-Forwarded-Assertion` header: a short-lived HS256 JWT that
 //! lets an app check the identity headers really came from the gateway.
 //!
-//! Claims: `sub` (user), `roles`, `iat`, `exp = iat + 60`, `aud`. An app
+//! Claims: `sub` (user), `email` (when the account has one), `roles`,
+//! `iat`, `exp = iat + 60`, `aud`. An app
 //! verifies it with any JWT library, e.g. PyJWT:
 //! `jwt.decode(token, key, algorithms=["HS256"], audience=aud)`.
 //!
@@ -21,15 +22,29 @@ pub const ASSERTION_LIFETIME: u64 = 60;
 /// `{"alg":"HS256","typ":"JWT"}`, base64url.
 const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
-/// The signed JWT for `sub` with `roles`, audience `aud`, issued at `now`.
-pub fn assertion(key: &[u8], sub: &str, roles: &[String], aud: &str, now: u64) -> String {
-    let claims = json!({
-        "sub": sub,
-        "roles": roles,
+/// Who an assertion is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The account name.
+    pub sub: &'a str,
+    /// The account's e-mail address, if it has one.
+    pub email: Option<&'a str>,
+    /// The account's roles.
+    pub roles: &'a [String],
+}
+
+/// The signed JWT for `who`, audience `aud`, issued at `now`.
+pub fn assertion(key: &[u8], who: Subject<'_>, aud: &str, now: u64) -> String {
+    let mut claims = json!({
+        "sub": who.sub,
+        "roles": who.roles,
         "iat": now,
         "exp": now.saturating_add(ASSERTION_LIFETIME),
         "aud": aud,
     });
+    if let (Some(email), Some(map)) = (who.email, claims.as_object_mut()) {
+        map.insert("email".into(), email.into());
+    }
     sign(key, &claims.to_string())
 }
 
@@ -59,6 +74,16 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
+    /// An assertion without an e-mail address.
+    fn jwt(sub: &str, roles: &[String], aud: &str, now: u64) -> String {
+        let who = Subject {
+            sub,
+            email: None,
+            roles,
+        };
+        assertion(KEY, who, aud, now)
+    }
+
     /// A minimal independent HS256 verifier: returns the claims when the
     /// signature matches `key`.
     fn verify(token: &str, key: &[u8]) -> Option<Value> {
@@ -80,7 +105,7 @@ mod tests {
 
     #[test]
     fn decodes_with_exact_claims() {
-        let token = assertion(KEY, "alice", &roles(&["admin", "ops"]), "app", NOW);
+        let token = jwt("alice", &roles(&["admin", "ops"]), "app", NOW);
         let header = token.split('.').next().unwrap();
         assert_eq!(
             URL_SAFE_NO_PAD.decode(header).unwrap(),
@@ -120,7 +145,7 @@ mod tests {
 
     #[test]
     fn other_key_fails() {
-        let token = assertion(KEY, "alice", &[], "app", NOW);
+        let token = jwt("alice", &[], "app", NOW);
         assert!(verify(&token, KEY).is_some());
         assert!(verify(&token, b"another key another key another key!!").is_none());
         assert!(verify(&token, &KEY[1..]).is_none());
@@ -128,7 +153,7 @@ mod tests {
 
     #[test]
     fn tampered_claims_fail() {
-        let token = assertion(KEY, "alice", &roles(&["user"]), "app", NOW);
+        let token = jwt("alice", &roles(&["user"]), "app", NOW);
         let parts: Vec<&str> = token.split('.').collect();
         let forged_claims = URL_SAFE_NO_PAD.encode(
             json!({"sub": "alice", "roles": ["admin"], "iat": NOW, "exp": NOW + 60, "aud": "app"})
@@ -150,7 +175,7 @@ mod tests {
     fn values_are_escaped() {
         let sub = r#"bob","roles":["admin"],"x":""#;
         let aud = "a\"b\\c\n\u{1f512}";
-        let token = assertion(KEY, sub, &roles(&["r\"1", ""]), aud, NOW);
+        let token = jwt(sub, &roles(&["r\"1", ""]), aud, NOW);
         let claims = verify(&token, KEY).unwrap();
         assert_eq!(claims["sub"], sub);
         assert_eq!(claims["aud"], aud);
@@ -159,8 +184,23 @@ mod tests {
     }
 
     #[test]
+    fn the_email_claim_is_there_only_with_an_address() {
+        let staff = roles(&["staff"]);
+        let who = Subject {
+            sub: "alice",
+            email: Some(r#"alice"@example.com"#),
+            roles: &staff,
+        };
+        let claims = verify(&assertion(KEY, who, "app", NOW), KEY).unwrap();
+        assert_eq!(claims["email"], r#"alice"@example.com"#);
+        assert_eq!(claims.as_object().unwrap().len(), 6);
+        let none = verify(&jwt("alice", &staff, "app", NOW), KEY).unwrap();
+        assert!(none.get("email").is_none());
+    }
+
+    #[test]
     fn empty_roles_and_edges() {
-        let token = assertion(KEY, "a", &[], "", 0);
+        let token = jwt("a", &[], "", 0);
         let claims = verify(&token, KEY).unwrap();
         assert_eq!(claims["roles"], json!([]));
         assert_eq!(claims["iat"], 0);
@@ -171,17 +211,14 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')));
         // Saturates instead of wrapping.
-        let late = verify(&assertion(KEY, "a", &[], "x", u64::MAX), KEY).unwrap();
+        let late = verify(&jwt("a", &[], "x", u64::MAX), KEY).unwrap();
         assert_eq!(late["exp"], u64::MAX);
     }
 
     #[test]
     fn deterministic() {
-        let a = assertion(KEY, "alice", &roles(&["admin"]), "app", NOW);
-        assert_eq!(a, assertion(KEY, "alice", &roles(&["admin"]), "app", NOW));
-        assert_ne!(
-            a,
-            assertion(KEY, "alice", &roles(&["admin"]), "app", NOW + 1)
-        );
+        let a = jwt("alice", &roles(&["admin"]), "app", NOW);
+        assert_eq!(a, jwt("alice", &roles(&["admin"]), "app", NOW));
+        assert_ne!(a, jwt("alice", &roles(&["admin"]), "app", NOW + 1));
     }
 }

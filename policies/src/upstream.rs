@@ -27,9 +27,9 @@ pub struct UpstreamPlan<'a> {
     /// The route opted in to method overrides and matched the overriding
     /// method too.
     pub keep_method_override: bool,
-    /// The `[identity]` header names (user, roles, assertion): removed from
-    /// every client request, trusted peer or not.
-    pub identity: [&'a str; 3],
+    /// The `[identity]` header names (user, roles, e-mail, assertion):
+    /// removed from every client request, trusted peer or not.
+    pub identity: [&'a str; 4],
     /// `[server] pass_client_headers`: spoofable headers the operator keeps.
     pub pass: &'a [&'static str],
 }
@@ -51,9 +51,10 @@ impl UpstreamPlan<'_> {
 mod tests {
     use super::*;
 
-    const IDS: [&str; 3] = [
+    const IDS: [&str; 4] = [
         "x-forwarded-user",
         "x-forwarded-roles",
+        "x-forwarded-email",
         "x-forwarded-assertion",
     ];
 
@@ -82,6 +83,8 @@ mod tests {
                 "x-forwarded-user",
                 "X_Forwarded_User",
                 "x-forwarded-roles",
+                "x-forwarded-email",
+                "X_FORWARDED_EMAIL",
                 "x-forwarded-assertion",
             ] {
                 assert!(p.removes(name), "{name} with {p:?}");

@@ -7,6 +7,8 @@ use super::{Report, Section};
 pub struct IdentityConf {
     pub user_header: String,
     pub roles_header: String,
+    /// The account's e-mail address (sent only when it has one).
+    pub email_header: String,
     pub assertion_header: String,
 }
 
@@ -40,10 +42,12 @@ pub(super) fn read_identity(sec: &mut Section<'_>, r: &mut Report) -> Option<Ide
     };
     let user_header = name("user_header", "X-Forwarded-User", r);
     let roles_header = name("roles_header", "X-Forwarded-Roles", r);
+    let email_header = name("email_header", "X-Forwarded-Email", r);
     let assertion_header = name("assertion_header", "X-Forwarded-Assertion", r);
     (r.errors.len() == errors_before).then_some(IdentityConf {
         user_header,
         roles_header,
+        email_header,
         assertion_header,
     })
 }

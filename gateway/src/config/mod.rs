@@ -11,6 +11,7 @@ mod cors;
 mod emergency;
 mod headers;
 mod identity;
+mod login;
 mod rate_limit;
 mod reader;
 mod route;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use emergency::{Emergency, EMERGENCY_GLOBAL_ATTEMPTS, EMERGENCY_GLOBAL_WINDOW};
 pub use identity::IdentityConf;
+pub use login::{GithubConf, LoginConf, OidcConf, Protocol, ProviderConf, Signup};
 pub use rate_limit::{OnStoreError, RateLimitConf, RedisConf};
 pub(crate) use reader::Section;
 pub use reader::{ConfigError, Report};
@@ -58,6 +60,8 @@ pub struct Config {
     pub session: SessionConf,
     pub store: StoreConf,
     pub identity: IdentityConf,
+    /// `[login]`: passwords, providers, sign-up.
+    pub login: LoginConf,
     /// `[access] default`: access for routes without `access` and unmatched paths.
     pub access_default: Access,
     pub routes: Vec<Route>,
@@ -146,6 +150,7 @@ fn read_root(
         store::read_store(s, base, &storage, env, r)
     });
     let identity = root.section("identity", r, identity::read_identity);
+    let login = root.section("login", r, |s, r| login::read_login(s, base, env, r));
     let headers = root.section("headers", r, headers::read_headers);
     let cors = root.section("cors", r, cors::read_cors);
     let rate_limit = root.section("rate_limit", r, |s, r| {
@@ -166,6 +171,7 @@ fn read_root(
         access_default: access_default.as_ref(),
         routes: &routes,
         emergency: emergency.as_ref(),
+        login: login.as_ref(),
     };
     validate::cross_section(&sections, r);
     Some(Config {
@@ -177,6 +183,7 @@ fn read_root(
         session: session?,
         store: store?,
         identity: identity?,
+        login: login?,
         access_default: access_default?,
         routes,
         headers,
@@ -186,5 +193,7 @@ fn read_root(
     })
 }
 
+#[cfg(test)]
+mod login_tests;
 #[cfg(test)]
 mod tests;

@@ -108,6 +108,11 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// Every key of this section, in file order.
+    pub fn keys(&self) -> Vec<&'a str> {
+        self.table.keys().map(String::as_str).collect()
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.table.contains_key(key)
     }

@@ -35,6 +35,7 @@ pub fn rewrite(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
         identity: [
             ids.user.as_str(),
             ids.roles.as_str(),
+            ids.email.as_str(),
             ids.assertion.as_str(),
         ],
         pass: &ctx.rt.pass_client_headers,
@@ -73,7 +74,8 @@ pub fn rewrite(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The identity headers and, with `secrets.assertion_key`, the signed assertion.
+/// The identity headers (the e-mail one only for an account with an
+/// address) and, with `secrets.assertion_key`, the signed assertion.
 fn identity(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     let Some(who) = ctx.identity.as_ref() else {
         return Ok(());
@@ -81,12 +83,20 @@ fn identity(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     let ids = &ctx.rt.identity;
     up.insert_header(ids.user_name.clone(), who.user.as_str())?;
     up.insert_header(ids.roles_name.clone(), who.roles.join(","))?;
+    if let Some(email) = who.email.as_deref() {
+        up.insert_header(ids.email_name.clone(), email)?;
+    }
     if let Some(key) = ids.assertion_key.as_deref() {
         let aud = ctx
             .upstream
             .and_then(|i| ctx.rt.upstreams.get(i))
             .map_or("", |u| u.name.as_str());
-        let jwt = policies::assertion::assertion(key, &who.user, &who.roles, aud, state::now());
+        let subject = policies::assertion::Subject {
+            sub: &who.user,
+            email: who.email.as_deref(),
+            roles: &who.roles,
+        };
+        let jwt = policies::assertion::assertion(key, subject, aud, state::now());
         up.insert_header(ids.assertion_name.clone(), jwt)?;
     }
     Ok(())

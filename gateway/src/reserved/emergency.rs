@@ -119,7 +119,12 @@ pub async fn run(
         (Handler::ToDashboard, _) => Answer::see_other(paths::EMERGENCY_DASHBOARD),
         (Handler::SecretForm, _) => secret_form(session, ctx, gate.srt, None, 200),
         (Handler::Submit, _) => submit(gate, session, ctx, form).await,
-        (Handler::Dashboard, Some(g)) => dashboard(gate, session, ctx, g, None, 200),
+        (Handler::Dashboard, Some(g)) => {
+            // Right after start the store may not be open yet: wait for it
+            // (the dashboard lists its accounts) rather than answer 503.
+            let _ = gate.shared.accounts.fresh_soon().await;
+            dashboard(gate, session, ctx, g, None, 200)
+        }
         (Handler::Logout, Some(g)) => logout(gate, session, ctx, g, form).await,
         (Handler::CreateUser, Some(g)) => {
             action(gate, session, ctx, g, Action::CreateUser, form).await

@@ -53,8 +53,8 @@ async fn hash(password: String) -> Result<String, Refusal> {
 }
 
 /// The store, while it answers.
-fn store(shared: &Shared) -> Result<Arc<Cache>, Refusal> {
-    shared.accounts.fresh().ok_or(Refusal::Storage)
+async fn store(shared: &Shared) -> Result<Arc<Cache>, Refusal> {
+    shared.accounts.fresh_soon().await.ok_or(Refusal::Storage)
 }
 
 /// A write's outcome; the cache is refreshed after a success so the
@@ -89,7 +89,7 @@ pub async fn create(
     if roles.is_empty() || !roles.iter().all(|r| users_file::valid_role(r)) {
         return Err(Refusal::BadRoles);
     }
-    let cache = store(shared)?;
+    let cache = store(shared).await?;
     let hash = hash(password).await?;
     let new = NewAccount {
         name,
@@ -104,7 +104,7 @@ pub async fn create(
 /// Sets a new password and enables the account; its sessions end (the
 /// password change replaces the epoch).
 pub async fn reset_password(shared: &Shared, name: &str, password: String) -> Result<(), Refusal> {
-    let cache = store(shared)?;
+    let cache = store(shared).await?;
     if cache.account(name).is_none() {
         return Err(Refusal::NoSuchUser);
     }

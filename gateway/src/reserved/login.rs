@@ -28,7 +28,7 @@ use identity::SessionRecord;
 const MAX_USER_AGENT: usize = 256;
 
 /// The browser's `User-Agent`, cut to [`MAX_USER_AGENT`] bytes of text.
-fn user_agent(session: &Session) -> Option<String> {
+pub(super) fn user_agent(session: &Session) -> Option<String> {
     let ua = session.req_header().headers.get(http::header::USER_AGENT)?;
     let text = String::from_utf8_lossy(ua.as_bytes());
     let mut end = text.len().min(MAX_USER_AGENT);
@@ -53,12 +53,38 @@ fn audit(event: &str, ctx: &Ctx, user: &str) {
     );
 }
 
+/// The login page as configured: the password form and the providers.
+fn page(
+    ctx: &Ctx,
+    csrf: &str,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+    note: Option<&str>,
+) -> String {
+    let login = &ctx.rt.login;
+    let providers: Vec<(&str, &str)> = login
+        .list
+        .iter()
+        .map(|p| (p.id.as_str(), p.name.as_str()))
+        .collect();
+    pages::login(&pages::LoginPage {
+        csrf,
+        next,
+        username,
+        error,
+        note,
+        password: login.password,
+        providers: &providers,
+    })
+}
+
 /// `GET /.portcullis/login?next=/x`
 pub fn form(session: &Session, ctx: &mut Ctx, srt: &SessionRt) -> Answer {
     let next = redirect::safe_next(forms::query_next(session).as_deref());
     let token = Csrf::for_browser(session, ctx, srt).token(LOGIN);
     let note = forms::query_flag(session, "signed_out=1").then_some("You are signed out.");
-    Answer::html(200, pages::login(&token, &next, "", None, note))
+    Answer::html(200, page(ctx, &token, &next, "", None, note))
 }
 
 /// `GET /.portcullis/logout`: a confirmation page whose form POSTs.
@@ -99,11 +125,11 @@ impl Login<'_> {
         if !csrf.verify(LOGIN, form) {
             audit("login_csrf_refused", ctx, username);
             let expired = Some("The form expired. Please sign in again.");
-            let page = pages::login(&fresh_token, &next, username, expired, None);
+            let page = page(ctx, &fresh_token, &next, username, expired, None);
             return Answer::html(403, page);
         }
 
-        let Some(cache) = shared.accounts.fresh() else {
+        let Some(cache) = shared.accounts.fresh_soon().await else {
             return Answer::Error(503);
         };
         // The same argon2id work whether or not the user exists (timing).
@@ -112,7 +138,7 @@ impl Login<'_> {
         let ok = crate::passwords::verify(phc, password.to_string()).await;
         let Some(account) = account.filter(|_| ok) else {
             audit("login_failed", ctx, username);
-            let page = pages::login(&fresh_token, &next, username, Some(FAILED), None);
+            let page = page(ctx, &fresh_token, &next, username, Some(FAILED), None);
             return Answer::html(401, page);
         };
 

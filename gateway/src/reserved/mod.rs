@@ -9,6 +9,7 @@ mod emergency;
 mod emergency_users;
 mod forms;
 mod login;
+mod oauth;
 mod pages;
 pub mod paths;
 
@@ -28,16 +29,20 @@ enum Page {
     Style,
     Login,
     Logout,
+    OauthStart,
+    OauthCallback,
     /// Only while `[emergency]` is enabled for this client.
     Emergency(emergency::Page),
 }
 
 /// Every reserved page, by exact (normalised, lowercase) path.
-const TABLE: [(&str, Page); 9] = [
+const TABLE: [(&str, Page); 11] = [
     (paths::HEALTH, Page::Health),
     (paths::STYLE, Page::Style),
     (paths::LOGIN, Page::Login),
     (paths::LOGOUT, Page::Logout),
+    (paths::OAUTH_START, Page::OauthStart),
+    (paths::OAUTH_CALLBACK, Page::OauthCallback),
     (paths::EMERGENCY, Page::Emergency(emergency::Page::Form)),
     (
         paths::EMERGENCY_DASHBOARD,
@@ -74,6 +79,8 @@ enum Handler {
     Login,
     LogoutForm,
     Logout,
+    OauthStart,
+    OauthCallback,
     Emergency(emergency::Handler),
     /// The generic 404: no such page, not for this method, or its feature off.
     NotFound,
@@ -86,6 +93,10 @@ struct Facts {
     post: bool,
     /// `secrets.session_keys` is set (sign-in and the gate's forms need it).
     sessions: bool,
+    /// `[login] password`: the password form is offered.
+    password: bool,
+    /// At least one `[[login.provider]]`.
+    providers: bool,
     /// The emergency gate is enabled for this client.
     gate: bool,
     /// The request carries a valid emergency session.
@@ -97,9 +108,11 @@ fn dispatch(page: Option<Page>, f: Facts) -> Handler {
         Some(Page::Health) if f.get => Handler::Health,
         Some(Page::Style) if f.get => Handler::Style,
         Some(Page::Login) if f.sessions && f.get => Handler::LoginForm,
-        Some(Page::Login) if f.sessions && f.post => Handler::Login,
+        Some(Page::Login) if f.sessions && f.post && f.password => Handler::Login,
         Some(Page::Logout) if f.sessions && f.get => Handler::LogoutForm,
         Some(Page::Logout) if f.sessions && f.post => Handler::Logout,
+        Some(Page::OauthStart) if f.sessions && f.providers && f.get => Handler::OauthStart,
+        Some(Page::OauthCallback) if f.sessions && f.providers && f.get => Handler::OauthCallback,
         Some(Page::Emergency(page)) if f.sessions && f.gate => {
             emergency::dispatch(page, f.get, f.post, f.grant)
                 .map_or(Handler::NotFound, Handler::Emergency)
@@ -126,6 +139,8 @@ pub async fn answer(shared: &Shared, session: &mut Session, ctx: &mut Ctx, path:
         get: method == http::Method::GET || method == http::Method::HEAD,
         post: method == http::Method::POST,
         sessions: rt.session.is_some(),
+        password: rt.login.password,
+        providers: !rt.login.list.is_empty(),
         gate: gate.is_some(),
         grant: ctx.emergency.is_some(),
     };
@@ -161,6 +176,8 @@ async fn run(
                 .await
         }
         Handler::LogoutForm => login::logout_form(session, ctx, srt),
+        Handler::OauthStart => oauth::start(session, ctx, srt).await,
+        Handler::OauthCallback => oauth::Callback { srt, shared }.answer(session, ctx).await,
         Handler::Logout => {
             login::Login { srt, shared }
                 .logout(session, ctx, &form)
@@ -217,6 +234,8 @@ mod tests {
             get: false,
             post: false,
             sessions: true,
+            password: true,
+            providers: true,
             gate: true,
             grant: false,
         };
@@ -241,6 +260,43 @@ mod tests {
                 Facts {
                     sessions: false,
                     ..post
+                },
+                Handler::NotFound,
+            ),
+            // `[login] password = false`: the form still renders (for the
+            // provider buttons), its POST is the generic 404.
+            (
+                Page::Login,
+                Facts {
+                    password: false,
+                    ..post
+                },
+                Handler::NotFound,
+            ),
+            (
+                Page::Login,
+                Facts {
+                    password: false,
+                    ..get
+                },
+                Handler::LoginForm,
+            ),
+            (Page::OauthStart, get, Handler::OauthStart),
+            (Page::OauthCallback, get, Handler::OauthCallback),
+            (Page::OauthCallback, post, Handler::NotFound),
+            (
+                Page::OauthStart,
+                Facts {
+                    providers: false,
+                    ..get
+                },
+                Handler::NotFound,
+            ),
+            (
+                Page::OauthCallback,
+                Facts {
+                    providers: false,
+                    ..get
                 },
                 Handler::NotFound,
             ),

@@ -9,6 +9,10 @@ pub const HEALTH: &str = "/.portcullis/health";
 pub const STYLE: &str = "/.portcullis/style.css";
 pub const LOGIN: &str = "/.portcullis/login";
 pub const LOGOUT: &str = "/.portcullis/logout";
+/// Provider sign-in: `?provider=ID&next=/x` sends the browser to the provider.
+pub const OAUTH_START: &str = "/.portcullis/oauth2/start";
+/// Where every provider sends the browser back (the redirect URI to register).
+pub const OAUTH_CALLBACK: &str = "/.portcullis/oauth2/callback";
 /// Where logout lands.
 pub const SIGNED_OUT: &str = "/.portcullis/login?signed_out=1";
 pub const EMERGENCY: &str = "/.portcullis/emergency";

@@ -69,6 +69,7 @@ impl Runtime {
             emergency,
             session,
             identity: identity(config)?,
+            login: crate::oauth::Providers::build(&config.login).map_err(|e| fail("login", e))?,
             headers,
             cors: config.cors.clone(),
             default_limit,
@@ -181,11 +182,13 @@ fn session(config: &Config) -> Result<Option<SessionRt>, BuildError> {
     let keys = SessionKeys::new(keys.value.clone())
         .ok_or_else(|| fail("secrets.session_keys", "no keys"))?;
     let csrf_key = policies::csrf::derive_key(keys.signing(), "csrf");
+    let oauth_key = policies::csrf::derive_key(keys.signing(), "oauth2 state");
     Ok(Some(SessionRt {
         keys,
         life: Lifetimes::new(config.session.ttl, config.session.idle),
         same_site: config.session.same_site,
         csrf_key,
+        oauth_key,
     }))
 }
 
@@ -194,18 +197,21 @@ fn identity(config: &Config) -> Result<IdentityRt, BuildError> {
         HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
             .map_err(|e| fail(format!("identity header {name:?}"), e))
     };
-    let (user, roles, assertion) = (
+    let (user, roles, email, assertion) = (
         header(&config.identity.user_header)?,
         header(&config.identity.roles_header)?,
+        header(&config.identity.email_header)?,
         header(&config.identity.assertion_header)?,
     );
     let shared = |name: &HeaderName| Bytes::from(name.as_str().to_owned());
     Ok(IdentityRt {
         user_name: shared(&user),
         roles_name: shared(&roles),
+        email_name: shared(&email),
         assertion_name: shared(&assertion),
         user,
         roles,
+        email,
         assertion,
         assertion_key: config
             .secrets

@@ -79,17 +79,22 @@ pub struct SessionRt {
     pub same_site: SameSite,
     /// Derived from the signing key; signs CSRF tokens.
     pub csrf_key: [u8; 32],
+    /// Derived from the signing key; signs provider sign-in states and
+    /// derives their PKCE verifiers and nonces.
+    pub oauth_key: [u8; 32],
 }
 
 /// `[identity]`, as header names ready to compare and to insert.
 pub struct IdentityRt {
     pub user: HeaderName,
     pub roles: HeaderName,
+    pub email: HeaderName,
     pub assertion: HeaderName,
     /// The same names as shared bytes: pingora's `insert_header` copies a
     /// `HeaderName` it cannot title-case, a `Bytes` clone is free.
     pub user_name: Bytes,
     pub roles_name: Bytes,
+    pub email_name: Bytes,
     pub assertion_name: Bytes,
     pub assertion_key: Option<Vec<u8>>,
 }
@@ -152,6 +157,8 @@ pub struct Runtime {
     /// `None` without `secrets.session_keys`: no login, no sessions.
     pub session: Option<SessionRt>,
     pub identity: IdentityRt,
+    /// `[login]`: the password form's switch and the providers.
+    pub login: crate::oauth::Providers,
     /// `[headers]`: for responses before a route is known (and unmatched paths).
     pub headers: Arc<ResponseHeaders>,
     pub cors: Option<CorsPolicy>,

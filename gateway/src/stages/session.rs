@@ -31,6 +31,7 @@ pub async fn run(rt: &Runtime, shared: &Shared, session: &Session, ctx: &mut Ctx
         ctx.identity = Some(Identity {
             user: auth::EMERGENCY_USER.to_string(),
             roles: em.roles.clone(),
+            email: None,
             session: None,
         });
     }

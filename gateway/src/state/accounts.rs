@@ -20,6 +20,10 @@ use super::now_ms;
 /// How long opening the store may take before the attempt is given up
 /// (and made again at the next tick).
 const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a sign-in or an emergency action waits for the store when its
+/// data is not fresh (just started, or a refresh late under load) before
+/// it answers 503.
+const WAIT_FOR_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How the store went at the last attempt, for logging changes only.
 #[derive(Debug, Default)]
@@ -35,6 +39,8 @@ pub struct Accounts {
     url: Option<String>,
     cache: ArcSwapOption<Cache>,
     health: Health,
+    /// Bumped after every successful tick, for [`Accounts::fresh_soon`].
+    ticks: tokio::sync::watch::Sender<u64>,
 }
 
 impl Accounts {
@@ -45,6 +51,7 @@ impl Accounts {
             url,
             cache: ArcSwapOption::empty(),
             health: Health::default(),
+            ticks: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -56,6 +63,28 @@ impl Accounts {
     /// The cache, only while its data may be used (at most a second old).
     pub fn fresh(&self) -> Option<Arc<Cache>> {
         self.cache().filter(|c| c.is_fresh(now_ms()))
+    }
+
+    /// The fresh cache, waiting up to [`WAIT_FOR_FRESH`] for the next
+    /// successful tick when there is none yet: a sign-in right after start
+    /// (the store is opened by the background service, which the listener
+    /// does not wait for) or while a refresh is late. Not for the request
+    /// path, which answers at once.
+    pub async fn fresh_soon(&self) -> Option<Arc<Cache>> {
+        if let Some(c) = self.fresh() {
+            return Some(c);
+        }
+        self.url.as_ref()?;
+        let mut ticks = self.ticks.subscribe();
+        let wait = async {
+            while self.fresh().is_none() {
+                if ticks.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(WAIT_FOR_FRESH, wait).await;
+        self.fresh()
     }
 
     /// Whether `/readyz` may say ready: no store needed, or a fresh one.
@@ -94,6 +123,9 @@ impl Accounts {
             Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
         };
         let up = outcome.is_ok();
+        if up {
+            self.ticks.send_modify(|n| *n = n.wrapping_add(1));
+        }
         let was = self.health.up.swap(up, Ordering::AcqRel);
         let first = !self.health.said.swap(true, Ordering::AcqRel);
         match outcome {

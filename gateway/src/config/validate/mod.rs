@@ -7,7 +7,9 @@
 mod reach;
 mod safety;
 
-use super::{Access, Challenge, Emergency, Report, Route, Secrets, Server, Tls, TlsMode};
+use super::{
+    Access, Challenge, Emergency, LoginConf, Report, Route, Secrets, Server, Tls, TlsMode,
+};
 
 pub use safety::startup_safety;
 
@@ -20,11 +22,13 @@ pub(super) struct Sections<'a> {
     pub access_default: Option<&'a Access>,
     pub routes: &'a [Route],
     pub emergency: Option<&'a Emergency>,
+    pub login: Option<&'a LoginConf>,
 }
 
 /// Reports every cross-section mistake.
 pub(super) fn cross_section(s: &Sections<'_>, r: &mut Report) {
     emergency_needs_secrets(s, r);
+    providers_need_keys(s, r);
     sessions_need_keys(s, r);
     if let (Some(server), Some(tls)) = (s.server, s.tls) {
         listeners_fit_tls(server, tls, r);
@@ -51,6 +55,22 @@ fn emergency_needs_secrets(s: &Sections<'_>, r: &mut Report) {
         r.error(
             "emergency.enabled",
             "the gate needs secrets.session_keys (its forms are CSRF-protected with them)",
+        );
+    }
+}
+
+/// Provider sign-in makes sessions and signs its `state` with the keys.
+fn providers_need_keys(s: &Sections<'_>, r: &mut Report) {
+    let (Some(login), Some(sec)) = (s.login, s.secrets) else {
+        return;
+    };
+    if !login.providers.is_empty()
+        && sec.session_keys.is_none()
+        && !has_error(r, "secrets.session_keys")
+    {
+        r.error(
+            "login.provider",
+            "provider sign-in needs secrets.session_keys (sessions and the sign-in state are signed with them)",
         );
     }
 }

@@ -35,29 +35,75 @@ fn layout_class(title: &str, class: &str, content: Markup) -> String {
     .into_string()
 }
 
-/// The login form. `error` and `note` are fixed sentences chosen by the gateway.
-pub fn login(
-    csrf: &str,
-    next: &str,
-    username: &str,
-    error: Option<&str>,
-    note: Option<&str>,
-) -> String {
+/// What the login page offers.
+pub struct LoginPage<'a> {
+    pub csrf: &'a str,
+    pub next: &'a str,
+    pub username: &'a str,
+    /// A fixed sentence chosen by the gateway.
+    pub error: Option<&'a str>,
+    /// A fixed sentence chosen by the gateway.
+    pub note: Option<&'a str>,
+    /// `[login] password`: the form is shown.
+    pub password: bool,
+    /// `(id, label)` of every provider: one link each (no script needed).
+    pub providers: &'a [(&'a str, &'a str)],
+}
+
+/// The login page: the password form and one button per provider.
+pub fn login(p: &LoginPage<'_>) -> String {
+    let start = |id: &str| {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("provider", id)
+            .append_pair("next", p.next)
+            .finish();
+        format!("{}?{query}", paths::OAUTH_START)
+    };
     layout(
         "Sign in",
         html! {
             h1 { "Sign in" }
-            @if let Some(e) = error { p.error role="alert" { (e) } }
-            @if let Some(n) = note { p.note role="status" { (n) } }
-            form method="post" action=(paths::LOGIN) {
-                input type="hidden" name="csrf" value=(csrf);
-                input type="hidden" name="next" value=(next);
-                label for="username" { "Username" }
-                input id="username" name="username" type="text" autocomplete="username" required autofocus value=(username);
-                label for="password" { "Password" }
-                input id="password" name="password" type="password" autocomplete="current-password" required;
-                button id="sign-in" type="submit" { "Sign in" }
+            @if let Some(e) = p.error { p.error role="alert" { (e) } }
+            @if let Some(n) = p.note { p.note role="status" { (n) } }
+            @if p.password {
+                form method="post" action=(paths::LOGIN) {
+                    input type="hidden" name="csrf" value=(p.csrf);
+                    input type="hidden" name="next" value=(p.next);
+                    label for="username" { "Username" }
+                    input id="username" name="username" type="text" autocomplete="username" required autofocus value=(p.username);
+                    label for="password" { "Password" }
+                    input id="password" name="password" type="password" autocomplete="current-password" required;
+                    button id="sign-in" type="submit" { "Sign in" }
+                }
             }
+            @if !p.providers.is_empty() {
+                @if p.password { p.or { "or" } }
+                ul.providers {
+                    @for (id, label) in p.providers {
+                        li { a.button id={ "provider-" (id) } href=(start(id)) { "Sign in with " (label) } }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// A provider sign-in that did not complete: a fixed sentence, never the
+/// provider's text, and the way back.
+pub fn sign_in_failed(sentence: &str, next: &str) -> String {
+    let back = format!(
+        "{}?{}",
+        paths::LOGIN,
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", next)
+            .finish()
+    );
+    layout(
+        "Sign-in failed",
+        html! {
+            h1 { "Sign-in failed" }
+            p.error role="alert" { (sentence) }
+            p { a href=(back) { "Back to sign in" } }
         },
     )
 }
@@ -191,15 +237,66 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let page = login(
-            "t\"><script>",
-            "/x\"><script>alert(1)</script>",
-            "<b>",
-            Some("Wrong"),
-            None,
-        );
+        let providers = [("corp", "Corp <b>SSO</b>")];
+        let page = login(&LoginPage {
+            csrf: "t\"><script>",
+            next: "/x\"><script>alert(1)</script>",
+            username: "<b>",
+            error: Some("Wrong"),
+            note: None,
+            password: true,
+            providers: &providers,
+        });
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("<b>"), "{page}");
         assert!(page.contains("&quot;&gt;&lt;script&gt;"), "{page}");
+        // The provider link carries `next` URL-encoded inside the query.
+        assert!(
+            page.contains("/.portcullis/oauth2/start?provider=corp&amp;next=%2Fx%22%3E%3Cscript%3Ealert%281%29%3C%2Fscript%3E"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn password_off_shows_only_the_providers() {
+        let providers = [("corp", "Corp"), ("github", "GitHub")];
+        let page = login(&LoginPage {
+            csrf: "t",
+            next: "/",
+            username: "",
+            error: None,
+            note: None,
+            password: false,
+            providers: &providers,
+        });
+        assert!(
+            !page.contains("<form") && !page.contains("password"),
+            "{page}"
+        );
+        assert!(page.contains("Sign in with Corp") && page.contains("Sign in with GitHub"));
+        let no_providers = login(&LoginPage {
+            providers: &[],
+            password: true,
+            ..LoginPage {
+                csrf: "t",
+                next: "/",
+                username: "",
+                error: None,
+                note: None,
+                password: true,
+                providers: &[],
+            }
+        });
+        assert!(no_providers.contains("<form") && !no_providers.contains("Sign in with"));
+    }
+
+    #[test]
+    fn a_failed_sign_in_shows_only_the_fixed_sentence() {
+        let page = sign_in_failed("Fixed.", "/back?x=\"<i>");
+        assert!(page.contains("Fixed.") && !page.contains("<i>"), "{page}");
+        assert!(
+            page.contains("/.portcullis/login?next=%2Fback%3Fx%3D%22%3Ci%3E"),
+            "{page}"
+        );
     }
 }
