@@ -172,6 +172,26 @@ async fn callback_url(c: &reqwest::Client, env: &Env, next: &str, login: &str) -
     at_provider(c, env, auth, login).await
 }
 
+/// A fresh browser signs in as `login` (next `/app`): the client and the
+/// gateway's answer to the callback.
+async fn sign_in(env: &Env, login: &str) -> (reqwest::Client, reqwest::Response) {
+    let c = browser_client(env);
+    let back = callback_url(&c, env, "/app", login).await;
+    let resp = c.get(&back).send().await.unwrap();
+    (c, resp)
+}
+
+/// [`sign_in`]'s status.
+async fn sign_in_status(env: &Env, login: &str) -> u16 {
+    sign_in(env, login).await.1.status().as_u16()
+}
+
+/// `portcullis user add NAME --role staff --email EMAIL` on the gateway's store.
+fn add_staff(env: &Env, name: &str, email: &str) {
+    let args = ["add", name, "--role", "staff", "--email", email];
+    env.gw.user_ok(&args, Some("a long enough password\n"));
+}
+
 /// The audit lines with `event`, as `reason` values.
 fn reasons(gw: &Gateway, event: &str) -> Vec<String> {
     gw.log_lines()
@@ -570,9 +590,7 @@ async fn forged_and_broken_id_tokens_are_refused() {
     assert_eq!(after - before, 1, "bounded refetch");
 
     // An unverified address as claimed by the account itself too.
-    let c = browser_client(&env);
-    let back = callback_url(&c, &env, "/app", "unverified").await;
-    assert_eq!(c.get(&back).send().await.unwrap().status(), 403);
+    assert_eq!(sign_in_status(&env, "unverified").await, 403);
 
     // The token endpoint answering garbage: 502, the gateway unaffected.
     let c = browser_client(&env);
@@ -593,6 +611,18 @@ async fn forged_and_broken_id_tokens_are_refused() {
         200,
         "the rest of the gateway is unaffected"
     );
+
+    // An answer larger than the gateway reads (1 MiB): unusable, 502.
+    let c = browser_client(&env);
+    let back = callback_url(&c, &env, "/app", "grace").await;
+    env.provider.tamper(&plain, "huge").await;
+    assert_eq!(c.get(&back).send().await.unwrap().status(), 502);
+    assert!(wait_until(Duration::from_secs(2), || reasons(
+        &env.gw,
+        "oauth2_unreachable"
+    )
+    .iter()
+    .any(|r| r == "token_endpoint")));
 }
 
 #[tokio::test]
@@ -603,9 +633,7 @@ async fn rules_and_signup_policy_refuse_with_reasons() {
         "allowed_domains = [\"example.com\"]",
         accounts(),
     );
-    let c = browser_client(&env);
-    let back = callback_url(&c, &env, "/app", "eve").await;
-    let resp = c.get(&back).send().await.unwrap();
+    let (_, resp) = sign_in(&env, "eve").await;
     assert_eq!(resp.status(), 403);
     assert!(resp
         .text()
@@ -613,16 +641,12 @@ async fn rules_and_signup_policy_refuse_with_reasons() {
         .unwrap()
         .contains("not allowed to sign in here"));
     assert!(refused_with(&env.gw, "email_not_allowed"));
-    let c = browser_client(&env);
-    let back = callback_url(&c, &env, "/app", "grace").await;
-    assert_eq!(c.get(&back).send().await.unwrap().status(), 303);
+    assert_eq!(sign_in_status(&env, "grace").await, 303);
 
     // Invite-only: no account is created without an invitation; an
     // existing account with the address is linked only with link_by_email.
     let env = start("signup = \"invite\"", "", accounts());
-    let c = browser_client(&env);
-    let back = callback_url(&c, &env, "/app", "grace").await;
-    let resp = c.get(&back).send().await.unwrap();
+    let (_, resp) = sign_in(&env, "grace").await;
     assert_eq!(resp.status(), 403);
     assert!(resp
         .text()
@@ -631,21 +655,9 @@ async fn rules_and_signup_policy_refuse_with_reasons() {
         .contains("An invitation is needed"));
     assert!(refused_with(&env.gw, "invitation_required"));
     assert!(!env.gw.user_ok(&["list"], None).contains("grace"));
-    env.gw.user_ok(
-        &[
-            "add",
-            "grace",
-            "--role",
-            "staff",
-            "--email",
-            "grace@example.com",
-        ],
-        Some("a long enough password\n"),
-    );
-    let c = browser_client(&env);
-    let back = callback_url(&c, &env, "/app", "grace").await;
+    add_staff(&env, "grace", "grace@example.com");
     assert_eq!(
-        c.get(&back).send().await.unwrap().status(),
+        sign_in_status(&env, "grace").await,
         403,
         "not linked by e-mail unless configured"
     );
@@ -655,20 +667,9 @@ async fn rules_and_signup_policy_refuse_with_reasons() {
         "",
         accounts(),
     );
-    env.gw.user_ok(
-        &[
-            "add",
-            "grace",
-            "--role",
-            "staff",
-            "--email",
-            "Grace@Example.com",
-        ],
-        Some("a long enough password\n"),
-    );
-    let c = browser_client(&env);
-    let back = callback_url(&c, &env, "/app", "grace").await;
-    assert_eq!(c.get(&back).send().await.unwrap().status(), 303);
+    add_staff(&env, "grace", "Grace@Example.com");
+    let (c, resp) = sign_in(&env, "grace").await;
+    assert_eq!(resp.status(), 303);
     let seen = SeenRequest::from_json(
         &c.get(env.gw.url("/app"))
             .send()
@@ -693,9 +694,7 @@ async fn rules_and_signup_policy_refuse_with_reasons() {
         )));
     // A disabled account is refused at the provider door too.
     env.gw.user_ok(&["disable", "grace"], None);
-    let c = browser_client(&env);
-    let back = callback_url(&c, &env, "/app", "grace").await;
-    assert_eq!(c.get(&back).send().await.unwrap().status(), 403);
+    assert_eq!(sign_in_status(&env, "grace").await, 403);
     assert!(refused_with(&env.gw, "account_disabled"));
 }
 
@@ -829,13 +828,7 @@ async fn google_kind_checks_the_hosted_domain() {
         ("gmail", 403, Some("hosted_domain_not_allowed")),
         ("other-hd", 403, Some("hosted_domain_not_allowed")),
     ] {
-        let c = browser_client(&env);
-        let back = callback_url(&c, &env, "/app", login).await;
-        assert_eq!(
-            c.get(&back).send().await.unwrap().status(),
-            status,
-            "{login}"
-        );
+        assert_eq!(sign_in_status(&env, login).await, status, "{login}");
         if let Some(reason) = reason {
             assert!(refused_with(&env.gw, reason), "{login}");
         }
@@ -845,4 +838,89 @@ async fn google_kind_checks_the_hosted_domain() {
         2,
         "the address alone (in an allowed domain) is not enough without hd"
     );
+}
+
+#[tokio::test]
+async fn invitation_links_let_one_identity_in() {
+    let env = start("signup = \"invite\"", "", accounts());
+    let base = env.gw.base();
+    let invite = |extra: &[&str]| {
+        let mut args = vec!["invite", "--base", base.as_str()];
+        args.extend_from_slice(extra);
+        let out = env.gw.user_ok(&args, None);
+        out.lines().last().unwrap().to_string()
+    };
+    let link = invite(&["--role", "staff", "--role", "editor"]);
+    assert!(
+        link.starts_with(&format!("{base}/.portcullis/invite?token=")),
+        "{link}"
+    );
+
+    // Without opening it: nobody new.
+    assert_eq!(sign_in_status(&env, "grace").await, 403);
+    assert!(refused_with(&env.gw, "invitation_required"));
+
+    // Opened, then signed in: an account with the invitation's roles.
+    let c = browser_client(&env);
+    let page = c.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("You are invited"));
+    let back = callback_url(&c, &env, "/app", "grace").await;
+    assert_eq!(c.get(&back).send().await.unwrap().status(), 303);
+    let seen = SeenRequest::from_json(
+        &c.get(env.gw.url("/app"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(seen.header("x-forwarded-user"), Some("grace@example.com"));
+    assert_eq!(seen.header("x-forwarded-roles"), Some("staff,editor"));
+
+    // Used: another browser is refused at the link and at the sign-in.
+    let other = browser_client(&env);
+    assert_eq!(other.get(&link).send().await.unwrap().status(), 403);
+    assert!(refused_with(&env.gw, "invitation_used"));
+    // A made-up or mangled token.
+    for bad in [
+        format!("{base}/.portcullis/invite?token=xyz"),
+        format!("{base}/.portcullis/invite?token={}", "A".repeat(43)),
+        format!("{base}/.portcullis/invite"),
+    ] {
+        assert_eq!(other.get(&bad).send().await.unwrap().status(), 403, "{bad}");
+    }
+    assert!(refused_with(&env.gw, "invitation_unknown"));
+
+    // Bound to an address: someone else who opens it is refused at the
+    // sign-in, and the link stays usable for its person.
+    let bound = invite(&["--email", "ROOT@example.com"]);
+    let eve = browser_client(&env);
+    assert_eq!(eve.get(&bound).send().await.unwrap().status(), 200);
+    let back = callback_url(&eve, &env, "/app", "eve").await;
+    assert_eq!(eve.get(&back).send().await.unwrap().status(), 403);
+    assert!(refused_with(&env.gw, "invitation_other_email"));
+    let root = browser_client(&env);
+    assert_eq!(root.get(&bound).send().await.unwrap().status(), 200);
+    let back = callback_url(&root, &env, "/app", "root").await;
+    assert_eq!(root.get(&back).send().await.unwrap().status(), 303);
+
+    // The CLI checks what it is given.
+    for args in [
+        vec!["invite", "--days", "0"],
+        vec!["invite", "--role", "a b"],
+        vec!["invite", "--email", "not-an-address"],
+    ] {
+        assert!(!env.gw.user(&args, None).status.success(), "{args:?}");
+    }
+    // Not offered at all when signup is not "invite".
+    let open = start("signup = \"open\"", "", accounts());
+    let c = browser_client(&open);
+    let resp = c
+        .get(open.gw.url("/.portcullis/invite?token=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
 }

@@ -114,6 +114,25 @@ pub enum UserCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Make a one-time invitation link (`[login] signup = "invite"`): the
+    /// provider identity that opens it and signs in gets an account with
+    /// these roles.
+    Invite {
+        /// A role of the account it creates (repeat for several)
+        #[arg(long = "role", value_name = "R")]
+        roles: Vec<String>,
+        /// Only a verified address equal to this one may use it
+        #[arg(long, value_name = "ADDRESS")]
+        email: Option<String>,
+        /// Days until it expires (1-90)
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=90))]
+        days: u16,
+        /// The gateway's address, printed in front of the link
+        #[arg(long, value_name = "URL", default_value = "https://YOUR-HOST")]
+        base: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// List accounts, their roles and state.
     List {
         #[command(flatten)]

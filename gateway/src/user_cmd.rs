@@ -132,6 +132,13 @@ async fn exec(cmd: UserCommand) -> Result<String, UserError> {
                 }
             ))
         }
+        UserCommand::Invite {
+            roles,
+            email,
+            days,
+            base,
+            config,
+        } => invite(roles, email, days, &base, &config).await,
         UserCommand::List { config } => list(&open(&config).await?).await,
         UserCommand::Import { file, config } => import(&file, &config).await,
         UserCommand::Export { file, config } => export(file.as_deref(), &config).await,
@@ -194,6 +201,50 @@ async fn add(
         })
         .await?;
     Ok(format!("added {name} to {}", store.location()))
+}
+
+/// A new invitation: only the token's hash is stored; the link is printed
+/// once and cannot be shown again.
+async fn invite(
+    roles: Vec<String>,
+    email: Option<String>,
+    days: u16,
+    base: &str,
+    config: &ConfigArg,
+) -> Result<String, UserError> {
+    if let Some(bad) = roles.iter().find(|r| !users_file::valid_role(r)) {
+        return Err(UserError::BadRole(bad.clone()));
+    }
+    if let Some(e) = email.as_deref().filter(|e| !users_file::valid_email(e)) {
+        return Err(UserError::BadEmail(e.to_string()));
+    }
+    let store = open(config).await?;
+    let token = policies::invite::new_token();
+    let Some(id) = policies::invite::token_id(&token) else {
+        return Err(UserError::Config("invitation token".into()));
+    };
+    let created = now();
+    let expires = created.saturating_add(i64::from(days) * 86_400_000);
+    store
+        .create_invitation(&identity::Invitation {
+            id,
+            email: email.clone(),
+            roles: roles.clone(),
+            created,
+            expires,
+            used: None,
+        })
+        .await?;
+    Ok(format!(
+        "invitation for {} with roles [{}], valid {days} day{}, one use:\n{}{}?token={token}",
+        email
+            .as_deref()
+            .unwrap_or("anyone who signs in with a provider"),
+        roles.join(","),
+        if days == 1 { "" } else { "s" },
+        base.trim_end_matches('/'),
+        crate::reserved::paths::INVITE,
+    ))
 }
 
 /// One line per account: its given roles, then (`+`) those its provider

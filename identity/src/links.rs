@@ -9,6 +9,7 @@
 use sqlx::Row;
 
 use crate::accounts::{from_row, COLUMNS};
+use crate::invitations::Unusable;
 use crate::store::{Moves, Tx};
 use crate::{Account, NewAccount, SessionRecord, Store, StoreError};
 
@@ -37,6 +38,12 @@ pub enum Signup<'a> {
     },
     /// Only identities already linked (or linked by e-mail).
     Existing,
+    /// Like `Existing`, or with an invitation: its id (the hash of the
+    /// link's token) when the browser brought one.
+    Invite {
+        /// `Invitation::id`.
+        invitation: Option<&'a str>,
+    },
 }
 
 /// A provider sign-in the gateway has verified.
@@ -77,6 +84,8 @@ pub enum SignInOutcome {
     Disabled(String),
     /// No candidate name was free for a new account.
     NoFreeName,
+    /// `signup = "invite"`, and the invitation brought cannot be used.
+    Invitation(Unusable),
 }
 
 /// How a provider identity found its account.
@@ -88,6 +97,8 @@ pub enum Found {
     LinkedByEmail,
     /// Created now (`signup = "open"`).
     Created,
+    /// Created now with an invitation's roles.
+    Invited,
 }
 
 fn link_from_row(row: &sqlx::any::AnyRow) -> Result<Link, sqlx::Error> {
@@ -151,14 +162,21 @@ impl Store {
     /// Signs a verified provider identity in: finds its account (or links
     /// or creates one, as the policy says), stores the mapped roles and
     /// the session, all in one transaction.
+    /// Nothing of a refused sign-in is kept (no link, no mapped roles, no
+    /// used invitation).
     pub async fn provider_sign_in(
         &self,
         s: ProviderSignIn<'_>,
     ) -> Result<SignInOutcome, StoreError> {
         let mut tx = self.begin().await?;
-        let out = self.sign_in(&mut tx, &s).await;
-        // A new link or account is something every cache must see.
-        self.finish(tx, out, Moves::Counter).await
+        match self.sign_in(&mut tx, &s).await {
+            // A new link, account or mapped roles: every cache must see it.
+            Ok(done @ SignInOutcome::SignedIn { .. }) => {
+                self.finish(tx, Ok(done), Moves::Counter).await
+            }
+            Ok(refused) => self.abandon(tx, refused).await,
+            Err(e) => self.finish(tx, Err(e), Moves::Nothing).await,
+        }
     }
 
     async fn sign_in(
@@ -183,11 +201,25 @@ impl Store {
             None => match self.by_email(tx, s).await? {
                 Some(id) => (id, Found::LinkedByEmail),
                 None => match s.signup {
-                    Signup::Existing => return Ok(SignInOutcome::NoAccount),
+                    Signup::Existing | Signup::Invite { invitation: None } => {
+                        return Ok(SignInOutcome::NoAccount)
+                    }
                     Signup::Open { roles } => match self.create_for(tx, s, roles).await? {
                         Some(id) => (id, Found::Created),
                         None => return Ok(SignInOutcome::NoFreeName),
                     },
+                    Signup::Invite {
+                        invitation: Some(inv),
+                    } => {
+                        let inv = match self.use_invitation(tx, inv, at, s.email).await? {
+                            Ok(inv) => inv,
+                            Err(why) => return Ok(SignInOutcome::Invitation(why)),
+                        };
+                        match self.create_for(tx, s, &inv.roles).await? {
+                            Some(id) => (id, Found::Invited),
+                            None => return Ok(SignInOutcome::NoFreeName),
+                        }
+                    }
                 },
             },
         };

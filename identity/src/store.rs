@@ -285,6 +285,15 @@ impl Store {
         Ok(value)
     }
 
+    /// Ends a write transaction that must leave nothing behind (a refused
+    /// sign-in): rolls back and hands `value` on.
+    pub(crate) async fn abandon<T>(&self, mut tx: Tx, value: T) -> Result<T, StoreError> {
+        if sqlx::query("ROLLBACK").execute(&mut *tx).await.is_ok() {
+            tx.finished = true;
+        }
+        Ok(value)
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -602,3 +602,143 @@ async fn a_v1_postgres_store_migrates_forward() {
     let pg = Postgres::start();
     migrates_forward(&pg.url()).await;
 }
+
+on_both!(invitations_are_used_once_within_their_time);
+async fn invitations_are_used_once_within_their_time(a: &Store, b: &Store) {
+    use identity::{Found, Invitation, ProviderSignIn, SignInOutcome, Signup, Unusable};
+    let staff = roles(&["staff"]);
+    let invitation = |id: &str, email: Option<&str>| Invitation {
+        id: id.to_string(),
+        email: email.map(str::to_string),
+        roles: staff.clone(),
+        created: 1_000,
+        expires: 10_000,
+        used: None,
+    };
+    a.create_invitation(&invitation("inv-any", None))
+        .await
+        .unwrap();
+    a.create_invitation(&invitation("inv-mail", Some("Bound@Example.com")))
+        .await
+        .unwrap();
+    assert_eq!(b.invitations().await.unwrap().len(), 2);
+    let names = |n: &str| vec![n.to_string()];
+    fn with<'a>(
+        subject: &'a str,
+        email: Option<&'a str>,
+        inv: Option<&'a str>,
+        at: i64,
+        names: &'a [String],
+    ) -> ProviderSignIn<'a> {
+        ProviderSignIn {
+            provider: "corp",
+            subject,
+            email,
+            names,
+            signup: Signup::Invite { invitation: inv },
+            link_by_email: false,
+            mapped_roles: &[],
+            session: provider_session(&format!("s-{subject}-{at}"), at),
+        }
+    }
+
+    // Without an invitation, or with an unknown one: nobody new.
+    let n1 = names("newcomer");
+    assert_eq!(
+        a.provider_sign_in(with("n1", None, None, 5_000, &n1))
+            .await
+            .unwrap(),
+        SignInOutcome::NoAccount
+    );
+    assert_eq!(
+        a.provider_sign_in(with("n1", None, Some("nope"), 5_000, &n1))
+            .await
+            .unwrap(),
+        SignInOutcome::Invitation(Unusable::Unknown)
+    );
+    // No free name: refused, and the invitation is not spent.
+    create(a, "newcomer", &[]).await;
+    assert_eq!(
+        a.provider_sign_in(with("n1", None, Some("inv-any"), 5_000, &n1))
+            .await
+            .unwrap(),
+        SignInOutcome::NoFreeName
+    );
+    assert_eq!(b.invitation("inv-any").await.unwrap().unwrap().used, None);
+    // Used: an account with the invitation's roles; then spent.
+    let n2 = names("newcomer2");
+    let out = b
+        .provider_sign_in(with("n2", None, Some("inv-any"), 5_000, &n2))
+        .await
+        .unwrap();
+    let SignInOutcome::SignedIn { account, how } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (how, account.roles.clone()),
+        (Found::Invited, staff.clone())
+    );
+    assert_eq!(
+        a.invitation("inv-any").await.unwrap().unwrap().used,
+        Some(5_000)
+    );
+    let n3 = names("newcomer3");
+    assert_eq!(
+        a.provider_sign_in(with("n3", None, Some("inv-any"), 6_000, &n3))
+            .await
+            .unwrap(),
+        SignInOutcome::Invitation(Unusable::Used)
+    );
+    // Bound to an address: another address or none is refused; past the
+    // expiry nobody may use it.
+    assert_eq!(
+        a.provider_sign_in(with(
+            "n3",
+            Some("other@example.com"),
+            Some("inv-mail"),
+            6_000,
+            &n3
+        ))
+        .await
+        .unwrap(),
+        SignInOutcome::Invitation(Unusable::OtherEmail)
+    );
+    assert_eq!(
+        a.provider_sign_in(with("n3", None, Some("inv-mail"), 6_000, &n3))
+            .await
+            .unwrap(),
+        SignInOutcome::Invitation(Unusable::OtherEmail)
+    );
+    assert_eq!(
+        a.provider_sign_in(with(
+            "n3",
+            Some("bound@example.com"),
+            Some("inv-mail"),
+            10_000,
+            &n3
+        ))
+        .await
+        .unwrap(),
+        SignInOutcome::Invitation(Unusable::Expired)
+    );
+    let out = a
+        .provider_sign_in(with(
+            "n3",
+            Some("bound@example.com"),
+            Some("inv-mail"),
+            9_999,
+            &n3,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            SignInOutcome::SignedIn {
+                how: Found::Invited,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+}

@@ -40,6 +40,7 @@
 //! * [`redirect`] — the login `next` parameter, local paths only.
 //! * [`oauth_state`] — a provider sign-in's `state`, bound to one browser,
 //!   and the PKCE verifier and nonce derived from it.
+//! * [`invite`] — invitation link tokens and the hash the store keeps.
 //! * [`signin`] — a provider's rules (domains, addresses, orgs) and `role_map`.
 //! * [`access`] — `public` / `login` / `role:` / `deny` and the 303/401/403
 //!   decision (stage `access`).
@@ -59,6 +60,7 @@ pub mod forwarding;
 pub mod head;
 pub mod headers;
 pub mod host;
+pub mod invite;
 mod mac;
 pub mod method;
 pub mod oauth_state;

@@ -11,6 +11,7 @@
 
 use serde::Deserialize;
 
+use super::http::{read_capped, Capped};
 use super::{Failure, Person, Start};
 use crate::config::{GithubConf, ProviderConf};
 
@@ -24,7 +25,7 @@ pub struct Github {
     client_id: String,
     client_secret: String,
     scopes: String,
-    http: reqwest::Client,
+    http: Capped,
 }
 
 #[derive(Deserialize)]
@@ -58,7 +59,7 @@ struct Team {
 }
 
 impl Github {
-    pub fn new(p: &ProviderConf, g: &GithubConf, http: reqwest::Client) -> Github {
+    pub fn new(p: &ProviderConf, g: &GithubConf, http: Capped) -> Github {
         Github {
             auth_url: g.auth_url.clone(),
             token_url: g.token_url.to_string(),
@@ -131,8 +132,9 @@ impl Github {
             ("redirect_uri", start.redirect_uri),
             ("code_verifier", start.pkce_verifier),
         ];
-        let resp = self
+        let mut resp = self
             .http
+            .0
             .post(&self.token_url)
             .header(http::header::ACCEPT, "application/json")
             .form(&form)
@@ -143,7 +145,7 @@ impl Github {
                 Failure::Unreachable("token_endpoint")
             })?;
         let status = resp.status();
-        let answer: TokenAnswer = resp.json().await.map_err(|e| {
+        let answer: TokenAnswer = json(&mut resp).await.map_err(|e| {
             tracing::warn!(%status, error = %e, "GitHub token endpoint answered garbage");
             Failure::Unreachable("token_response")
         })?;
@@ -162,8 +164,9 @@ impl Github {
         token: &str,
         path: &str,
     ) -> Result<T, Failure> {
-        let resp = self
+        let mut resp = self
             .http
+            .0
             .get(format!("{}{path}", self.api_url))
             .bearer_auth(token)
             .header(http::header::ACCEPT, "application/vnd.github+json")
@@ -178,9 +181,15 @@ impl Github {
             tracing::warn!(status = %resp.status(), path, "GitHub API refused");
             return Err(Failure::Unreachable("api_status"));
         }
-        resp.json().await.map_err(|e| {
+        json(&mut resp).await.map_err(|e| {
             tracing::warn!(error = %e, path, "GitHub API answered garbage");
             Failure::Unreachable("api_response")
         })
     }
+}
+
+/// A JSON body of at most `MAX_ANSWER` bytes.
+async fn json<T: serde::de::DeserializeOwned>(resp: &mut reqwest::Response) -> Result<T, String> {
+    let body = read_capped(resp).await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
 }

@@ -22,6 +22,7 @@ use openidconnect::{
     SignatureVerificationError, TokenResponse, TokenUrl, UserInfoUrl,
 };
 
+use super::http::Capped;
 use super::{Failure, Person, Start};
 use crate::config::{OidcConf, ProviderConf};
 
@@ -46,7 +47,7 @@ pub struct Oidc {
     client_secret: String,
     scopes: Vec<String>,
     groups_claim: String,
-    http: reqwest::Client,
+    http: Capped,
     cached: ArcSwapOption<Cached>,
     last_refetch: Mutex<Option<Instant>>,
 }
@@ -59,7 +60,7 @@ struct Explicit {
 }
 
 impl Oidc {
-    pub fn new(p: &ProviderConf, o: &OidcConf, http: reqwest::Client) -> Oidc {
+    pub fn new(p: &ProviderConf, o: &OidcConf, http: Capped) -> Oidc {
         Oidc {
             // The issuer exactly as configured: it is compared with `iss`.
             issuer: o.issuer.clone(),

@@ -54,7 +54,7 @@ fn audit(event: &str, ctx: &Ctx, user: &str) {
 }
 
 /// The login page as configured: the password form and the providers.
-fn page(
+pub(super) fn page(
     ctx: &Ctx,
     csrf: &str,
     next: &str,

@@ -31,18 +31,20 @@ enum Page {
     Logout,
     OauthStart,
     OauthCallback,
+    Invite,
     /// Only while `[emergency]` is enabled for this client.
     Emergency(emergency::Page),
 }
 
 /// Every reserved page, by exact (normalised, lowercase) path.
-const TABLE: [(&str, Page); 11] = [
+const TABLE: [(&str, Page); 12] = [
     (paths::HEALTH, Page::Health),
     (paths::STYLE, Page::Style),
     (paths::LOGIN, Page::Login),
     (paths::LOGOUT, Page::Logout),
     (paths::OAUTH_START, Page::OauthStart),
     (paths::OAUTH_CALLBACK, Page::OauthCallback),
+    (paths::INVITE, Page::Invite),
     (paths::EMERGENCY, Page::Emergency(emergency::Page::Form)),
     (
         paths::EMERGENCY_DASHBOARD,
@@ -81,6 +83,7 @@ enum Handler {
     Logout,
     OauthStart,
     OauthCallback,
+    Invite,
     Emergency(emergency::Handler),
     /// The generic 404: no such page, not for this method, or its feature off.
     NotFound,
@@ -97,6 +100,8 @@ struct Facts {
     password: bool,
     /// At least one `[[login.provider]]`.
     providers: bool,
+    /// `[login] signup = "invite"`.
+    invitations: bool,
     /// The emergency gate is enabled for this client.
     gate: bool,
     /// The request carries a valid emergency session.
@@ -113,6 +118,9 @@ fn dispatch(page: Option<Page>, f: Facts) -> Handler {
         Some(Page::Logout) if f.sessions && f.post => Handler::Logout,
         Some(Page::OauthStart) if f.sessions && f.providers && f.get => Handler::OauthStart,
         Some(Page::OauthCallback) if f.sessions && f.providers && f.get => Handler::OauthCallback,
+        Some(Page::Invite) if f.sessions && f.providers && f.invitations && f.get => {
+            Handler::Invite
+        }
         Some(Page::Emergency(page)) if f.sessions && f.gate => {
             emergency::dispatch(page, f.get, f.post, f.grant)
                 .map_or(Handler::NotFound, Handler::Emergency)
@@ -141,6 +149,7 @@ pub async fn answer(shared: &Shared, session: &mut Session, ctx: &mut Ctx, path:
         sessions: rt.session.is_some(),
         password: rt.login.password,
         providers: !rt.login.list.is_empty(),
+        invitations: rt.login.signup == crate::config::Signup::Invite,
         gate: gate.is_some(),
         grant: ctx.emergency.is_some(),
     };
@@ -178,6 +187,7 @@ async fn run(
         Handler::LogoutForm => login::logout_form(session, ctx, srt),
         Handler::OauthStart => oauth::start(session, ctx, srt).await,
         Handler::OauthCallback => oauth::Callback { srt, shared }.answer(session, ctx).await,
+        Handler::Invite => oauth::invite(session, ctx, srt, shared).await,
         Handler::Logout => {
             login::Login { srt, shared }
                 .logout(session, ctx, &form)
@@ -236,6 +246,7 @@ mod tests {
             sessions: true,
             password: true,
             providers: true,
+            invitations: true,
             gate: true,
             grant: false,
         };
@@ -282,6 +293,16 @@ mod tests {
                 Handler::LoginForm,
             ),
             (Page::OauthStart, get, Handler::OauthStart),
+            (Page::Invite, get, Handler::Invite),
+            (Page::Invite, post, Handler::NotFound),
+            (
+                Page::Invite,
+                Facts {
+                    invitations: false,
+                    ..get
+                },
+                Handler::NotFound,
+            ),
             (Page::OauthCallback, get, Handler::OauthCallback),
             (Page::OauthCallback, post, Handler::NotFound),
             (

@@ -25,7 +25,7 @@ use crate::ctx::Ctx;
 use crate::oauth::{Failure, Person, Provider, Start};
 use crate::runtime::SessionRt;
 use crate::state::{now, now_ms, Shared};
-use identity::{Found, ProviderSignIn, SessionRecord, SignInOutcome};
+use identity::{Found, ProviderSignIn, SessionRecord, SignInOutcome, Unusable};
 
 /// The browser binding for provider sign-ins: SameSite=Lax, because the
 /// provider's redirect back is a top-level cross-site navigation.
@@ -33,6 +33,11 @@ pub const OAUTH_COOKIE: &str = "__Host-portcullis-oauth";
 /// The binding outlives a state by a little, so an old state is reported
 /// as expired, not as coming from another browser.
 const COOKIE_MAX_AGE: u64 = STATE_MAX_AGE + 300;
+/// An opened invitation link, until the sign-in it is for (Lax, like the
+/// binding: it must survive the provider's redirect back).
+pub const INVITE_COOKIE: &str = "__Host-portcullis-invite";
+/// How long an opened invitation waits for its sign-in.
+const INVITE_COOKIE_MAX_AGE: u64 = 3600;
 
 const SORRY: &str = "The sign-in could not be completed. Please try again.";
 const UNREACHABLE: &str =
@@ -42,6 +47,8 @@ const NO_ACCOUNT: &str =
     "There is no account here for this sign-in. Ask an administrator for access.";
 const INVITE_NEEDED: &str = "An invitation is needed to create an account here.";
 const EXPIRED: &str = "The sign-in took too long. Please start again.";
+const INVITE_BAD: &str = "This invitation link is not valid: it was used already, has expired, or is not for this address.";
+const INVITED: &str = "You are invited. Sign in with a provider below to create your account.";
 
 fn audit(event: &str, ctx: &Ctx, fields: serde_json::Value) {
     crate::audit::event(event, &ctx.out.request_id, ctx.client_ip(), fields);
@@ -87,6 +94,58 @@ fn redirect_uri(ctx: &Ctx) -> Option<String> {
     ctx.host
         .as_deref()
         .map(|h| format!("https://{h}{}", paths::OAUTH_CALLBACK))
+}
+
+/// `GET /.portcullis/invite?token=…`: a usable invitation is kept in a
+/// cookie for the sign-in that follows, and the login page says so.
+pub async fn invite(session: &Session, ctx: &mut Ctx, srt: &SessionRt, shared: &Shared) -> Answer {
+    let token = query(session, &["token"])
+        .and_then(|mut v| v.pop())
+        .flatten()
+        .unwrap_or_default();
+    let Some(id) = policies::invite::token_id(&token) else {
+        return refused(ctx, "", "invitation_unknown", INVITE_BAD, "/");
+    };
+    let Some(cache) = shared.accounts.fresh_soon().await else {
+        return Answer::Error(503);
+    };
+    let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+    let usable = match cache.store().invitation(&id).await {
+        Ok(Some(inv)) => inv.check(now, None).or_else(|why| match why {
+            // The address is checked at the sign-in, against the provider's.
+            Unusable::OtherEmail => Ok(()),
+            other => Err(other),
+        }),
+        Ok(None) => Err(Unusable::Unknown),
+        Err(e) => {
+            tracing::error!(error = %e, "invitation not checked: the identity store did not answer");
+            return Answer::Error(503);
+        }
+    };
+    if let Err(why) = usable {
+        return refused(ctx, "", unusable(why), INVITE_BAD, "/");
+    }
+    ctx.out.set_cookies.push(auth::lax_cookie(
+        INVITE_COOKIE,
+        &token,
+        INVITE_COOKIE_MAX_AGE,
+    ));
+    audit("invitation_opened", ctx, json!({}));
+    let csrf = super::forms::Csrf::for_browser(session, ctx, srt).token("login");
+    Answer::html(
+        200,
+        super::login::page(ctx, &csrf, "/", "", None, Some(INVITED)),
+    )
+}
+
+/// The audit reason for an unusable invitation.
+fn unusable(why: Unusable) -> &'static str {
+    match why {
+        Unusable::Unknown => "invitation_unknown",
+        Unusable::Used => "invitation_used",
+        Unusable::Expired => "invitation_expired",
+        Unusable::OtherEmail => "invitation_other_email",
+    }
 }
 
 /// The binding the browser sent, if plausible.
@@ -240,13 +299,18 @@ impl Callback<'_> {
         let mapped = signin::mapped_roles(&provider.role_map, &person.groups);
         let names = candidate_names(pid, person, email);
         let login = &rt.login;
+        let invitation = match auth::cookie(session.req_header(), INVITE_COOKIE) {
+            Ok(Some(token)) => policies::invite::token_id(token),
+            _ => None,
+        };
         let signup = match login.signup {
             Signup::Open => identity::Signup::Open {
                 roles: &login.default_roles,
             },
-            // Invitations come with the admin pages; until then an invite-only
-            // gateway signs in only identities that have an account.
-            Signup::Invite | Signup::Existing => identity::Signup::Existing,
+            Signup::Invite => identity::Signup::Invite {
+                invitation: invitation.as_deref(),
+            },
+            Signup::Existing => identity::Signup::Existing,
         };
         let s = session::Session {
             id: session::new_id(),
@@ -286,6 +350,10 @@ impl Callback<'_> {
                     Found::Linked => "linked",
                     Found::LinkedByEmail => "linked_by_email",
                     Found::Created => "created",
+                    Found::Invited => {
+                        ctx.out.set_cookies.push(auth::clear_cookie(INVITE_COOKIE));
+                        "invited"
+                    }
                 };
                 if how != "linked" {
                     audit(
@@ -313,6 +381,9 @@ impl Callback<'_> {
             }
             Ok(SignInOutcome::NoFreeName) => {
                 return refused(ctx, pid, "no_free_name", NO_ACCOUNT, next)
+            }
+            Ok(SignInOutcome::Invitation(why)) => {
+                return refused(ctx, pid, unusable(why), INVITE_BAD, next)
             }
             Err(e) => {
                 tracing::error!(error = %e, "sign-in refused: the identity store could not record it");

@@ -13,6 +13,8 @@ pub const LOGOUT: &str = "/.portcullis/logout";
 pub const OAUTH_START: &str = "/.portcullis/oauth2/start";
 /// Where every provider sends the browser back (the redirect URI to register).
 pub const OAUTH_CALLBACK: &str = "/.portcullis/oauth2/callback";
+/// An invitation link: `?token=…` (`portcullis user invite`).
+pub const INVITE: &str = "/.portcullis/invite";
 /// Where logout lands.
 pub const SIGNED_OUT: &str = "/.portcullis/login?signed_out=1";
 pub const EMERGENCY: &str = "/.portcullis/emergency";

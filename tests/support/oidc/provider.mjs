@@ -120,6 +120,12 @@ provider.use(async (ctx, next) => {
   if (ctx.path !== '/token' || !tamper) return;
   const mode = tamper;
   tamper = null;
+  if (mode === 'huge') {
+    ctx.status = 200;
+    ctx.type = 'application/json';
+    ctx.body = JSON.stringify({ access_token: 'a', token_type: 'Bearer', id_token: 'x'.repeat(2 << 20) });
+    return;
+  }
   if (mode === 'garbage') {
     ctx.status = 200;
     ctx.type = 'text/html';
