@@ -5,6 +5,7 @@
 //! prefix, or a page whose feature is off, is the generic 404. New pages
 //! (account, admin, provider sign-in) get a row and a handler module.
 
+mod account;
 mod emergency;
 mod emergency_users;
 mod forms;
@@ -32,12 +33,22 @@ enum Page {
     OauthStart,
     OauthCallback,
     Invite,
+    Account(AccountPage),
     /// Only while `[emergency]` is enabled for this client.
     Emergency(emergency::Page),
 }
 
+/// The account page and its forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AccountPage {
+    Show,
+    Password,
+    SignOut,
+    SignOutEverywhere,
+}
+
 /// Every reserved page, by exact (normalised, lowercase) path.
-const TABLE: [(&str, Page); 12] = [
+const TABLE: [(&str, Page); 16] = [
     (paths::HEALTH, Page::Health),
     (paths::STYLE, Page::Style),
     (paths::LOGIN, Page::Login),
@@ -45,6 +56,16 @@ const TABLE: [(&str, Page); 12] = [
     (paths::OAUTH_START, Page::OauthStart),
     (paths::OAUTH_CALLBACK, Page::OauthCallback),
     (paths::INVITE, Page::Invite),
+    (paths::ACCOUNT, Page::Account(AccountPage::Show)),
+    (
+        paths::ACCOUNT_PASSWORD,
+        Page::Account(AccountPage::Password),
+    ),
+    (paths::ACCOUNT_SIGN_OUT, Page::Account(AccountPage::SignOut)),
+    (
+        paths::ACCOUNT_SIGN_OUT_EVERYWHERE,
+        Page::Account(AccountPage::SignOutEverywhere),
+    ),
     (paths::EMERGENCY, Page::Emergency(emergency::Page::Form)),
     (
         paths::EMERGENCY_DASHBOARD,
@@ -84,6 +105,7 @@ enum Handler {
     OauthStart,
     OauthCallback,
     Invite,
+    Account(AccountPage),
     Emergency(emergency::Handler),
     /// The generic 404: no such page, not for this method, or its feature off.
     NotFound,
@@ -121,6 +143,12 @@ fn dispatch(page: Option<Page>, f: Facts) -> Handler {
         Some(Page::Invite) if f.sessions && f.providers && f.invitations && f.get => {
             Handler::Invite
         }
+        Some(Page::Account(AccountPage::Show)) if f.sessions && f.get => {
+            Handler::Account(AccountPage::Show)
+        }
+        Some(Page::Account(form)) if f.sessions && f.post && form != AccountPage::Show => {
+            Handler::Account(form)
+        }
         Some(Page::Emergency(page)) if f.sessions && f.gate => {
             emergency::dispatch(page, f.get, f.post, f.grant)
                 .map_or(Handler::NotFound, Handler::Emergency)
@@ -134,6 +162,7 @@ impl Handler {
     /// form: 400 before the handler runs).
     fn takes_form(self) -> bool {
         matches!(self, Handler::Login | Handler::Logout)
+            || matches!(self, Handler::Account(p) if p != AccountPage::Show)
             || matches!(self, Handler::Emergency(h) if h.takes_form())
     }
 }
@@ -188,6 +217,17 @@ async fn run(
         Handler::OauthStart => oauth::start(session, ctx, srt).await,
         Handler::OauthCallback => oauth::Callback { srt, shared }.answer(session, ctx).await,
         Handler::Invite => oauth::invite(session, ctx, srt, shared).await,
+        Handler::Account(page) => {
+            let pages = account::AccountPages { srt, shared };
+            match page {
+                AccountPage::Show => pages.show(session, ctx).await,
+                AccountPage::Password => pages.change_password(session, ctx, &form).await,
+                AccountPage::SignOut => pages.sign_out(session, ctx, &form).await,
+                AccountPage::SignOutEverywhere => {
+                    pages.sign_out_everywhere(session, ctx, &form).await
+                }
+            }
+        }
         Handler::Logout => {
             login::Login { srt, shared }
                 .logout(session, ctx, &form)
@@ -294,6 +334,26 @@ mod tests {
             ),
             (Page::OauthStart, get, Handler::OauthStart),
             (Page::Invite, get, Handler::Invite),
+            (
+                Page::Account(AccountPage::Show),
+                get,
+                Handler::Account(AccountPage::Show),
+            ),
+            (Page::Account(AccountPage::Show), post, Handler::NotFound),
+            (
+                Page::Account(AccountPage::Password),
+                post,
+                Handler::Account(AccountPage::Password),
+            ),
+            (Page::Account(AccountPage::SignOut), get, Handler::NotFound),
+            (
+                Page::Account(AccountPage::SignOutEverywhere),
+                Facts {
+                    sessions: false,
+                    ..post
+                },
+                Handler::NotFound,
+            ),
             (Page::Invite, post, Handler::NotFound),
             (
                 Page::Invite,

@@ -13,6 +13,11 @@ pub const LOGOUT: &str = "/.portcullis/logout";
 pub const OAUTH_START: &str = "/.portcullis/oauth2/start";
 /// Where every provider sends the browser back (the redirect URI to register).
 pub const OAUTH_CALLBACK: &str = "/.portcullis/oauth2/callback";
+/// The signed-in person's own page, and its forms.
+pub const ACCOUNT: &str = "/.portcullis/account";
+pub const ACCOUNT_PASSWORD: &str = "/.portcullis/account/password";
+pub const ACCOUNT_SIGN_OUT: &str = "/.portcullis/account/sign-out";
+pub const ACCOUNT_SIGN_OUT_EVERYWHERE: &str = "/.portcullis/account/sign-out-everywhere";
 /// An invitation link: `?token=…` (`portcullis user invite`).
 pub const INVITE: &str = "/.portcullis/invite";
 /// Where logout lands.

@@ -6,6 +6,9 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::paths;
 
+mod account;
+pub use account::{account, AccountPage, SessionRow};
+
 /// The stylesheet served at `/.portcullis/style.css`.
 pub const STYLE: &str = include_str!("style.css");
 
