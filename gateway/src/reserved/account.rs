@@ -277,17 +277,11 @@ impl AccountPages<'_> {
                 return Answer::Error(503);
             }
         };
-        let t = now_ms();
-        let fresh = session::Session {
-            id: session::new_id(),
-            issued: t,
-            seen: t,
-        };
-        let at = i64::try_from(t).unwrap_or(i64::MAX);
+        let (fresh, record) = super::login::fresh_session(session, ctx, &method);
         let record = SessionRecord {
-            client_ip: ctx.client_ip().map(|ip| ip.to_string()),
-            user_agent: super::login::user_agent(session),
-            ..SessionRecord::new(fresh.id_hex(), &changed, &method, at)
+            account_id: changed.id,
+            epoch: changed.epoch.clone(),
+            ..record
         };
         let _ = cache.refresh(now_ms()).await;
         audit("account_password_changed", ctx, &account.name, json!({}));
@@ -299,7 +293,7 @@ impl AccountPages<'_> {
         }
         ctx.out
             .set_cookies
-            .push(auth::session_cookie(self.srt, &fresh, t));
+            .push(auth::session_cookie(self.srt, &fresh, fresh.issued));
         // The page below is rendered for the new session.
         if let Some(id) = ctx.identity.as_mut() {
             id.session = Some(fresh);

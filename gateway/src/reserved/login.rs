@@ -28,7 +28,7 @@ use identity::SessionRecord;
 const MAX_USER_AGENT: usize = 256;
 
 /// The browser's `User-Agent`, cut to [`MAX_USER_AGENT`] bytes of text.
-pub(super) fn user_agent(session: &Session) -> Option<String> {
+fn user_agent(session: &Session) -> Option<String> {
     let ua = session.req_header().headers.get(http::header::USER_AGENT)?;
     let text = String::from_utf8_lossy(ua.as_bytes());
     let mut end = text.len().min(MAX_USER_AGENT);
@@ -36,6 +36,34 @@ pub(super) fn user_agent(session: &Session) -> Option<String> {
         end -= 1;
     }
     text.get(..end).map(str::to_string)
+}
+
+/// A fresh session (never an id the client brought) established by
+/// `method` from this request's client, and its record; the record's
+/// account and epoch are left for the caller (or the store) to fill in.
+pub(super) fn fresh_session(
+    session: &Session,
+    ctx: &Ctx,
+    method: &str,
+) -> (session::Session, SessionRecord) {
+    let t = now_ms();
+    let s = session::Session {
+        id: session::new_id(),
+        issued: t,
+        seen: t,
+    };
+    let at = i64::try_from(t).unwrap_or(i64::MAX);
+    let record = SessionRecord {
+        id: s.id_hex(),
+        account_id: 0,
+        epoch: String::new(),
+        created: at,
+        last_seen: at,
+        method: method.to_string(),
+        client_ip: ctx.client_ip().map(|ip| ip.to_string()),
+        user_agent: user_agent(session),
+    };
+    (s, record)
 }
 
 /// The one failure message, for unknown users and wrong passwords alike.
@@ -142,24 +170,19 @@ impl Login<'_> {
             return Answer::html(401, page);
         };
 
-        // Always a fresh session id: never reuse one the client brought.
-        let t = now_ms();
-        let s = session::Session {
-            id: session::new_id(),
-            issued: t,
-            seen: t,
-        };
-        let at = i64::try_from(t).unwrap_or(i64::MAX);
+        let (s, record) = fresh_session(session, ctx, "password");
         let record = SessionRecord {
-            client_ip: ctx.client_ip().map(|ip| ip.to_string()),
-            user_agent: user_agent(session),
-            ..SessionRecord::new(s.id_hex(), &account, "password", at)
+            account_id: account.id,
+            epoch: account.epoch.clone(),
+            ..record
         };
         if let Err(e) = cache.store().create_session(&record).await {
             tracing::error!(error = %e, "sign-in refused: the session could not be stored");
             return Answer::Error(503);
         }
-        ctx.out.set_cookies.push(auth::session_cookie(srt, &s, t));
+        ctx.out
+            .set_cookies
+            .push(auth::session_cookie(srt, &s, s.issued));
         audit("login_ok", ctx, &account.name);
         Answer::see_other(next)
     }

@@ -12,10 +12,9 @@
 
 use pingora::prelude::Session;
 use policies::oauth_state::{self, StateError, STATE_MAX_AGE};
-use policies::{redirect, session, signin};
+use policies::{redirect, signin};
 use serde_json::json;
 
-use super::login::user_agent;
 use super::pages;
 use super::paths;
 use crate::answer::Answer;
@@ -25,7 +24,7 @@ use crate::ctx::Ctx;
 use crate::oauth::{Failure, Person, Provider, Start};
 use crate::runtime::SessionRt;
 use crate::state::{now, now_ms, Shared};
-use identity::{Found, ProviderSignIn, SessionRecord, SignInOutcome, Unusable};
+use identity::{Found, ProviderSignIn, SignInOutcome, Unusable};
 
 /// The browser binding for provider sign-ins: SameSite=Lax, because the
 /// provider's redirect back is a top-level cross-site navigation.
@@ -312,22 +311,8 @@ impl Callback<'_> {
             },
             Signup::Existing => identity::Signup::Existing,
         };
-        let s = session::Session {
-            id: session::new_id(),
-            issued: now_ms(),
-            seen: now_ms(),
-        };
-        let at = i64::try_from(s.issued).unwrap_or(i64::MAX);
-        let record = SessionRecord {
-            id: s.id_hex(),
-            account_id: 0,
-            epoch: String::new(),
-            created: at,
-            last_seen: at,
-            method: pid.to_string(),
-            client_ip: ctx.client_ip().map(|ip| ip.to_string()),
-            user_agent: user_agent(session),
-        };
+        // The store fills in the account and its epoch.
+        let (s, record) = super::login::fresh_session(session, ctx, pid);
         let Some(cache) = self.shared.accounts.fresh_soon().await else {
             return Answer::Error(503);
         };
