@@ -34,6 +34,8 @@ pub struct Account {
     pub created: i64,
     /// Unix milliseconds of the last sign-in, if any.
     pub last_sign_in: Option<i64>,
+    /// Second factors (TOTP, passkeys) it has.
+    pub factors: u32,
 }
 
 /// What a new account starts with.
@@ -53,8 +55,11 @@ pub struct NewAccount<'a> {
     pub created: i64,
 }
 
+/// What is read of an account, with its number of second factors (a
+/// correlated count: both backends allow it in `RETURNING` too).
 pub(crate) const COLUMNS: &str =
-    "id, name, email, password, roles, mapped_roles, disabled, epoch, created, last_sign_in";
+    "id, name, email, password, roles, mapped_roles, disabled, epoch, created, last_sign_in, \
+     (SELECT COUNT(*) FROM second_factors f WHERE f.account_id = accounts.id) AS factors";
 
 impl Account {
     /// What requests carry: the given roles in their order, then the
@@ -128,6 +133,7 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
         epoch: row.try_get("epoch")?,
         created: row.try_get("created")?,
         last_sign_in: row.try_get("last_sign_in")?,
+        factors: u32::try_from(row.try_get::<i64, _>("factors")?).unwrap_or(u32::MAX),
     })
 }
 
@@ -242,6 +248,89 @@ impl Store {
         let mut tx = self.begin().await?;
         let out = self.apply(&mut tx, name, change).await;
         self.finish(tx, out, Moves::Counter).await
+    }
+
+    /// [`Store::set_roles`], refused when it would leave no enabled account
+    /// holding `keep` (the admin console's last-admin guard).
+    pub async fn set_roles_keeping(
+        &self,
+        name: &str,
+        roles: &[String],
+        keep: &str,
+    ) -> Result<Account, StoreError> {
+        self.guarded(name, keep, Change::Roles(roles.join(",")))
+            .await
+    }
+
+    /// [`Store::set_disabled`] with the same guard.
+    pub async fn set_disabled_keeping(
+        &self,
+        name: &str,
+        disabled: bool,
+        keep: &str,
+    ) -> Result<Account, StoreError> {
+        self.guarded(name, keep, Change::Disabled(disabled)).await
+    }
+
+    /// [`Store::delete_account`] with the same guard.
+    pub async fn delete_account_keeping(&self, name: &str, keep: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let out = async {
+            let gone = sqlx::query("DELETE FROM accounts WHERE name_key = $1")
+                .bind(key(name))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?
+                .rows_affected();
+            self.still_held(&mut tx, name, keep).await?;
+            Ok(gone > 0)
+        }
+        .await;
+        self.finish(tx, out, Moves::Counter).await
+    }
+
+    async fn guarded(
+        &self,
+        name: &str,
+        keep: &str,
+        change: Change<'_>,
+    ) -> Result<Account, StoreError> {
+        let mut tx = self.begin().await?;
+        let out = async {
+            let account = self.apply(&mut tx, name, change).await?;
+            self.still_held(&mut tx, name, keep).await?;
+            Ok(account)
+        }
+        .await;
+        self.finish(tx, out, Moves::Counter).await
+    }
+
+    /// Inside a change to `name`: an error (the transaction rolls back)
+    /// when no enabled account holds role `keep` any more, given or mapped.
+    /// The console that uses it is only open to a holder of the role, so
+    /// one existed before the change.
+    async fn still_held(&self, tx: &mut Tx, name: &str, keep: &str) -> Result<(), StoreError> {
+        let rows = sqlx::query("SELECT roles, mapped_roles FROM accounts WHERE disabled = 0")
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        let holds = |r: &AnyRow| -> Result<bool, sqlx::Error> {
+            let given: String = r.try_get(0)?;
+            let mapped: String = r.try_get(1)?;
+            Ok(split_roles(&given)
+                .iter()
+                .chain(&split_roles(&mapped))
+                .any(|x| x == keep))
+        };
+        for r in &rows {
+            if holds(r).map_err(|e| self.error(e))? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::LastAdmin {
+            account: name.to_string(),
+            role: keep.to_string(),
+        })
     }
 
     async fn apply(

@@ -65,6 +65,17 @@ pub enum StoreError {
     /// No account has this name.
     #[error("no account named {0:?}")]
     NoSuchAccount(String),
+    /// The account's last second factor, which it must keep.
+    #[error("this is the last second factor of an account that must have one")]
+    LastFactor,
+    /// The change would leave no enabled account holding the admin role.
+    #[error("{account:?} is the last enabled account with role {role:?}: give the role to another account first")]
+    LastAdmin {
+        /// The account changed.
+        account: String,
+        /// The role that must stay held.
+        role: String,
+    },
     /// Any other database error, with where it happened.
     #[error("{location}: {source}")]
     Query {

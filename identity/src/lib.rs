@@ -11,6 +11,7 @@
 //!   that something changed ([`Store::changes`]).
 //! * [`links`]: provider identities linked to accounts, and the one
 //!   transaction a provider sign-in is.
+//! * [`factors`]: second factors (TOTP, passkeys) and recovery codes.
 //! * [`invitations`]: one-time links for `signup = "invite"`.
 //! * [`cache`]: that cache. An authenticated request costs no database
 //!   round trip in the steady state, and answers only on data at most 1 s
@@ -22,6 +23,7 @@
 pub mod accounts;
 pub mod cache;
 mod error;
+pub mod factors;
 pub mod invitations;
 pub mod links;
 mod location;
@@ -32,6 +34,7 @@ mod store;
 pub use accounts::{Account, NewAccount};
 pub use cache::{Cache, Lookup};
 pub use error::StoreError;
+pub use factors::{Factor, Removed};
 pub use invitations::{Invitation, Unusable};
 pub use links::{Found, Link, ProviderSignIn, SignInOutcome, Signup};
 pub use sessions::SessionRecord;

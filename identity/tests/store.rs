@@ -3,61 +3,10 @@
 // Test code: a failed assumption is a failed test (workspace lints deny these).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../tests/support/postgres.rs"]
-mod postgres;
+mod common;
 
+use common::*;
 use identity::{schema, NewAccount, SessionRecord, Store, StoreError};
-use postgres::Postgres;
-
-/// A store on a fresh SQLite file; the dir lives as long as the store.
-async fn sqlite() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("sub/identity.db").display());
-    (Store::open(&url).await.expect("sqlite store"), dir)
-}
-
-/// Runs one check on a SQLite store and on a PostgreSQL store.
-macro_rules! on_both {
-    ($check:ident) => {
-        mod $check {
-            #[tokio::test]
-            async fn sqlite() {
-                let (store, _dir) = super::sqlite().await;
-                super::$check(&store, &store.clone()).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let pg = super::Postgres::start();
-                let a = super::Store::open(&pg.url()).await.expect("postgres store");
-                // A second instance on the same database.
-                let b = super::Store::open(&pg.url())
-                    .await
-                    .expect("second instance");
-                super::$check(&a, &b).await;
-            }
-        }
-    };
-}
-
-fn roles(list: &[&str]) -> Vec<String> {
-    list.iter().map(|r| r.to_string()).collect()
-}
-
-async fn create(store: &Store, name: &str, role_list: &[&str]) -> identity::Account {
-    let roles = roles(role_list);
-    store
-        .create_account(NewAccount {
-            name,
-            email: Some("a@example.com"),
-            password: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"),
-            roles: &roles,
-            disabled: false,
-            created: 1_000,
-        })
-        .await
-        .expect("created")
-}
 
 fn session(id: &str, account: &identity::Account) -> SessionRecord {
     SessionRecord {

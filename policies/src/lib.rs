@@ -41,6 +41,9 @@
 //! * [`oauth_state`] — a provider sign-in's `state`, bound to one browser,
 //!   and the PKCE verifier and nonce derived from it.
 //! * [`invite`] — invitation link tokens and the hash the store keeps.
+//! * [`mfa`] — who must have a second factor, which sessions used one, step-up.
+//! * [`totp`] — TOTP codes (RFC 6238), each step accepted once.
+//! * [`recovery`] — single-use recovery codes and the hash the store keeps.
 //! * [`signin`] — a provider's rules (domains, addresses, orgs) and `role_map`.
 //! * [`access`] — `public` / `login` / `role:` / `deny` and the 303/401/403
 //!   decision (stage `access`).
@@ -63,14 +66,17 @@ pub mod host;
 pub mod invite;
 mod mac;
 pub mod method;
+pub mod mfa;
 pub mod oauth_state;
 pub mod ratekey;
 pub mod ratelimit;
+pub mod recovery;
 pub mod redirect;
 pub mod routes;
 pub mod session;
 pub mod signin;
 pub mod target;
 mod token;
+pub mod totp;
 pub mod upstream;
 pub mod users;
