@@ -191,6 +191,44 @@ impl Store {
         Ok(Removed::Removed)
     }
 
+    /// Removes every second factor and recovery code of the account named
+    /// `name` and ends its sessions (an admin's help for a person who lost
+    /// both), in one transaction. Returns how many factors went.
+    pub async fn clear_factors(&self, name: &str) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let out = async {
+            let Some(id) = self.find(&mut tx, name).await? else {
+                return Err(StoreError::NoSuchAccount(name.to_string()));
+            };
+            let err = |e| self.error(e);
+            let gone = sqlx::query("DELETE FROM second_factors WHERE account_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            for sql in [
+                "DELETE FROM recovery_codes WHERE account_id = $1",
+                "DELETE FROM sessions WHERE account_id = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+            sqlx::query("UPDATE accounts SET epoch = $2 WHERE id = $1")
+                .bind(id)
+                .bind(crate::new_epoch())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            Ok(gone)
+        }
+        .await;
+        self.finish(tx, out, Moves::Counter).await
+    }
+
     /// Replaces the account's recovery codes (their hashes): the old ones
     /// stop working in the same transaction.
     pub async fn replace_recovery_codes(

@@ -1,5 +1,6 @@
-//! Invitations: one-time links that let a provider identity create an
-//! account when `signup = "invite"`. The store keeps only a hash of the
+//! Invitations: one-time links that create an account, with a password
+//! ([`Store::sign_up_invited`]) or at a provider sign-in when
+//! `signup = "invite"`. The store keeps only a hash of the
 //! link's token (the caller hashes it), so reading the database gives no
 //! usable link. Used once: the sign-in that uses it marks it in the same
 //! transaction as the account it creates.
@@ -7,7 +8,7 @@
 use sqlx::Row;
 
 use crate::store::{Moves, Tx};
-use crate::{Store, StoreError};
+use crate::{Account, NewAccount, SessionRecord, Store, StoreError};
 
 /// One invitation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +104,96 @@ impl Store {
         self.all(sqlx::query(&sql), from_row).await
     }
 
+    /// Revokes (deletes) an invitation: its link is then unknown. `false`
+    /// when there was none.
+    pub async fn revoke_invitation(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete("DELETE FROM invitations WHERE id = $1", id.to_string())
+            .await
+    }
+
+    /// A password sign-up with invitation `id` at `now`: creates the account
+    /// with the invitation's roles and address, marks the invitation used
+    /// and stores the first session (its account and epoch filled in), in
+    /// one transaction. A name that exists already is `StoreError::Exists`
+    /// and the invitation stays usable.
+    pub async fn sign_up_invited(
+        &self,
+        id: &str,
+        name: &str,
+        password: &str,
+        now: i64,
+        session: SessionRecord,
+    ) -> Result<Result<(Account, SessionRecord), Unusable>, StoreError> {
+        let mut tx = self.begin().await?;
+        let out = self
+            .sign_up_in(&mut tx, id, name, password, now, session)
+            .await;
+        match out {
+            Ok(Ok(done)) => self.finish(tx, Ok(Ok(done)), Moves::Counter).await,
+            Ok(Err(why)) => self.abandon(tx, Err(why)).await,
+            Err(e) => self.finish(tx, Err(e), Moves::Nothing).await,
+        }
+    }
+
+    async fn sign_up_in(
+        &self,
+        tx: &mut Tx,
+        id: &str,
+        name: &str,
+        password: &str,
+        now: i64,
+        session: SessionRecord,
+    ) -> Result<Result<(Account, SessionRecord), Unusable>, StoreError> {
+        let Some(found) = self.find_invitation(tx, id).await? else {
+            return Ok(Err(Unusable::Unknown));
+        };
+        let bound = found.email;
+        // Nobody verifies an address at a password sign-up: whoever holds
+        // the link is the invitee, and the account gets the invited address.
+        let inv = match self.use_invitation(tx, id, now, bound.as_deref()).await? {
+            Ok(inv) => inv,
+            Err(why) => return Ok(Err(why)),
+        };
+        let account = self
+            .insert(
+                tx,
+                &NewAccount {
+                    name,
+                    email: inv.email.as_deref(),
+                    password: Some(password),
+                    roles: &inv.roles,
+                    disabled: false,
+                    created: now,
+                },
+            )
+            .await?;
+        let session = SessionRecord {
+            account_id: account.id,
+            epoch: account.epoch.clone(),
+            ..session
+        };
+        self.insert_session(tx, &session).await?;
+        Ok(Ok((account, session)))
+    }
+
+    /// The invitation `id` inside a transaction.
+    async fn find_invitation(
+        &self,
+        tx: &mut Tx,
+        id: &str,
+    ) -> Result<Option<Invitation>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM invitations WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        row.as_ref()
+            .map(from_row)
+            .transpose()
+            .map_err(|e| self.error(e))
+    }
+
     /// Inside a sign-in: the invitation if usable now by `email`, marked
     /// used (the caller's transaction commits both or neither).
     pub(crate) async fn use_invitation(
@@ -112,16 +203,9 @@ impl Store {
         now: i64,
         email: Option<&str>,
     ) -> Result<Result<Invitation, Unusable>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM invitations WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(|e| self.error(e))?;
-        let Some(row) = row else {
+        let Some(inv) = self.find_invitation(tx, id).await? else {
             return Ok(Err(Unusable::Unknown));
         };
-        let inv = from_row(&row).map_err(|e| self.error(e))?;
         if let Err(why) = inv.check(now, email) {
             return Ok(Err(why));
         }

@@ -12,7 +12,8 @@
 //! * [`links`]: provider identities linked to accounts, and the one
 //!   transaction a provider sign-in is.
 //! * [`factors`]: second factors (TOTP, passkeys) and recovery codes.
-//! * [`invitations`]: one-time links for `signup = "invite"`.
+//! * [`invitations`]: one-time links that create an account.
+//! * [`resets`]: one-time password-reset links.
 //! * [`cache`]: that cache. An authenticated request costs no database
 //!   round trip in the steady state, and answers only on data at most 1 s
 //!   old.
@@ -27,6 +28,7 @@ pub mod factors;
 pub mod invitations;
 pub mod links;
 mod location;
+pub mod resets;
 pub mod schema;
 pub mod sessions;
 mod store;
@@ -37,6 +39,7 @@ pub use error::StoreError;
 pub use factors::{Factor, Removed};
 pub use invitations::{Invitation, Unusable};
 pub use links::{Found, Link, ProviderSignIn, SignInOutcome, Signup};
+pub use resets::ResetLink;
 pub use sessions::SessionRecord;
 pub use store::{Backend, Store};
 

@@ -10,10 +10,10 @@ pub(crate) struct Migration {
 }
 
 /// The newest schema this build knows.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3];
 
 const V1: Migration = Migration {
     version: 1,
@@ -94,6 +94,22 @@ const V2: Migration = Migration {
         // The `state` of every provider callback taken, until it could no
         // longer verify: a state is good for one callback, on any instance.
         "CREATE TABLE used_states (id TEXT PRIMARY KEY, expires BIGINT NOT NULL)",
+    ],
+};
+
+/// Admin console (issue 19).
+const V3: Migration = Migration {
+    version: 3,
+    statements: &[
+        // One-time password-reset links an admin makes: only the SHA-256
+        // of the token is kept, like invitations.
+        "CREATE TABLE reset_links (
+            id TEXT PRIMARY KEY,
+            account_id BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            created BIGINT NOT NULL,
+            expires BIGINT NOT NULL,
+            used BIGINT
+        )",
     ],
 };
 

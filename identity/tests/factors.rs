@@ -1,4 +1,5 @@
-//! Second factors, recovery codes and the last-admin guard on both
+//! Second factors, recovery codes, the last-admin guard, reset links and
+//! invited password sign-ups on both
 //! backends (a SQLite file, a private PostgreSQL cluster).
 // Test code: a failed assumption is a failed test (workspace lints deny these).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -68,6 +69,24 @@ async fn factors_count_and_steps_are_used_once(a: &Store, b: &Store) {
     assert_eq!(b.account("ann").await.unwrap().unwrap().factors, 0);
     assert_eq!(b.recovery_codes_left(ann.id).await.unwrap(), 0);
 
+    // An admin clears them all: factors, codes and sessions go.
+    a.add_factor(&totp(ann.id), Some(&codes)).await.unwrap();
+    let s = identity::SessionRecord::new(
+        "s9",
+        &b.account("ann").await.unwrap().unwrap(),
+        "password+totp",
+        9,
+    );
+    a.create_session(&s).await.unwrap();
+    assert_eq!(b.clear_factors("ANN").await.unwrap(), 1);
+    assert_eq!(a.account("ann").await.unwrap().unwrap().factors, 0);
+    assert_eq!(a.recovery_codes_left(ann.id).await.unwrap(), 0);
+    assert!(a.session("s9").await.unwrap().is_none());
+    assert!(matches!(
+        a.clear_factors("nobody").await,
+        Err(StoreError::NoSuchAccount(_))
+    ));
+
     // Deleting the account takes its factors along.
     let id2 = a.add_factor(&totp(ann.id), None).await.unwrap();
     a.update_factor(id2, "{}", 9).await.unwrap();
@@ -117,3 +136,83 @@ async fn the_last_admin_stays(a: &Store, b: &Store) {
     assert!(!b.delete_account_keeping("nobody", "admin").await.unwrap());
 }
 on_both!(the_last_admin_stays);
+
+async fn reset_links_and_invited_sign_ups_are_used_once(a: &Store, b: &Store) {
+    use identity::{Invitation, SessionRecord, Unusable};
+    let ann = create(a, "ann", &["guest"]).await;
+    a.create_session(&SessionRecord::new("s1", &ann, "password", 10))
+        .await
+        .unwrap();
+    a.create_reset_link("r1", "Ann", 10, 1_000).await.unwrap();
+    assert!(matches!(
+        a.create_reset_link("r2", "nobody", 10, 1_000).await,
+        Err(StoreError::NoSuchAccount(_))
+    ));
+    let link = b.reset_link("r1").await.unwrap().unwrap();
+    assert_eq!((link.account.as_str(), link.check(20)), ("ann", Ok(())));
+    assert_eq!(link.check(1_000), Err(Unusable::Expired));
+    assert_eq!(
+        a.use_reset_link("nope", "h", 20).await.unwrap(),
+        Err(Unusable::Unknown)
+    );
+    let after = b.use_reset_link("r1", "h2", 20).await.unwrap().unwrap();
+    assert_eq!(after.password.as_deref(), Some("h2"));
+    assert_ne!(after.epoch, ann.epoch, "sessions end");
+    assert!(a.session("s1").await.unwrap().is_none());
+    assert_eq!(
+        a.use_reset_link("r1", "h3", 21).await.unwrap(),
+        Err(Unusable::Used)
+    );
+    a.create_reset_link("r3", "ann", 10, 100).await.unwrap();
+    assert_eq!(
+        a.use_reset_link("r3", "h4", 100).await.unwrap(),
+        Err(Unusable::Expired)
+    );
+    assert_eq!(
+        b.account("ann").await.unwrap().unwrap().password.as_deref(),
+        Some("h2")
+    );
+
+    // An invitation: the account gets its roles and address; a taken name
+    // leaves it usable; once used, or revoked, it is gone.
+    let inv = |id: &str| Invitation {
+        id: id.into(),
+        email: Some("new@example.com".into()),
+        roles: roles(&["admin"]),
+        created: 1,
+        expires: 1_000,
+        used: None,
+    };
+    a.create_invitation(&inv("i1")).await.unwrap();
+    let s = |id: &str| SessionRecord::new(id, &ann, "password", 30);
+    assert!(matches!(
+        b.sign_up_invited("i1", "ANN", "hash", 30, s("x")).await,
+        Err(StoreError::Exists(_))
+    ));
+    let (acc, sess) = b
+        .sign_up_invited("i1", "neo", "hash", 30, s("s2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(acc.roles, roles(&["admin"]));
+    assert_eq!(acc.email.as_deref(), Some("new@example.com"));
+    assert_eq!(a.session("s2").await.unwrap().unwrap().account_id, acc.id);
+    assert_eq!(sess.epoch, acc.epoch);
+    assert_eq!(
+        a.sign_up_invited("i1", "neo2", "hash", 31, s("s3"))
+            .await
+            .unwrap(),
+        Err(Unusable::Used)
+    );
+    a.create_invitation(&inv("i2")).await.unwrap();
+    assert!(b.revoke_invitation("i2").await.unwrap());
+    assert!(!b.revoke_invitation("i2").await.unwrap());
+    assert_eq!(
+        a.sign_up_invited("i2", "neo3", "hash", 31, s("s4"))
+            .await
+            .unwrap(),
+        Err(Unusable::Unknown)
+    );
+    assert!(a.account("neo3").await.unwrap().is_none());
+}
+on_both!(reset_links_and_invited_sign_ups_are_used_once);

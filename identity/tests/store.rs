@@ -512,6 +512,7 @@ async fn downgrade_to_v1(url: &str) {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.expect("raw connection");
     for sql in [
+        "DROP TABLE reset_links",
         "ALTER TABLE accounts DROP COLUMN mapped_roles",
         "DROP TABLE used_states",
         "DELETE FROM portcullis_schema WHERE version > 1",
@@ -537,6 +538,10 @@ async fn migrates_forward(url: &str) {
         store.take_state("s", 10, 1).await.unwrap(),
         "used_states exists again"
     );
+    store
+        .create_reset_link("r", "kept", 1, 2)
+        .await
+        .expect("reset_links exists again (v3)");
 }
 
 #[tokio::test]
