@@ -36,6 +36,27 @@ pub struct Identity {
     pub email: Option<String>,
     /// The session, to revoke it at logout; `None` for an emergency session.
     pub session: Option<Session>,
+    /// How the session was established (`password`, `password+totp`, a
+    /// provider id…: `policies::mfa`); `emergency` for the gate's.
+    pub method: String,
+    /// Second factors the account has.
+    pub factors: u32,
+}
+
+impl Identity {
+    /// The session used a second factor (or a passkey).
+    pub fn multi_factor(&self) -> bool {
+        policies::mfa::is_multi_factor(&self.method)
+    }
+}
+
+/// A valid session whose sign-in is not finished: it must use its second
+/// factor (`StepUp`) or first get one (`Enrol`). It is no identity: apps,
+/// rules and pages see no session, only the pages that finish it see this.
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    pub identity: Identity,
+    pub need: policies::mfa::Gate,
 }
 
 /// The outcome of stage `session`.
@@ -220,6 +241,8 @@ pub async fn authenticate(
             roles: account.all_roles(),
             email: account.email.clone(),
             session: Some(s),
+            method: record.method.clone(),
+            factors: account.factors,
         }),
         set_cookie,
         unavailable: false,

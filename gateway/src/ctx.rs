@@ -7,7 +7,7 @@ use std::time::Instant;
 use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
 use policies::client_ip::ClientAddr;
 
-use crate::auth::Identity;
+use crate::auth::{Identity, Unfinished};
 use crate::respond::Extras;
 use crate::runtime::Runtime;
 
@@ -20,6 +20,9 @@ pub struct Ctx {
     pub out: Extras,
     /// Stage `session`: who is asking, if anyone.
     pub identity: Option<Identity>,
+    /// Stage `session`: a session that must still use (or get) a second
+    /// factor; never also in `identity`.
+    pub unfinished: Option<Unfinished>,
     /// Stage `session`: a session cookie came that the identity store could
     /// not check; stage `access` answers 503 where an account is needed.
     pub identity_unavailable: bool,
@@ -69,6 +72,7 @@ impl Ctx {
             rt,
             started: Instant::now(),
             identity: None,
+            unfinished: None,
             identity_unavailable: false,
             emergency: None,
             client: None,

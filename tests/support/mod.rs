@@ -5,6 +5,7 @@
 // Test code: a failed assumption is a failed test (workspace lints deny these).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod agent;
 pub mod browser;
 pub mod client;
 pub mod config;

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use policies::mfa::Requirement;
 use url::Url;
 
 use super::secret::{self, Secret, SecretSource};
@@ -25,6 +26,10 @@ pub struct LoginConf {
     /// A provider identity with a verified address equal to one account's
     /// address signs in to that account.
     pub link_by_email: bool,
+    /// `mfa` with `mfa_roles`: which accounts must have a second factor.
+    pub mfa: Requirement,
+    /// Holders of this role reach `/.portcullis/admin`.
+    pub admin_role: String,
     pub providers: Vec<ProviderConf>,
 }
 
@@ -133,6 +138,18 @@ pub(super) fn read_login(
     };
     let default_roles = roles(sec, "default_roles", r);
     let link_by_email = sec.bool("link_by_email", r).unwrap_or(false);
+    let mfa = read_mfa(sec, r);
+    let admin_role = match sec.str("admin_role", r) {
+        None => "admin".to_string(),
+        Some(role) if policies::access::valid_role_name(role) => role.to_string(),
+        Some(role) => {
+            r.error(
+                sec.key("admin_role"),
+                format!("invalid role name {role:?}: use A-Z a-z 0-9 . _ -"),
+            );
+            String::new()
+        }
+    };
     let mut providers: Vec<ProviderConf> = Vec::new();
     for mut p in sec.table_list("provider", r).unwrap_or_default() {
         if let Some(conf) = read_provider(&mut p, base, env, r) {
@@ -164,8 +181,42 @@ pub(super) fn read_login(
         signup,
         default_roles,
         link_by_email,
+        mfa,
+        admin_role,
         providers,
     })
+}
+
+/// `mfa` and `mfa_roles`: roles only with `"roles"`, and then at least one.
+fn read_mfa(sec: &mut Section<'_>, r: &mut Report) -> Requirement {
+    let listed = roles(sec, "mfa_roles", r);
+    let has_list = sec.has("mfa_roles");
+    match sec.str("mfa", r) {
+        None | Some("optional") | Some("required") if has_list => {
+            r.error(
+                sec.key("mfa_roles"),
+                "only used with mfa = \"roles\": remove it or set mfa = \"roles\"",
+            );
+            Requirement::Optional
+        }
+        None | Some("optional") => Requirement::Optional,
+        Some("required") => Requirement::Required,
+        Some("roles") if listed.is_empty() => {
+            r.error(
+                sec.key("mfa_roles"),
+                "mfa = \"roles\" needs at least one role here (for example [\"admin\"])",
+            );
+            Requirement::Optional
+        }
+        Some("roles") => Requirement::Roles(listed),
+        Some(other) => {
+            r.error(
+                sec.key("mfa"),
+                format!("{other:?} is not one of \"optional\", \"required\", \"roles\""),
+            );
+            Requirement::Optional
+        }
+    }
 }
 
 fn read_provider(

@@ -250,8 +250,8 @@ fn login_switches_are_checked() {
         "invalid role name"
     ));
     assert!(has(
-        &errors("[login]\nmfa = \"required\"\n"),
-        "login.mfa",
+        &errors("[login]\npasskeys = true\n"),
+        "login.passkeys",
         "unknown key"
     ));
     // Providers without session keys.
@@ -276,4 +276,70 @@ fn login_switches_are_checked() {
             .login
             .password
     );
+}
+
+#[test]
+fn second_factor_settings() {
+    use policies::mfa::Requirement;
+    let cfg = parse_login("", &[]).expect("valid").config;
+    assert_eq!(cfg.login.mfa, Requirement::Optional);
+    assert_eq!(cfg.login.admin_role, "admin");
+    let cfg = parse_login("[login]\nmfa = \"required\"\nadmin_role = \"ops\"\n", &[])
+        .expect("valid")
+        .config;
+    assert_eq!(cfg.login.mfa, Requirement::Required);
+    assert_eq!(cfg.login.admin_role, "ops");
+    let cfg = parse_login(
+        "[login]\nmfa = \"roles\"\nmfa_roles = [\"admin\", \"ops\"]\n",
+        &[],
+    )
+    .expect("valid")
+    .config;
+    assert_eq!(
+        cfg.login.mfa,
+        Requirement::Roles(vec!["admin".into(), "ops".into()])
+    );
+    let cases = [
+        ("[login]\nmfa = \"Required\"\n", "login.mfa", "not one of"),
+        (
+            "[login]\nmfa = \"roles\"\n",
+            "login.mfa_roles",
+            "at least one role",
+        ),
+        (
+            "[login]\nmfa = \"required\"\nmfa_roles = [\"admin\"]\n",
+            "login.mfa_roles",
+            "only used with mfa = \"roles\"",
+        ),
+        (
+            "[login]\nmfa = \"roles\"\nmfa_roles = [\"ad min\"]\n",
+            "login.mfa_roles",
+            "invalid role name",
+        ),
+        (
+            "[login]\nadmin_role = \"a,b\"\n",
+            "login.admin_role",
+            "invalid role name",
+        ),
+        ("[login]\nmfa = true\n", "login.mfa", ""),
+    ];
+    for (text, key, needle) in cases {
+        let errs = errors(text);
+        assert!(has(&errs, key, needle), "{text}: {errs:?}");
+    }
+}
+
+#[test]
+fn a_route_that_needs_a_second_factor_needs_a_session() {
+    let ok = "[[route]]\npath = \"/admin\"\naccess = \"role:admin\"\nmfa = true\n";
+    let cfg = parse_login(ok, &[]).expect("valid").config;
+    assert!(cfg.routes[0].mfa);
+    for access in ["public", "deny"] {
+        let text = format!("[[route]]\npath = \"/x\"\naccess = \"{access}\"\nmfa = true\n");
+        let errs = errors(&text);
+        assert!(has(&errs, "route", "a public or denied route"), "{errs:?}");
+    }
+    // [access] default = "public" in BASE: a route inheriting it cannot say mfa.
+    let errs = errors("[[route]]\npath = \"/x\"\nmfa = true\n");
+    assert!(has(&errs, "mfa", "public or denied"), "{errs:?}");
 }

@@ -17,6 +17,8 @@ pub struct Route {
     pub host: Option<String>,
     pub methods: Option<Vec<String>>,
     pub access: Access,
+    /// A session must have used a second factor (`mfa = true`).
+    pub mfa: bool,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
     pub max_body: u64,
@@ -84,6 +86,13 @@ fn read_route(sec: &mut Section<'_>, inherited: &Inherited<'_>, r: &mut Report) 
         Some(s) => parse_access(s, &sec.key("access"), r),
         None => inherited.access.cloned(),
     };
+    let mfa = sec.bool("mfa", r).unwrap_or(false);
+    if mfa && matches!(access, Some(Access::Public | Access::Deny)) {
+        r.error(
+            sec.key("mfa"),
+            "needs access = \"login\" or \"role:…\": a public or denied route has no session to check",
+        );
+    }
     let upstream = route_upstream(sec, inherited.upstreams, r);
     let max_body = size(sec, "max_body", r);
     let method_override = sec.bool("method_override", r).unwrap_or(false);
@@ -105,6 +114,7 @@ fn read_route(sec: &mut Section<'_>, inherited: &Inherited<'_>, r: &mut Report) 
         host,
         methods,
         access: access?,
+        mfa,
         upstream: upstream?,
         max_body: max_body
             .or(server.map(|s| s.max_body))

@@ -121,6 +121,7 @@ impl Github {
             hosted_domain: None,
             groups,
             login: Some(user.login),
+            amr: Vec::new(),
         })
     }
 

@@ -53,6 +53,9 @@ pub struct Person {
     pub groups: Vec<String>,
     /// A readable handle (GitHub login, `preferred_username`), for names.
     pub login: Option<String>,
+    /// The id_token's `amr` (how the provider authenticated the person);
+    /// empty for GitHub, which does not say.
+    pub amr: Vec<String>,
 }
 
 /// What the start of a sign-in needs to send the browser on.
@@ -134,6 +137,10 @@ pub struct Providers {
     pub signup: Signup,
     pub default_roles: Vec<String>,
     pub link_by_email: bool,
+    /// Which accounts must have a second factor.
+    pub mfa: policies::mfa::Requirement,
+    /// The role of `/.portcullis/admin`.
+    pub admin_role: String,
     pub list: Vec<Arc<Provider>>,
 }
 
@@ -151,6 +158,8 @@ impl Providers {
             signup: conf.signup,
             default_roles: conf.default_roles.clone(),
             link_by_email: conf.link_by_email,
+            mfa: conf.mfa.clone(),
+            admin_role: conf.admin_role.clone(),
             list,
         })
     }

@@ -280,6 +280,10 @@ impl Oidc {
             hosted_domain: extra.get("hd").and_then(|v| v.as_str()).map(str::to_string),
             groups: strings(&self.groups_claim),
             login: claims.preferred_username().map(|u| u.as_str().to_string()),
+            amr: claims
+                .auth_method_refs()
+                .map(|list| list.iter().map(|a| a.as_str().to_string()).collect())
+                .unwrap_or_default(),
         })
     }
 

@@ -8,17 +8,16 @@
 //! no way around them.
 
 use pingora::prelude::Session;
-use policies::ratelimit::Outcome;
+use policies::mfa::Gate;
 use policies::session;
 use serde_json::json;
 
 use super::forms::{Csrf, Form};
-use super::pages::{self, AccountPage, SessionRow};
-use super::paths;
+use super::pages::{self, AccountPage, FactorRow, SessionRow};
+use super::paths::{self, with_next};
 use crate::answer::Answer;
 use crate::auth;
 use crate::ctx::Ctx;
-use crate::limits::Verdict;
 use crate::runtime::SessionRt;
 use crate::state::{now_ms, Shared};
 use identity::{Account, SessionRecord};
@@ -33,7 +32,8 @@ const SHORT: &str = "The new password needs at least 8 characters.";
 const SIGNED_OUT_ONE: &str = "That session has ended.";
 const EXPIRED: &str = "The form expired. Please try again.";
 
-fn audit(event: &str, ctx: &Ctx, user: &str, extra: serde_json::Value) {
+/// An audit line about `user`, with `extra` fields.
+pub(super) fn audit(event: &str, ctx: &Ctx, user: &str, extra: serde_json::Value) {
     let mut fields = json!({ "user": user });
     if let (Some(map), serde_json::Value::Object(more)) = (fields.as_object_mut(), extra) {
         map.extend(more);
@@ -54,18 +54,21 @@ fn who(ctx: &Ctx) -> Option<(String, session::Session)> {
     Some((id.user.clone(), id.session.clone()?))
 }
 
-/// Without an account session: browsers go to the login page and back.
+/// Without an account session: browsers go to the login page (or to
+/// finish their sign-in) and back.
 fn no_session(ctx: &Ctx) -> Answer {
     if ctx.identity_unavailable {
         return Answer::Error(503);
     }
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("next", paths::ACCOUNT)
-        .finish();
-    Answer::see_other(format!("{}?{query}", paths::LOGIN))
+    let page = match ctx.unfinished.as_ref().map(|u| u.need) {
+        Some(Gate::Enrol) => paths::ACCOUNT_TOTP,
+        Some(_) => paths::SECOND_FACTOR,
+        None => paths::LOGIN,
+    };
+    Answer::see_other(with_next(page, paths::ACCOUNT))
 }
 
-fn utc(ms: i64) -> String {
+pub(super) fn utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
@@ -84,7 +87,7 @@ impl AccountPages<'_> {
         self.page(session, ctx, None, 200).await
     }
 
-    async fn page(
+    pub(super) async fn page(
         &self,
         session: &Session,
         ctx: &mut Ctx,
@@ -100,13 +103,30 @@ impl AccountPages<'_> {
         let Some(account) = cache.account(&me) else {
             return no_session(ctx);
         };
-        let records = match cache.store().sessions_of(account.id).await {
+        let store = cache.store();
+        let read = async {
+            Ok::<_, identity::StoreError>((
+                store.sessions_of(account.id).await?,
+                store.factors(account.id).await?,
+                store.recovery_codes_left(account.id).await?,
+            ))
+        };
+        let (records, factors, codes_left) = match read.await {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "account page: sessions not read");
+                tracing::error!(error = %e, "account page: not read");
                 return Answer::Error(503);
             }
         };
+        let factor_rows: Vec<FactorRow<'_>> = factors
+            .iter()
+            .map(|f| FactorRow {
+                id: f.id,
+                kind: &f.kind,
+                label: &f.label,
+                created: utc(f.created),
+            })
+            .collect();
         let current_id = current.id_hex();
         let rows: Vec<SessionRow<'_>> = records
             .iter()
@@ -129,13 +149,16 @@ impl AccountPages<'_> {
             roles: &roles,
             has_password: account.password.is_some(),
             sessions: &rows,
+            factors: &factor_rows,
+            codes_left,
+            factor_required: ctx.rt.login.mfa.applies_to(&roles),
             notice,
         });
         Answer::html(status, page)
     }
 
     /// The account and the current session for a POST, or the answer.
-    async fn checked(
+    pub(super) async fn checked(
         &self,
         session: &Session,
         ctx: &mut Ctx,
@@ -225,20 +248,10 @@ impl AccountPages<'_> {
             Ok(v) => v,
             Err(answer) => return answer,
         };
-        if let Some(ip) = ctx.client_ip() {
-            match self.shared.login_limits.check(ip, &account.name).await {
-                Verdict::Counted(Outcome::Limited { retry_after }) => {
-                    audit(
-                        "login_limited",
-                        ctx,
-                        &account.name,
-                        json!({ "page": "account" }),
-                    );
-                    return Answer::TooMany(retry_after);
-                }
-                Verdict::Refused => return Answer::Error(503),
-                Verdict::Counted(_) | Verdict::Unknown => {}
-            }
+        if let Some(refused) =
+            super::login::count_attempt(self.shared, ctx, &account.name, PURPOSE).await
+        {
+            return refused;
         }
         let (old, new, again) = (
             form.field("current"),

@@ -118,8 +118,13 @@ pub fn query_flag(session: &Session, flag: &str) -> bool {
 
 /// The query's `next` parameter.
 pub fn query_next(session: &Session) -> Option<String> {
+    query_param(session, "next")
+}
+
+/// The query's first parameter `name`.
+pub fn query_param(session: &Session, name: &str) -> Option<String> {
     let q = session.req_header().uri.query()?;
     form_urlencoded::parse(q.as_bytes())
-        .find(|(k, _)| k == "next")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }

@@ -9,20 +9,21 @@
 //! it. With the store unavailable both answer 503: nothing is pretended.
 
 use pingora::prelude::Session;
+use policies::mfa::{self, Gate};
 use policies::ratelimit::Outcome;
 use policies::{redirect, session};
 use serde_json::json;
 
 use super::forms::{self, Csrf, Form};
 use super::pages;
-use super::paths;
+use super::paths::{self, with_next};
 use crate::answer::Answer;
-use crate::auth;
+use crate::auth::{self, Identity};
 use crate::ctx::Ctx;
 use crate::limits::Verdict;
 use crate::runtime::SessionRt;
 use crate::state::{now_ms, Shared};
-use identity::SessionRecord;
+use identity::{Account, Cache, SessionRecord};
 
 /// Longest `User-Agent` kept with a session (for the account page).
 const MAX_USER_AGENT: usize = 256;
@@ -66,11 +67,88 @@ pub(super) fn fresh_session(
     (s, record)
 }
 
+/// Counts one attempt for `name` from this client against the login
+/// limits (per IP and per name, shared through Redis when configured):
+/// `Some` answer when the attempt may not go on. `page` goes in the audit
+/// line. Nothing is checked uncounted: when attempts cannot be counted the
+/// answer is 503.
+pub(super) async fn count_attempt(
+    shared: &Shared,
+    ctx: &Ctx,
+    name: &str,
+    page: &str,
+) -> Option<Answer> {
+    let ip = ctx.client_ip()?;
+    match shared.login_limits.check(ip, name).await {
+        Verdict::Counted(Outcome::Limited { retry_after }) => {
+            crate::audit::event(
+                "login_limited",
+                &ctx.out.request_id,
+                ctx.client_ip(),
+                json!({ "user": name, "page": page }),
+            );
+            Some(Answer::TooMany(retry_after))
+        }
+        Verdict::Refused => Some(Answer::Error(503)),
+        Verdict::Counted(_) | Verdict::Unknown => None,
+    }
+}
+
+/// Where a browser goes after a first factor: to its second factor when
+/// the account has one and `method` did not use it, to enrolment when it
+/// must have one, else to `next`.
+pub(super) fn after_sign_in(ctx: &Ctx, account: &Account, method: &str, next: String) -> Answer {
+    let roles = account.all_roles();
+    let multi = mfa::is_multi_factor(method);
+    match mfa::gate(&ctx.rt.login.mfa, &roles, account.factors, multi, false) {
+        Gate::Pass => Answer::see_other(next),
+        Gate::StepUp => Answer::see_other(with_next(paths::SECOND_FACTOR, &next)),
+        Gate::Enrol => Answer::see_other(with_next(paths::ACCOUNT_TOTP, &next)),
+    }
+}
+
+/// Replaces the request's session (`old`) with a fresh one established by
+/// `method` (a finished sign-in): a new id, so nothing learned about the
+/// old cookie carries over; the old record is deleted.
+pub(super) async fn replace_session(
+    session: &Session,
+    ctx: &mut Ctx,
+    srt: &SessionRt,
+    cache: &Cache,
+    account: &Account,
+    old: &Identity,
+    method: &str,
+) -> Result<(), Answer> {
+    let (s, record) = fresh_session(session, ctx, method);
+    let record = SessionRecord {
+        account_id: account.id,
+        epoch: account.epoch.clone(),
+        ..record
+    };
+    if let Err(e) = cache.store().create_session(&record).await {
+        tracing::error!(error = %e, "the new session could not be stored");
+        return Err(Answer::Error(503));
+    }
+    if let Some(previous) = old.session.as_ref() {
+        let id = previous.id_hex();
+        if let Err(e) = cache.store().delete_session(&id).await {
+            tracing::warn!(error = %e, "the replaced session record stays until it expires");
+        }
+        cache.forget(&id);
+    }
+    ctx.out
+        .set_cookies
+        .push(auth::session_cookie(srt, &s, s.issued));
+    Ok(())
+}
+
 /// The one failure message, for unknown users and wrong passwords alike.
 const FAILED: &str = "Wrong username or password.";
 /// CSRF purposes.
 const LOGIN: &str = "login";
 const LOGOUT: &str = "logout";
+/// The method of a password sign-in.
+const PASSWORD: &str = "password";
 
 fn audit(event: &str, ctx: &Ctx, user: &str) {
     crate::audit::event(
@@ -107,9 +185,17 @@ pub(super) fn page(
     })
 }
 
-/// `GET /.portcullis/login?next=/x`
+/// `GET /.portcullis/login?next=/x` (a sign-in waiting for its second
+/// factor is sent on to finish it).
 pub fn form(session: &Session, ctx: &mut Ctx, srt: &SessionRt) -> Answer {
     let next = redirect::safe_next(forms::query_next(session).as_deref());
+    if let Some(u) = ctx.unfinished.as_ref() {
+        let page = match u.need {
+            Gate::Enrol => paths::ACCOUNT_TOTP,
+            Gate::StepUp | Gate::Pass => paths::SECOND_FACTOR,
+        };
+        return Answer::see_other(with_next(page, &next));
+    }
     let token = Csrf::for_browser(session, ctx, srt).token(LOGIN);
     let note = forms::query_flag(session, "signed_out=1").then_some("You are signed out.");
     Answer::html(200, page(ctx, &token, &next, "", None, note))
@@ -118,7 +204,11 @@ pub fn form(session: &Session, ctx: &mut Ctx, srt: &SessionRt) -> Answer {
 /// `GET /.portcullis/logout`: a confirmation page whose form POSTs.
 pub fn logout_form(session: &Session, ctx: &mut Ctx, srt: &SessionRt) -> Answer {
     let token = Csrf::for_browser(session, ctx, srt).token(LOGOUT);
-    let who = ctx.identity.as_ref().map(|i| i.user.as_str());
+    let who = ctx
+        .identity
+        .as_ref()
+        .or(ctx.unfinished.as_ref().map(|u| &u.identity))
+        .map(|i| i.user.as_str());
     Answer::html(200, pages::logout(&token, who))
 }
 
@@ -136,16 +226,8 @@ impl Login<'_> {
         let next = redirect::safe_next(Some(form.field("next")));
 
         // Limits first: a refused attempt costs no password work.
-        if let Some(ip) = ctx.client_ip() {
-            match shared.login_limits.check(ip, username).await {
-                Verdict::Counted(Outcome::Limited { retry_after }) => {
-                    audit("login_limited", ctx, username);
-                    return Answer::TooMany(retry_after);
-                }
-                // Attempts cannot be counted: no password is checked uncounted.
-                Verdict::Refused => return Answer::Error(503),
-                Verdict::Counted(_) | Verdict::Unknown => {}
-            }
+        if let Some(refused) = count_attempt(shared, ctx, username, LOGIN).await {
+            return refused;
         }
 
         let csrf = Csrf::for_browser(session, ctx, srt);
@@ -170,7 +252,7 @@ impl Login<'_> {
             return Answer::html(401, page);
         };
 
-        let (s, record) = fresh_session(session, ctx, "password");
+        let (s, record) = fresh_session(session, ctx, PASSWORD);
         let record = SessionRecord {
             account_id: account.id,
             epoch: account.epoch.clone(),
@@ -184,7 +266,7 @@ impl Login<'_> {
             .set_cookies
             .push(auth::session_cookie(srt, &s, s.issued));
         audit("login_ok", ctx, &account.name);
-        Answer::see_other(next)
+        after_sign_in(ctx, &account, PASSWORD, next)
     }
 
     /// `POST /.portcullis/logout`: revoke, clear, back to the login page.
@@ -197,7 +279,12 @@ impl Login<'_> {
             // the cookie of a session that would go on elsewhere.
             return Answer::Error(503);
         }
-        if let Some(who) = ctx.identity.as_ref() {
+        // An unfinished sign-in is signed out the same way.
+        let who = ctx
+            .identity
+            .as_ref()
+            .or(ctx.unfinished.as_ref().map(|u| &u.identity));
+        if let Some(who) = who {
             if let Some(s) = who.session.as_ref() {
                 let Some(cache) = self.shared.accounts.cache() else {
                     return Answer::Error(503);

@@ -6,13 +6,18 @@
 //! (account, admin, provider sign-in) get a row and a handler module.
 
 mod account;
+mod admin;
 mod emergency;
 mod emergency_users;
 mod forms;
+mod invite;
 mod login;
 mod oauth;
 mod pages;
 pub mod paths;
+mod reset;
+mod second_factor;
+mod totp;
 
 use bytes::Bytes;
 use pingora::prelude::*;
@@ -30,10 +35,13 @@ enum Page {
     Style,
     Login,
     Logout,
+    SecondFactor,
     OauthStart,
     OauthCallback,
     Invite,
+    Reset,
     Account(AccountPage),
+    Admin(AdminPage),
     /// Only while `[emergency]` is enabled for this client.
     Emergency(emergency::Page),
 }
@@ -45,17 +53,36 @@ enum AccountPage {
     Password,
     SignOut,
     SignOutEverywhere,
+    /// GET: a new secret to scan; POST: its first code.
+    Totp,
+    RemoveFactor,
+    RecoveryCodes,
+}
+
+/// The admin console and its forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminPage {
+    Show,
+    Account,
+    Invite,
+    Revoke,
 }
 
 /// Every reserved page, by exact (normalised, lowercase) path.
-const TABLE: [(&str, Page); 16] = [
+const TABLE: [(&str, Page); 25] = [
     (paths::HEALTH, Page::Health),
     (paths::STYLE, Page::Style),
     (paths::LOGIN, Page::Login),
     (paths::LOGOUT, Page::Logout),
+    (paths::SECOND_FACTOR, Page::SecondFactor),
     (paths::OAUTH_START, Page::OauthStart),
     (paths::OAUTH_CALLBACK, Page::OauthCallback),
     (paths::INVITE, Page::Invite),
+    (paths::RESET, Page::Reset),
+    (paths::ADMIN, Page::Admin(AdminPage::Show)),
+    (paths::ADMIN_ACCOUNT, Page::Admin(AdminPage::Account)),
+    (paths::ADMIN_INVITE, Page::Admin(AdminPage::Invite)),
+    (paths::ADMIN_REVOKE, Page::Admin(AdminPage::Revoke)),
     (paths::ACCOUNT, Page::Account(AccountPage::Show)),
     (
         paths::ACCOUNT_PASSWORD,
@@ -65,6 +92,15 @@ const TABLE: [(&str, Page); 16] = [
     (
         paths::ACCOUNT_SIGN_OUT_EVERYWHERE,
         Page::Account(AccountPage::SignOutEverywhere),
+    ),
+    (paths::ACCOUNT_TOTP, Page::Account(AccountPage::Totp)),
+    (
+        paths::ACCOUNT_REMOVE_FACTOR,
+        Page::Account(AccountPage::RemoveFactor),
+    ),
+    (
+        paths::ACCOUNT_RECOVERY_CODES,
+        Page::Account(AccountPage::RecoveryCodes),
     ),
     (paths::EMERGENCY, Page::Emergency(emergency::Page::Form)),
     (
@@ -102,10 +138,17 @@ enum Handler {
     Login,
     LogoutForm,
     Logout,
+    SecondFactorForm,
+    SecondFactor,
+    TotpForm,
     OauthStart,
     OauthCallback,
     Invite,
+    SignUp,
+    ResetForm,
+    Reset,
     Account(AccountPage),
+    Admin(AdminPage),
     Emergency(emergency::Handler),
     /// The generic 404: no such page, not for this method, or its feature off.
     NotFound,
@@ -138,10 +181,25 @@ fn dispatch(page: Option<Page>, f: Facts) -> Handler {
         Some(Page::Login) if f.sessions && f.post && f.password => Handler::Login,
         Some(Page::Logout) if f.sessions && f.get => Handler::LogoutForm,
         Some(Page::Logout) if f.sessions && f.post => Handler::Logout,
+        Some(Page::SecondFactor) if f.sessions && f.get => Handler::SecondFactorForm,
+        Some(Page::SecondFactor) if f.sessions && f.post => Handler::SecondFactor,
+        Some(Page::Account(AccountPage::Totp)) if f.sessions && f.get => Handler::TotpForm,
         Some(Page::OauthStart) if f.sessions && f.providers && f.get => Handler::OauthStart,
         Some(Page::OauthCallback) if f.sessions && f.providers && f.get => Handler::OauthCallback,
-        Some(Page::Invite) if f.sessions && f.providers && f.invitations && f.get => {
+        // Invitations: a password sign-up, or provider sign-ins that take them.
+        Some(Page::Invite)
+            if f.sessions && f.get && (f.password || f.providers && f.invitations) =>
+        {
             Handler::Invite
+        }
+        Some(Page::Invite) if f.sessions && f.post && f.password => Handler::SignUp,
+        Some(Page::Reset) if f.sessions && f.password && f.get => Handler::ResetForm,
+        Some(Page::Reset) if f.sessions && f.password && f.post => Handler::Reset,
+        Some(Page::Admin(AdminPage::Show)) if f.sessions && f.get => {
+            Handler::Admin(AdminPage::Show)
+        }
+        Some(Page::Admin(page)) if f.sessions && f.post && page != AdminPage::Show => {
+            Handler::Admin(page)
         }
         Some(Page::Account(AccountPage::Show)) if f.sessions && f.get => {
             Handler::Account(AccountPage::Show)
@@ -161,7 +219,14 @@ impl Handler {
     /// Handlers that read an urlencoded form body (too large or not a
     /// form: 400 before the handler runs).
     fn takes_form(self) -> bool {
-        matches!(self, Handler::Login | Handler::Logout)
+        matches!(
+            self,
+            Handler::Login
+                | Handler::Logout
+                | Handler::SecondFactor
+                | Handler::SignUp
+                | Handler::Reset
+        ) || matches!(self, Handler::Admin(p) if p != AdminPage::Show)
             || matches!(self, Handler::Account(p) if p != AccountPage::Show)
             || matches!(self, Handler::Emergency(h) if h.takes_form())
     }
@@ -214,11 +279,31 @@ async fn run(
                 .await
         }
         Handler::LogoutForm => login::logout_form(session, ctx, srt),
+        Handler::SecondFactorForm => second_factor::SecondFactor { srt, shared }.form(session, ctx),
+        Handler::SecondFactor => {
+            second_factor::SecondFactor { srt, shared }
+                .submit(session, ctx, &form)
+                .await
+        }
+        Handler::TotpForm => totp::Factors { srt, shared }.form(session, ctx),
         Handler::OauthStart => oauth::start(session, ctx, srt).await,
         Handler::OauthCallback => oauth::Callback { srt, shared }.answer(session, ctx).await,
-        Handler::Invite => oauth::invite(session, ctx, srt, shared).await,
+        Handler::Invite => invite::show(session, ctx, srt, shared).await,
+        Handler::SignUp => invite::sign_up(session, ctx, srt, shared, &form).await,
+        Handler::ResetForm => reset::show(session, ctx, srt, shared).await,
+        Handler::Reset => reset::submit(session, ctx, srt, shared, &form).await,
+        Handler::Admin(page) => {
+            let admin = admin::Admin { srt, shared };
+            match page {
+                AdminPage::Show => admin.show(session, ctx).await,
+                AdminPage::Account => admin.account(session, ctx, &form).await,
+                AdminPage::Invite => admin.invite(session, ctx, &form).await,
+                AdminPage::Revoke => admin.revoke(session, ctx, &form).await,
+            }
+        }
         Handler::Account(page) => {
             let pages = account::AccountPages { srt, shared };
+            let factors = totp::Factors { srt, shared };
             match page {
                 AccountPage::Show => pages.show(session, ctx).await,
                 AccountPage::Password => pages.change_password(session, ctx, &form).await,
@@ -226,6 +311,9 @@ async fn run(
                 AccountPage::SignOutEverywhere => {
                     pages.sign_out_everywhere(session, ctx, &form).await
                 }
+                AccountPage::Totp => factors.confirm(session, ctx, &form).await,
+                AccountPage::RemoveFactor => factors.remove(session, ctx, &form).await,
+                AccountPage::RecoveryCodes => factors.new_codes(session, ctx, &form).await,
             }
         }
         Handler::Logout => {
@@ -354,13 +442,74 @@ mod tests {
                 },
                 Handler::NotFound,
             ),
-            (Page::Invite, post, Handler::NotFound),
+            // Invitations: a password sign-up, or provider sign-ins.
+            (Page::Invite, post, Handler::SignUp),
             (
                 Page::Invite,
                 Facts {
                     invitations: false,
                     ..get
                 },
+                Handler::Invite,
+            ),
+            (
+                Page::Invite,
+                Facts {
+                    invitations: false,
+                    password: false,
+                    ..get
+                },
+                Handler::NotFound,
+            ),
+            (
+                Page::Invite,
+                Facts {
+                    password: false,
+                    ..post
+                },
+                Handler::NotFound,
+            ),
+            (Page::Reset, get, Handler::ResetForm),
+            (Page::Reset, post, Handler::Reset),
+            (
+                Page::Reset,
+                Facts {
+                    password: false,
+                    ..get
+                },
+                Handler::NotFound,
+            ),
+            (
+                Page::Admin(AdminPage::Show),
+                get,
+                Handler::Admin(AdminPage::Show),
+            ),
+            (Page::Admin(AdminPage::Show), post, Handler::NotFound),
+            (Page::Admin(AdminPage::Account), get, Handler::NotFound),
+            (
+                Page::Admin(AdminPage::Revoke),
+                post,
+                Handler::Admin(AdminPage::Revoke),
+            ),
+            (
+                Page::Admin(AdminPage::Invite),
+                Facts {
+                    sessions: false,
+                    ..post
+                },
+                Handler::NotFound,
+            ),
+            (Page::SecondFactor, get, Handler::SecondFactorForm),
+            (Page::SecondFactor, post, Handler::SecondFactor),
+            (Page::Account(AccountPage::Totp), get, Handler::TotpForm),
+            (
+                Page::Account(AccountPage::Totp),
+                post,
+                Handler::Account(AccountPage::Totp),
+            ),
+            (
+                Page::Account(AccountPage::RemoveFactor),
+                get,
                 Handler::NotFound,
             ),
             (Page::OauthCallback, get, Handler::OauthCallback),

@@ -12,7 +12,7 @@
 
 use pingora::prelude::Session;
 use policies::oauth_state::{self, StateError, STATE_MAX_AGE};
-use policies::{redirect, signin};
+use policies::{mfa, redirect, signin};
 use serde_json::json;
 
 use super::pages;
@@ -36,7 +36,7 @@ const COOKIE_MAX_AGE: u64 = STATE_MAX_AGE + 300;
 /// binding: it must survive the provider's redirect back).
 pub const INVITE_COOKIE: &str = "__Host-portcullis-invite";
 /// How long an opened invitation waits for its sign-in.
-const INVITE_COOKIE_MAX_AGE: u64 = 3600;
+pub(super) const INVITE_COOKIE_MAX_AGE: u64 = 3600;
 
 const SORRY: &str = "The sign-in could not be completed. Please try again.";
 const UNREACHABLE: &str =
@@ -46,15 +46,22 @@ const NO_ACCOUNT: &str =
     "There is no account here for this sign-in. Ask an administrator for access.";
 const INVITE_NEEDED: &str = "An invitation is needed to create an account here.";
 const EXPIRED: &str = "The sign-in took too long. Please start again.";
-const INVITE_BAD: &str = "This invitation link is not valid: it was used already, has expired, or is not for this address.";
-const INVITED: &str = "You are invited. Sign in with a provider below to create your account.";
+pub(super) const INVITE_BAD: &str = "This invitation link is not valid: it was used already, has expired, or is not for this address.";
+pub(super) const INVITED: &str =
+    "You are invited. Sign in with a provider below to create your account.";
 
-fn audit(event: &str, ctx: &Ctx, fields: serde_json::Value) {
+pub(super) fn audit(event: &str, ctx: &Ctx, fields: serde_json::Value) {
     crate::audit::event(event, &ctx.out.request_id, ctx.client_ip(), fields);
 }
 
 /// A refusal: audited with its reason, a fixed sentence on a 403 page.
-fn refused(ctx: &Ctx, provider: &str, reason: &str, sentence: &str, next: &str) -> Answer {
+pub(super) fn refused(
+    ctx: &Ctx,
+    provider: &str,
+    reason: &str,
+    sentence: &str,
+    next: &str,
+) -> Answer {
     audit(
         "oauth2_refused",
         ctx,
@@ -74,7 +81,7 @@ fn unreachable(ctx: &Ctx, provider: &str, reason: &str, next: &str) -> Answer {
 
 /// The query's parameters; `None` when one of `names` appears twice (a
 /// callback with two states or two codes is not one a provider sends).
-fn query(session: &Session, names: &[&str]) -> Option<Vec<Option<String>>> {
+pub(super) fn query(session: &Session, names: &[&str]) -> Option<Vec<Option<String>>> {
     let q = session.req_header().uri.query().unwrap_or("");
     let mut out: Vec<Option<String>> = vec![None; names.len()];
     for (k, v) in form_urlencoded::parse(q.as_bytes()) {
@@ -95,50 +102,8 @@ fn redirect_uri(ctx: &Ctx) -> Option<String> {
         .map(|h| format!("https://{h}{}", paths::OAUTH_CALLBACK))
 }
 
-/// `GET /.portcullis/invite?token=…`: a usable invitation is kept in a
-/// cookie for the sign-in that follows, and the login page says so.
-pub async fn invite(session: &Session, ctx: &mut Ctx, srt: &SessionRt, shared: &Shared) -> Answer {
-    let token = query(session, &["token"])
-        .and_then(|mut v| v.pop())
-        .flatten()
-        .unwrap_or_default();
-    let Some(id) = policies::invite::token_id(&token) else {
-        return refused(ctx, "", "invitation_unknown", INVITE_BAD, "/");
-    };
-    let Some(cache) = shared.accounts.fresh_soon().await else {
-        return Answer::Error(503);
-    };
-    let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
-    let usable = match cache.store().invitation(&id).await {
-        Ok(Some(inv)) => inv.check(now, None).or_else(|why| match why {
-            // The address is checked at the sign-in, against the provider's.
-            Unusable::OtherEmail => Ok(()),
-            other => Err(other),
-        }),
-        Ok(None) => Err(Unusable::Unknown),
-        Err(e) => {
-            tracing::error!(error = %e, "invitation not checked: the identity store did not answer");
-            return Answer::Error(503);
-        }
-    };
-    if let Err(why) = usable {
-        return refused(ctx, "", unusable(why), INVITE_BAD, "/");
-    }
-    ctx.out.set_cookies.push(auth::lax_cookie(
-        INVITE_COOKIE,
-        &token,
-        INVITE_COOKIE_MAX_AGE,
-    ));
-    audit("invitation_opened", ctx, json!({}));
-    let csrf = super::forms::Csrf::for_browser(session, ctx, srt).token("login");
-    Answer::html(
-        200,
-        super::login::page(ctx, &csrf, "/", "", None, Some(INVITED)),
-    )
-}
-
 /// The audit reason for an unusable invitation.
-fn unusable(why: Unusable) -> &'static str {
+pub(super) fn unusable(why: Unusable) -> &'static str {
     match why {
         Unusable::Unknown => "invitation_unknown",
         Unusable::Used => "invitation_used",
@@ -312,7 +277,13 @@ impl Callback<'_> {
             Signup::Existing => identity::Signup::Existing,
         };
         // The store fills in the account and its epoch.
-        let (s, record) = super::login::fresh_session(session, ctx, pid);
+        // The provider's own second factor counts only when `amr` says so.
+        let method = if mfa::amr_is_multi_factor(person.amr.iter().map(String::as_str)) {
+            mfa::completed(pid, mfa::Second::Amr)
+        } else {
+            pid.to_string()
+        };
+        let (s, record) = super::login::fresh_session(session, ctx, &method);
         let Some(cache) = self.shared.accounts.fresh_soon().await else {
             return Answer::Error(503);
         };
@@ -386,9 +357,9 @@ impl Callback<'_> {
         audit(
             "oauth2_ok",
             ctx,
-            json!({ "provider": pid, "user": account.name, "roles": account.all_roles() }),
+            json!({ "provider": pid, "user": account.name, "roles": account.all_roles(), "method": method }),
         );
-        Answer::see_other(next)
+        super::login::after_sign_in(ctx, &account, &method, next.to_string())
     }
 }
 

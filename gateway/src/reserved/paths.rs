@@ -18,6 +18,20 @@ pub const ACCOUNT: &str = "/.portcullis/account";
 pub const ACCOUNT_PASSWORD: &str = "/.portcullis/account/password";
 pub const ACCOUNT_SIGN_OUT: &str = "/.portcullis/account/sign-out";
 pub const ACCOUNT_SIGN_OUT_EVERYWHERE: &str = "/.portcullis/account/sign-out-everywhere";
+/// The second step of a sign-in (or a step up): a TOTP or recovery code.
+pub const SECOND_FACTOR: &str = "/.portcullis/login/second-factor";
+/// Adding an authenticator app (also where enrolment is forced).
+pub const ACCOUNT_TOTP: &str = "/.portcullis/account/totp";
+/// Removing a factor, and a new set of recovery codes.
+pub const ACCOUNT_REMOVE_FACTOR: &str = "/.portcullis/account/remove-factor";
+pub const ACCOUNT_RECOVERY_CODES: &str = "/.portcullis/account/recovery-codes";
+/// The admin console (`[login] admin_role`), and its forms.
+pub const ADMIN: &str = "/.portcullis/admin";
+pub const ADMIN_ACCOUNT: &str = "/.portcullis/admin/account";
+pub const ADMIN_INVITE: &str = "/.portcullis/admin/invite";
+pub const ADMIN_REVOKE: &str = "/.portcullis/admin/revoke-invitation";
+/// A password-reset link: `?token=…` (made in the admin console).
+pub const RESET: &str = "/.portcullis/reset";
 /// An invitation link: `?token=…` (`portcullis user invite`).
 pub const INVITE: &str = "/.portcullis/invite";
 /// Where logout lands.
@@ -29,6 +43,14 @@ pub const EMERGENCY_RESET_PASSWORD: &str = "/.portcullis/emergency/reset-passwor
 pub const EMERGENCY_LOGOUT: &str = "/.portcullis/emergency/logout";
 /// Where the emergency logout lands.
 pub const EMERGENCY_ENDED: &str = "/.portcullis/emergency?ended=1";
+
+/// `page?next=…`, the query encoded.
+pub fn with_next(page: &str, next: &str) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("next", next)
+        .finish();
+    format!("{page}?{query}")
+}
 
 /// Whether `path` (normalised) is reserved; with case-insensitive routes in
 /// any case, so `/.PORTCULLIS/login` never reaches an app that folds case.

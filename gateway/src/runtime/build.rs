@@ -47,6 +47,7 @@ impl Runtime {
         let fallback = RouteRule {
             label: "(default)".to_string(),
             access: config.access_default.clone(),
+            mfa: false,
             upstream: (config.upstreams.len() == 1).then_some(0),
             max_body: config.server.max_body,
             headers: headers.clone(),
@@ -132,6 +133,7 @@ fn routes(config: &Config, store: &Store) -> Result<(RouteTable, Vec<RouteRule>)
         rules.push(RouteRule {
             label: r.path.clone(),
             access: r.access.clone(),
+            mfa: r.mfa,
             upstream: Some(r.upstream),
             max_body: r.max_body,
             headers: Arc::new(headers),

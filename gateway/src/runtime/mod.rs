@@ -38,6 +38,8 @@ pub struct RouteRule {
     /// Shown in logs and `check`: the route's prefix, or `(default)`.
     pub label: String,
     pub access: Access,
+    /// `mfa = true`: a session must have used a second factor.
+    pub mfa: bool,
     /// `None` only for the fallback when several upstreams exist: 404.
     pub upstream: Option<usize>,
     pub max_body: u64,

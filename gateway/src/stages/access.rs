@@ -4,6 +4,7 @@
 
 use pingora::prelude::*;
 use policies::access::{self, Decision};
+use policies::mfa::{self, Gate};
 
 use crate::answer::{Answer, Step};
 use crate::ctx::Ctx;
@@ -18,6 +19,21 @@ fn count_failure(kind: &str) {
         .inc();
 }
 
+/// `page?next=` (the request's own target).
+fn back_here(page: &str, ctx: &Ctx) -> Answer {
+    let target = ctx.upstream_target.as_deref().unwrap_or("/");
+    let next: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
+    Answer::see_other(format!("{page}?next={next}"))
+}
+
+/// Where a session without the second factor this request needs goes.
+fn finish_page(need: Gate) -> &'static str {
+    match need {
+        Gate::Enrol => paths::ACCOUNT_TOTP,
+        Gate::StepUp | Gate::Pass => paths::SECOND_FACTOR,
+    }
+}
+
 pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
     let rule = rt.rule(ctx.route);
     let navigation = respond::is_navigation(session);
@@ -27,11 +43,12 @@ pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
         // The session could not be checked: never a silent anonymous pass,
         // never a sign-in page the store could not serve either.
         _ if ctx.identity_unavailable => return Step::Break(Answer::Error(503)),
-        Decision::LoginRedirect => {
-            let target = ctx.upstream_target.as_deref().unwrap_or("/");
-            let next: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
-            return Step::Break(Answer::see_other(format!("{}?next={next}", paths::LOGIN)));
+        // A sign-in waiting for its second factor: finish it, then back.
+        Decision::LoginRedirect if ctx.unfinished.is_some() => {
+            let need = ctx.unfinished.as_ref().map_or(Gate::StepUp, |u| u.need);
+            return Step::Break(back_here(finish_page(need), ctx));
         }
+        Decision::LoginRedirect => return Step::Break(back_here(paths::LOGIN, ctx)),
         Decision::Unauthorized => {
             count_failure("unauthorized");
             return Step::Break(Answer::Error(401));
@@ -41,12 +58,43 @@ pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
             return Step::Break(Answer::Error(403));
         }
     }
+    if rule.mfa {
+        if let Some(answer) = step_up(rt, ctx, navigation) {
+            return Step::Break(answer);
+        }
+    }
     let Some(upstream) = rule.upstream else {
         return Step::Break(Answer::Error(404));
     };
     ctx.upstream = Some(upstream);
     ctx.max_body = rule.max_body;
     Step::Continue(())
+}
+
+/// `mfa = true`: a session that has not used a second factor is sent to
+/// use one (or to get one first); scripts get 401, the emergency session
+/// (no account, no factor) 403.
+fn step_up(rt: &Runtime, ctx: &Ctx, navigation: bool) -> Option<Answer> {
+    let id = ctx.identity.as_ref()?;
+    let need = mfa::gate(
+        &rt.login.mfa,
+        &id.roles,
+        id.factors,
+        id.multi_factor(),
+        true,
+    );
+    if need == Gate::Pass {
+        return None;
+    }
+    if id.session.is_none() {
+        count_failure("forbidden");
+        return Some(Answer::Error(403));
+    }
+    if !navigation {
+        count_failure("unauthorized");
+        return Some(Answer::Error(401));
+    }
+    Some(back_here(finish_page(need), ctx))
 }
 
 pub fn body_limit(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {

@@ -4,10 +4,11 @@
 use pingora::prelude::*;
 
 use crate::answer::{Answer, Step};
-use crate::auth::{self, Identity};
+use crate::auth::{self, Identity, Unfinished};
 use crate::ctx::Ctx;
 use crate::runtime::Runtime;
 use crate::state::{self, Shared};
+use policies::mfa::{self, Gate};
 
 pub async fn run(rt: &Runtime, shared: &Shared, session: &Session, ctx: &mut Ctx) -> Step {
     let Some(srt) = rt.session.as_ref() else {
@@ -16,6 +17,7 @@ pub async fn run(rt: &Runtime, shared: &Shared, session: &Session, ctx: &mut Ctx
     let req = session.req_header();
     let auth = auth::authenticate(srt, &shared.accounts, req, state::now_ms()).await;
     ctx.identity = auth.identity;
+    unfinished(rt, ctx);
     ctx.identity_unavailable = auth.unavailable;
     ctx.out.set_cookies.extend(auth.set_cookie);
     // The emergency session: only while the gate is on for this client.
@@ -33,7 +35,27 @@ pub async fn run(rt: &Runtime, shared: &Shared, session: &Session, ctx: &mut Ctx
             roles: em.roles.clone(),
             email: None,
             session: None,
+            method: "emergency".to_string(),
+            factors: 0,
         });
     }
     Step::Continue(())
+}
+
+/// A session whose account has a factor it has not used, or must have one
+/// and has none, is set aside: not an identity until the sign-in is done.
+fn unfinished(rt: &Runtime, ctx: &mut Ctx) {
+    let Some(id) = ctx.identity.take() else {
+        return;
+    };
+    match mfa::gate(
+        &rt.login.mfa,
+        &id.roles,
+        id.factors,
+        id.multi_factor(),
+        false,
+    ) {
+        Gate::Pass => ctx.identity = Some(id),
+        need => ctx.unfinished = Some(Unfinished { identity: id, need }),
+    }
 }

@@ -28,6 +28,11 @@ pub struct AccountPage<'a> {
     /// The account has a password (the change form is offered).
     pub has_password: bool,
     pub sessions: &'a [SessionRow<'a>],
+    pub factors: &'a [super::FactorRow<'a>],
+    /// Unused recovery codes.
+    pub codes_left: i64,
+    /// The account must keep a second factor (`[login] mfa`).
+    pub factor_required: bool,
     /// A fixed sentence: `(ok, text)`.
     pub notice: Option<(bool, &'a str)>,
 }
@@ -106,6 +111,7 @@ pub fn account(p: &AccountPage<'_>) -> String {
                     button id="sign-out-everywhere" type="submit" { "Sign out everywhere" }
                 }
             }
+            (super::factors::section(p.csrf, p.factors, p.codes_left, p.factor_required))
             @if p.has_password {
                 section aria-labelledby="password-title" {
                     h2 id="password-title" { "Change your password" }

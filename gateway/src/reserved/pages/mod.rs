@@ -7,7 +7,13 @@ use maud::{html, Markup, DOCTYPE};
 use super::paths;
 
 mod account;
+mod admin;
+mod factors;
 pub use account::{account, AccountPage, SessionRow};
+pub use admin::{
+    admin, reset, reset_done, sign_up, AccountRow, AdminPage, EventRow, InvitationRow, SignUpPage,
+};
+pub use factors::{enrol, recovery_codes, second_factor, CodePage, EnrolPage, FactorRow};
 
 /// The stylesheet served at `/.portcullis/style.css`.
 pub const STYLE: &str = include_str!("style.css");
