@@ -63,6 +63,13 @@ impl Store {
         self.all(sqlx::query(&sql).bind(account_id), from_row).await
     }
 
+    /// Every factor of one kind, of every account (a new passkey's
+    /// credential id must not be another account's).
+    pub async fn factors_of_kind(&self, kind: &str) -> Result<Vec<Factor>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM second_factors WHERE kind = $1 ORDER BY id");
+        self.all(sqlx::query(&sql).bind(kind), from_row).await
+    }
+
     /// Adds a factor and, when `recovery` is given, replaces the account's
     /// recovery codes with those hashes, in one transaction. Returns its id.
     pub async fn add_factor(

@@ -11,6 +11,7 @@
 //!   that something changed ([`Store::changes`]).
 //! * [`links`]: provider identities linked to accounts, and the one
 //!   transaction a provider sign-in is.
+//! * [`ceremonies`]: WebAuthn ceremonies under way, taken once.
 //! * [`factors`]: second factors (TOTP, passkeys) and recovery codes.
 //! * [`invitations`]: one-time links that create an account.
 //! * [`resets`]: one-time password-reset links.
@@ -23,6 +24,7 @@
 
 pub mod accounts;
 pub mod cache;
+pub mod ceremonies;
 mod error;
 pub mod factors;
 pub mod invitations;
@@ -35,6 +37,7 @@ mod store;
 
 pub use accounts::{Account, NewAccount};
 pub use cache::{Cache, Lookup};
+pub use ceremonies::Ceremony;
 pub use error::StoreError;
 pub use factors::{Factor, Removed};
 pub use invitations::{Invitation, Unusable};

@@ -10,10 +10,10 @@ pub(crate) struct Migration {
 }
 
 /// The newest schema this build knows.
-pub const LATEST: i64 = 3;
+pub const LATEST: i64 = 4;
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4];
 
 const V1: Migration = Migration {
     version: 1,
@@ -109,6 +109,21 @@ const V3: Migration = Migration {
             created BIGINT NOT NULL,
             expires BIGINT NOT NULL,
             used BIGINT
+        )",
+    ],
+};
+
+/// Passkeys (issue 19).
+const V4: Migration = Migration {
+    version: 4,
+    statements: &[
+        // A WebAuthn ceremony under way: the library's state stays on the
+        // server (the browser holds only the random id) and is taken once.
+        "CREATE TABLE ceremonies (
+            id TEXT PRIMARY KEY,
+            account_id BIGINT REFERENCES accounts (id) ON DELETE CASCADE,
+            data TEXT NOT NULL,
+            expires BIGINT NOT NULL
         )",
     ],
 };

@@ -216,3 +216,28 @@ async fn reset_links_and_invited_sign_ups_are_used_once(a: &Store, b: &Store) {
     assert!(a.account("neo3").await.unwrap().is_none());
 }
 on_both!(reset_links_and_invited_sign_ups_are_used_once);
+
+async fn a_ceremony_is_taken_once_before_it_expires(a: &Store, b: &Store) {
+    use identity::Ceremony;
+    let ann = create(a, "ann", &[]).await;
+    let c = Ceremony {
+        account_id: Some(ann.id),
+        data: "{\"state\":1}".into(),
+    };
+    a.put_ceremony("c1", &c, 10, 100).await.unwrap();
+    assert_eq!(b.take_ceremony("c1", 20).await.unwrap(), Some(c.clone()));
+    assert_eq!(a.take_ceremony("c1", 21).await.unwrap(), None, "once");
+    a.put_ceremony("c2", &c, 10, 100).await.unwrap();
+    assert_eq!(b.take_ceremony("c2", 100).await.unwrap(), None, "expired");
+    assert_eq!(a.take_ceremony("c2", 50).await.unwrap(), None, "and gone");
+    let anonymous = Ceremony {
+        account_id: None,
+        data: "{}".into(),
+    };
+    a.put_ceremony("c3", &anonymous, 10, 100).await.unwrap();
+    // An expired one is swept by the next ceremony.
+    a.put_ceremony("c4", &anonymous, 200, 300).await.unwrap();
+    assert_eq!(b.take_ceremony("c3", 50).await.unwrap(), None);
+    assert_eq!(b.take_ceremony("c4", 250).await.unwrap(), Some(anonymous));
+}
+on_both!(a_ceremony_is_taken_once_before_it_expires);

@@ -512,6 +512,7 @@ async fn downgrade_to_v1(url: &str) {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.expect("raw connection");
     for sql in [
+        "DROP TABLE ceremonies",
         "DROP TABLE reset_links",
         "ALTER TABLE accounts DROP COLUMN mapped_roles",
         "DROP TABLE used_states",
