@@ -56,6 +56,7 @@ fn start_kind(
              scopes = [{scopes}]\n\
              role_map = {{ \"platform-admins\" = [\"admin\"] }}\nca = \"{ca}\"\n{provider}\n\
              [[route]]\npath = \"/api/users\"\naccess = \"role:admin\"\n\
+             [[route]]\npath = \"/secure\"\naccess = \"login\"\nmfa = true\n\
              [[route]]\npath = \"/app\"\naccess = \"login\"\n",
             ca = pki.ca_path.display(),
             scopes = scopes.join(", ")
@@ -924,4 +925,53 @@ async fn invitation_links_let_one_identity_in() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
+}
+
+#[tokio::test]
+async fn the_providers_amr_decides_whether_its_sign_in_is_a_second_factor() {
+    let env = start("signup = \"open\"", "", accounts());
+    let plain = support::https_client(&env.pki.ca_pem, env.provider.port, false);
+    let nav = |c: &reqwest::Client, path: &str| {
+        c.get(env.gw.url(path))
+            .header(reqwest::header::ACCEPT, "text/html")
+            .send()
+    };
+    // pwd + otp: the provider's sign-in counts as two factors.
+    let c = browser_client(&env);
+    let back = callback_url(&c, &env, "/secure", "grace").await;
+    env.provider.tamper(&plain, "amr_mfa").await;
+    let r = c.get(&back).send().await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), location(&r)),
+        (303, env.gw.url("/secure"))
+    );
+    assert_eq!(nav(&c, "/secure").await.unwrap().status(), 200);
+    // pwd alone, or no amr: like a password — an mfa route wants a factor.
+    for (mode, who) in [(Some("amr_pwd"), "heidi"), (None, "ivan")] {
+        let c = browser_client(&env);
+        let back = callback_url(&c, &env, "/secure", who).await;
+        if let Some(mode) = mode {
+            env.provider.tamper(&plain, mode).await;
+        }
+        assert_eq!(c.get(&back).send().await.unwrap().status(), 303);
+        let r = nav(&c, "/secure").await.unwrap();
+        assert_eq!(r.status(), 303, "{who}");
+        assert_eq!(
+            location(&r),
+            env.gw.url("/.portcullis/account/totp?next=%2Fsecure")
+        );
+        assert_eq!(
+            c.get(env.gw.url("/secure")).send().await.unwrap().status(),
+            401
+        );
+        assert_eq!(nav(&c, "/app").await.unwrap().status(), 200, "{who}");
+    }
+    let methods: Vec<String> = env
+        .gw
+        .log_lines()
+        .iter()
+        .filter(|l| l["event"] == "oauth2_ok")
+        .map(|l| l["method"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(methods, ["corp+amr", "corp", "corp"]);
 }

@@ -109,16 +109,7 @@ pub fn session_cookie(rt: &SessionRt, s: &Session, now_ms: u64) -> String {
 
 /// `Set-Cookie` for an emergency grant: strict same-site, until it expires.
 pub fn emergency_cookie(value: String, max_age: u64) -> String {
-    Cookie::build((EMERGENCY_COOKIE, value))
-        .secure(true)
-        .http_only(true)
-        .path("/")
-        .same_site(CookieSameSite::Strict)
-        .max_age(cookie::time::Duration::seconds(
-            i64::try_from(max_age).unwrap_or(0),
-        ))
-        .build()
-        .to_string()
+    strict_cookie(EMERGENCY_COOKIE, &value, max_age)
 }
 
 /// Step 5 for the emergency gate (only called while it is enabled for this
@@ -145,14 +136,24 @@ pub async fn emergency(
     Ok((Some(grant), None))
 }
 
+/// `Set-Cookie` for a short-lived value only this site's own pages send
+/// back (SameSite=Strict), for `max_age` seconds.
+pub fn strict_cookie(name: &str, value: &str, max_age: u64) -> String {
+    short_lived(name, value, max_age, CookieSameSite::Strict)
+}
+
 /// `Set-Cookie` for a short-lived binding that must survive a cross-site
 /// top-level navigation back to us (SameSite=Lax).
 pub fn lax_cookie(name: &str, value: &str, max_age: u64) -> String {
+    short_lived(name, value, max_age, CookieSameSite::Lax)
+}
+
+fn short_lived(name: &str, value: &str, max_age: u64, same_site: CookieSameSite) -> String {
     Cookie::build((name, value))
         .secure(true)
         .http_only(true)
         .path("/")
-        .same_site(CookieSameSite::Lax)
+        .same_site(same_site)
         .max_age(cookie::time::Duration::seconds(
             i64::try_from(max_age).unwrap_or(0),
         ))

@@ -18,6 +18,7 @@ mod metrics;
 mod oauth;
 mod ops;
 mod own_errors;
+mod passkeys;
 mod passwords;
 mod proxy;
 mod reload;

@@ -30,6 +30,8 @@ pub struct LoginConf {
     pub mfa: Requirement,
     /// Holders of this role reach `/.portcullis/admin`.
     pub admin_role: String,
+    /// Passkeys may sign in alone (they are a second factor either way).
+    pub passkeys: bool,
     pub providers: Vec<ProviderConf>,
 }
 
@@ -139,6 +141,7 @@ pub(super) fn read_login(
     let default_roles = roles(sec, "default_roles", r);
     let link_by_email = sec.bool("link_by_email", r).unwrap_or(false);
     let mfa = read_mfa(sec, r);
+    let passkeys = sec.bool("passkeys", r).unwrap_or(false);
     let admin_role = match sec.str("admin_role", r) {
         None => "admin".to_string(),
         Some(role) if policies::access::valid_role_name(role) => role.to_string(),
@@ -183,6 +186,7 @@ pub(super) fn read_login(
         link_by_email,
         mfa,
         admin_role,
+        passkeys,
         providers,
     })
 }

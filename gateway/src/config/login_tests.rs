@@ -250,8 +250,8 @@ fn login_switches_are_checked() {
         "invalid role name"
     ));
     assert!(has(
-        &errors("[login]\npasskeys = true\n"),
-        "login.passkeys",
+        &errors("[login]\ntotp = true\n"),
+        "login.totp",
         "unknown key"
     ));
     // Providers without session keys.
@@ -284,11 +284,16 @@ fn second_factor_settings() {
     let cfg = parse_login("", &[]).expect("valid").config;
     assert_eq!(cfg.login.mfa, Requirement::Optional);
     assert_eq!(cfg.login.admin_role, "admin");
-    let cfg = parse_login("[login]\nmfa = \"required\"\nadmin_role = \"ops\"\n", &[])
-        .expect("valid")
-        .config;
+    assert!(!cfg.login.passkeys);
+    let cfg = parse_login(
+        "[login]\nmfa = \"required\"\nadmin_role = \"ops\"\npasskeys = true\n",
+        &[],
+    )
+    .expect("valid")
+    .config;
     assert_eq!(cfg.login.mfa, Requirement::Required);
     assert_eq!(cfg.login.admin_role, "ops");
+    assert!(cfg.login.passkeys);
     let cfg = parse_login(
         "[login]\nmfa = \"roles\"\nmfa_roles = [\"admin\", \"ops\"]\n",
         &[],
@@ -322,6 +327,7 @@ fn second_factor_settings() {
             "invalid role name",
         ),
         ("[login]\nmfa = true\n", "login.mfa", ""),
+        ("[login]\npasskeys = \"yes\"\n", "login.passkeys", ""),
     ];
     for (text, key, needle) in cases {
         let errs = errors(text);

@@ -141,6 +141,8 @@ pub struct Providers {
     pub mfa: policies::mfa::Requirement,
     /// The role of `/.portcullis/admin`.
     pub admin_role: String,
+    /// `[login] passkeys`: sign-in with a passkey alone.
+    pub passkeys: bool,
     pub list: Vec<Arc<Provider>>,
 }
 
@@ -160,6 +162,7 @@ impl Providers {
             link_by_email: conf.link_by_email,
             mfa: conf.mfa.clone(),
             admin_role: conf.admin_role.clone(),
+            passkeys: conf.passkeys,
             list,
         })
     }

@@ -182,6 +182,7 @@ pub(super) fn page(
         note,
         password: login.password,
         providers: &providers,
+        passkeys: login.passkeys,
     })
 }
 

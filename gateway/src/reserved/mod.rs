@@ -14,6 +14,7 @@ mod invite;
 mod login;
 mod oauth;
 mod pages;
+mod passkey;
 pub mod paths;
 mod reset;
 mod second_factor;
@@ -31,8 +32,12 @@ use crate::state::Shared;
 enum Page {
     /// `ok`, for load balancers; no session needed.
     Health,
-    /// The pages' stylesheet (they load nothing else).
+    /// The pages' stylesheet.
     Style,
+    /// The passkey ceremony's script (the only one).
+    PasskeyScript,
+    /// Sign-in with a passkey: alone (GET, POST) or as a second step (POST).
+    LoginPasskey,
     Login,
     Logout,
     SecondFactor,
@@ -57,6 +62,8 @@ enum AccountPage {
     Totp,
     RemoveFactor,
     RecoveryCodes,
+    /// GET: the ceremony; POST: the new credential.
+    Passkey,
 }
 
 /// The admin console and its forms.
@@ -69,9 +76,12 @@ enum AdminPage {
 }
 
 /// Every reserved page, by exact (normalised, lowercase) path.
-const TABLE: [(&str, Page); 25] = [
+const TABLE: [(&str, Page); 28] = [
     (paths::HEALTH, Page::Health),
     (paths::STYLE, Page::Style),
+    (paths::PASSKEY_JS, Page::PasskeyScript),
+    (paths::LOGIN_PASSKEY, Page::LoginPasskey),
+    (paths::ACCOUNT_PASSKEY, Page::Account(AccountPage::Passkey)),
     (paths::LOGIN, Page::Login),
     (paths::LOGOUT, Page::Logout),
     (paths::SECOND_FACTOR, Page::SecondFactor),
@@ -134,6 +144,10 @@ fn lookup(path: &str) -> Option<Page> {
 enum Handler {
     Health,
     Style,
+    PasskeyScript,
+    PasskeySignInForm,
+    PasskeySignIn,
+    PasskeyForm,
     LoginForm,
     Login,
     LogoutForm,
@@ -167,6 +181,8 @@ struct Facts {
     providers: bool,
     /// `[login] signup = "invite"`.
     invitations: bool,
+    /// `[login] passkeys`: sign-in with a passkey alone.
+    passkeys: bool,
     /// The emergency gate is enabled for this client.
     gate: bool,
     /// The request carries a valid emergency session.
@@ -177,6 +193,11 @@ fn dispatch(page: Option<Page>, f: Facts) -> Handler {
     match page {
         Some(Page::Health) if f.get => Handler::Health,
         Some(Page::Style) if f.get => Handler::Style,
+        Some(Page::PasskeyScript) if f.sessions && f.get => Handler::PasskeyScript,
+        Some(Page::LoginPasskey) if f.sessions && f.passkeys && f.get => Handler::PasskeySignInForm,
+        // Also the second step of a sign-in, whatever `passkeys` says.
+        Some(Page::LoginPasskey) if f.sessions && f.post => Handler::PasskeySignIn,
+        Some(Page::Account(AccountPage::Passkey)) if f.sessions && f.get => Handler::PasskeyForm,
         Some(Page::Login) if f.sessions && f.get => Handler::LoginForm,
         Some(Page::Login) if f.sessions && f.post && f.password => Handler::Login,
         Some(Page::Logout) if f.sessions && f.get => Handler::LogoutForm,
@@ -226,6 +247,7 @@ impl Handler {
                 | Handler::SecondFactor
                 | Handler::SignUp
                 | Handler::Reset
+                | Handler::PasskeySignIn
         ) || matches!(self, Handler::Admin(p) if p != AdminPage::Show)
             || matches!(self, Handler::Account(p) if p != AccountPage::Show)
             || matches!(self, Handler::Emergency(h) if h.takes_form())
@@ -244,6 +266,7 @@ pub async fn answer(shared: &Shared, session: &mut Session, ctx: &mut Ctx, path:
         password: rt.login.password,
         providers: !rt.login.list.is_empty(),
         invitations: rt.login.signup == crate::config::Signup::Invite,
+        passkeys: rt.login.passkeys,
         gate: gate.is_some(),
         grant: ctx.emergency.is_some(),
     };
@@ -279,13 +302,32 @@ async fn run(
                 .await
         }
         Handler::LogoutForm => login::logout_form(session, ctx, srt),
-        Handler::SecondFactorForm => second_factor::SecondFactor { srt, shared }.form(session, ctx),
+        Handler::SecondFactorForm => {
+            second_factor::SecondFactor { srt, shared }
+                .form(session, ctx)
+                .await
+        }
         Handler::SecondFactor => {
             second_factor::SecondFactor { srt, shared }
                 .submit(session, ctx, &form)
                 .await
         }
         Handler::TotpForm => totp::Factors { srt, shared }.form(session, ctx),
+        Handler::PasskeyForm => {
+            passkey::Passkeys { srt, shared }
+                .add_form(session, ctx)
+                .await
+        }
+        Handler::PasskeySignInForm => {
+            passkey::Passkeys { srt, shared }
+                .sign_in_form(session, ctx)
+                .await
+        }
+        Handler::PasskeySignIn => {
+            passkey::Passkeys { srt, shared }
+                .sign_in(session, ctx, &form)
+                .await
+        }
         Handler::OauthStart => oauth::start(session, ctx, srt).await,
         Handler::OauthCallback => oauth::Callback { srt, shared }.answer(session, ctx).await,
         Handler::Invite => invite::show(session, ctx, srt, shared).await,
@@ -314,6 +356,11 @@ async fn run(
                 AccountPage::Totp => factors.confirm(session, ctx, &form).await,
                 AccountPage::RemoveFactor => factors.remove(session, ctx, &form).await,
                 AccountPage::RecoveryCodes => factors.new_codes(session, ctx, &form).await,
+                AccountPage::Passkey => {
+                    passkey::Passkeys { srt, shared }
+                        .add(session, ctx, &form)
+                        .await
+                }
             }
         }
         Handler::Logout => {
@@ -345,6 +392,11 @@ fn static_page(handler: Handler) -> Answer {
             content_type: "text/css; charset=utf-8",
             body: Bytes::from_static(pages::STYLE.as_bytes()),
         },
+        Handler::PasskeyScript => Answer::Page {
+            status: 200,
+            content_type: "text/javascript; charset=utf-8",
+            body: Bytes::from_static(pages::PASSKEY_JS.as_bytes()),
+        },
         _ => Answer::Error(404),
     }
 }
@@ -375,6 +427,7 @@ mod tests {
             password: true,
             providers: true,
             invitations: true,
+            passkeys: true,
             gate: true,
             grant: false,
         };

@@ -7,6 +7,12 @@ pub const ROOT: &str = "/.portcullis";
 pub const PREFIX: &str = "/.portcullis/";
 pub const HEALTH: &str = "/.portcullis/health";
 pub const STYLE: &str = "/.portcullis/style.css";
+/// The passkey ceremony's script: the only script the gateway serves.
+pub const PASSKEY_JS: &str = "/.portcullis/passkey.js";
+/// Sign-in with a passkey (alone with `[login] passkeys`, or as the second step).
+pub const LOGIN_PASSKEY: &str = "/.portcullis/login/passkey";
+/// Adding a passkey.
+pub const ACCOUNT_PASSKEY: &str = "/.portcullis/account/passkey";
 pub const LOGIN: &str = "/.portcullis/login";
 pub const LOGOUT: &str = "/.portcullis/logout";
 /// Provider sign-in: `?provider=ID&next=/x` sends the browser to the provider.

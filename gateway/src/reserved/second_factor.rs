@@ -57,15 +57,17 @@ pub struct SecondFactor<'a> {
 
 impl SecondFactor<'_> {
     /// `GET /.portcullis/login/second-factor?next=/x`
-    pub fn form(&self, session: &Session, ctx: &mut Ctx) -> Answer {
+    pub async fn form(&self, session: &Session, ctx: &mut Ctx) -> Answer {
         let next = redirect::safe_next(forms::query_next(session).as_deref());
         let Some(who) = waiting(ctx) else {
             return elsewhere(ctx, &next);
         };
-        self.page(session, ctx, &who.user, &next, None, 200)
+        self.page(session, ctx, &who.user, &next, None, 200).await
     }
 
-    fn page(
+    /// The code form, and the passkey button when the account has passkeys
+    /// (a ceremony is begun for them).
+    async fn page(
         &self,
         session: &Session,
         ctx: &mut Ctx,
@@ -74,12 +76,26 @@ impl SecondFactor<'_> {
         error: Option<&str>,
         status: u16,
     ) -> Answer {
+        let Some(cache) = self.shared.accounts.fresh_soon().await else {
+            return Answer::Error(503);
+        };
+        let passkey = match cache.account(user) {
+            Some(account) if account.factors > 0 => {
+                let keys = super::passkey::Passkeys {
+                    srt: self.srt,
+                    shared: self.shared,
+                };
+                keys.second_factor_options(ctx, &cache, &account).await
+            }
+            _ => None,
+        };
         let csrf = Csrf::for_browser(session, ctx, self.srt).token(PURPOSE);
         let page = pages::second_factor(&CodePage {
             csrf: &csrf,
             next,
             user,
             error,
+            passkey: passkey.as_deref(),
         });
         Answer::html(status, page)
     }
@@ -95,7 +111,9 @@ impl SecondFactor<'_> {
         }
         if !Csrf::sent(session, self.srt).verify(PURPOSE, form) {
             audit("second_factor_csrf_refused", ctx, &who.user, json!({}));
-            return self.page(session, ctx, &who.user, &next, Some(EXPIRED), 403);
+            return self
+                .page(session, ctx, &who.user, &next, Some(EXPIRED), 403)
+                .await;
         }
         let Some(cache) = self.shared.accounts.fresh_soon().await else {
             return Answer::Error(503);
@@ -112,7 +130,9 @@ impl SecondFactor<'_> {
         };
         let Some(second) = used else {
             audit("second_factor_failed", ctx, &who.user, json!({}));
-            return self.page(session, ctx, &who.user, &next, Some(WRONG), 401);
+            return self
+                .page(session, ctx, &who.user, &next, Some(WRONG), 401)
+                .await;
         };
         let method = mfa::completed(&who.method, second);
         if let Err(answer) =

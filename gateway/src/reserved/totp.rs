@@ -28,7 +28,7 @@ use crate::auth::Identity;
 use crate::ctx::Ctx;
 use crate::runtime::SessionRt;
 use crate::state::{now, now_ms, Shared};
-use identity::{Factor, Removed};
+use identity::{Cache, Factor, Removed};
 
 const WRONG: &str =
     "That code is not right. Check that the device's clock is correct and try the next code.";
@@ -44,7 +44,7 @@ fn purpose(secret: &str) -> String {
 
 /// Who may add a factor: an account session, or one whose account must
 /// have a factor before anything else (`forced`).
-fn enrollee(ctx: &Ctx) -> Option<(Identity, bool)> {
+pub(super) fn enrollee(ctx: &Ctx) -> Option<(Identity, bool)> {
     if let Some(id) = ctx.identity.as_ref().filter(|i| i.session.is_some()) {
         return Some((id.clone(), false));
     }
@@ -53,7 +53,7 @@ fn enrollee(ctx: &Ctx) -> Option<(Identity, bool)> {
 }
 
 /// Anyone else: finish the sign-in first, or sign in.
-fn not_enrollee(ctx: &Ctx) -> Answer {
+pub(super) fn not_enrollee(ctx: &Ctx) -> Answer {
     if ctx.identity_unavailable {
         return Answer::Error(503);
     }
@@ -75,6 +75,77 @@ fn qr_svg(url: &str) -> Option<String> {
     // An element for the page, not a document.
     let start = svg.find("<svg")?;
     svg.get(start..).map(str::to_string)
+}
+
+/// A factor that proved itself (a TOTP code, a passkey's registration).
+pub(super) struct Enrolled<'a> {
+    pub who: &'a Identity,
+    /// The account had to have a factor before anything else.
+    pub forced: bool,
+    pub second: Second,
+    pub next: String,
+}
+
+impl Enrolled<'_> {
+    /// Stores `factor` (with a first set of recovery codes when the account
+    /// has none: one transaction), makes this browser's session one that
+    /// used it (a new session; the old record goes), and shows the codes
+    /// once — or goes on.
+    pub(super) async fn store(
+        self,
+        srt: &SessionRt,
+        session: &Session,
+        ctx: &mut Ctx,
+        cache: &Cache,
+        factor: Factor,
+    ) -> Answer {
+        let store = cache.store();
+        // Recovery codes come with the first factor; later ones keep them.
+        let codes = match store.recovery_codes_left(factor.account_id).await {
+            Ok(0) => Some(recovery::new_set()),
+            Ok(_) => None,
+            Err(_) => return Answer::Error(503),
+        };
+        let hashes: Option<Vec<String>> = codes
+            .as_ref()
+            .map(|c| c.iter().filter_map(|c| recovery::code_hash(c)).collect());
+        if let Err(e) = store.add_factor(&factor, hashes.as_deref()).await {
+            tracing::error!(error = %e, "second factor not stored");
+            return Answer::Error(503);
+        }
+        let _ = cache.refresh(now_ms()).await;
+        let event = format!("{}_added", factor.kind);
+        audit(
+            &event,
+            ctx,
+            &self.who.user,
+            json!({ "forced": self.forced }),
+        );
+        let method = mfa::completed(&self.who.method, self.second);
+        let Some(account) = cache.account(&self.who.user) else {
+            return not_enrollee(ctx);
+        };
+        if let Err(answer) =
+            super::login::replace_session(session, ctx, srt, cache, &account, self.who, &method)
+                .await
+        {
+            return answer;
+        }
+        let back = if self.forced || self.next != "/" {
+            self.next
+        } else {
+            paths::ACCOUNT.to_string()
+        };
+        let added = if factor.kind == "totp" {
+            "Authenticator app added."
+        } else {
+            "Passkey added."
+        };
+        match codes {
+            Some(codes) => Answer::html(200, pages::recovery_codes(&codes, &back, added)),
+            None => Answer::see_other(back),
+        }
+    }
 }
 
 /// The pages' inputs.
@@ -175,58 +246,27 @@ impl Factors<'_> {
         let Some(account) = cache.account(&who.user) else {
             return not_enrollee(ctx);
         };
-        let store = cache.store();
-        // Recovery codes come with the first factor; later ones keep them.
-        let codes = match store.recovery_codes_left(account.id).await {
-            Ok(0) => Some(recovery::new_set()),
-            Ok(_) => None,
-            Err(_) => return Answer::Error(503),
-        };
-        let hashes: Option<Vec<String>> = codes
-            .as_ref()
-            .map(|c| c.iter().filter_map(|c| recovery::code_hash(c)).collect());
         let label: String = match form.field("label").trim() {
             "" => "Authenticator app".to_string(),
             l => l.chars().take(LABEL_MAX).collect(),
         };
-        let at = i64::try_from(now_ms()).unwrap_or(i64::MAX);
         let factor = Factor {
             id: 0,
             account_id: account.id,
             kind: "totp".to_string(),
             label,
             data: text.to_string(),
-            created: at,
+            created: i64::try_from(now_ms()).unwrap_or(i64::MAX),
             // The code just typed is used: it cannot sign in again.
             last_used: i64::try_from(step).ok(),
         };
-        if let Err(e) = store.add_factor(&factor, hashes.as_deref()).await {
-            tracing::error!(error = %e, "second factor not stored");
-            return Answer::Error(503);
-        }
-        let _ = cache.refresh(now_ms()).await;
-        audit("totp_added", ctx, &who.user, json!({ "forced": forced }));
-        // The code just proved the factor: this browser's session counts as
-        // having used it (a new session; the old record goes).
-        let method = mfa::completed(&who.method, Second::Totp);
-        let Some(account) = cache.account(&who.user) else {
-            return not_enrollee(ctx);
+        let done = Enrolled {
+            who: &who,
+            forced,
+            second: Second::Totp,
+            next,
         };
-        if let Err(answer) =
-            super::login::replace_session(session, ctx, self.srt, &cache, &account, &who, &method)
-                .await
-        {
-            return answer;
-        }
-        let back = if forced || next != "/" {
-            next
-        } else {
-            paths::ACCOUNT.to_string()
-        };
-        match codes {
-            Some(codes) => Answer::html(200, pages::recovery_codes(&codes, &back, true)),
-            None => Answer::see_other(back),
-        }
+        done.store(self.srt, session, ctx, &cache, factor).await
     }
 
     /// `POST /.portcullis/account/recovery-codes`: a new set; the old ones
@@ -256,7 +296,7 @@ impl Factors<'_> {
             return Answer::Error(503);
         }
         audit("recovery_codes_replaced", ctx, &account.name, json!({}));
-        Answer::html(200, pages::recovery_codes(&codes, paths::ACCOUNT, false))
+        Answer::html(200, pages::recovery_codes(&codes, paths::ACCOUNT, ""))
     }
 
     /// `POST /.portcullis/account/remove-factor`

@@ -98,6 +98,11 @@ async function forge(idToken, mode, clientSecret) {
       return sign({ ...claims, nonce: 'not-the-nonce' });
     case 'unverified_email':
       return sign({ ...claims, email_verified: false });
+    // Validly signed: what the provider says of how it authenticated.
+    case 'amr_mfa':
+      return sign({ ...claims, amr: ['pwd', 'otp'] });
+    case 'amr_pwd':
+      return sign({ ...claims, amr: ['pwd'] });
     default:
       throw new Error(`unknown tamper mode ${mode}`);
   }

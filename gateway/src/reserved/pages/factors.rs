@@ -12,6 +12,79 @@ pub struct CodePage<'a> {
     pub user: &'a str,
     /// A fixed sentence.
     pub error: Option<&'a str>,
+    /// The account has passkeys: the options of the ceremony begun for them.
+    pub passkey: Option<&'a str>,
+}
+
+/// The server's options as a JSON data block (never executed). `<` is
+/// escaped so no value can close the element.
+fn options_block(options: &str) -> Markup {
+    html! {
+        script type="application/json" id="passkey-options" { (PreEscaped(options.replace('<', "\\u003c"))) }
+    }
+}
+
+/// The ceremony: the button, the form the script fills and posts, where it
+/// says what went wrong.
+fn ceremony(
+    csrf: &str,
+    next: &str,
+    action: &str,
+    kind: &str,
+    options: &str,
+    label: bool,
+) -> Markup {
+    html! {
+        (options_block(options))
+        form #passkey-form method="post" action=(action) data-ceremony=(kind) {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="next" value=(next);
+            input type="hidden" name="credential" value="";
+            @if label {
+                label for="passkey-label" { "Name of this passkey" }
+                input #passkey-label name="label" type="text" maxlength="40" value="Passkey";
+            }
+        }
+        button #passkey-button type="button" { @if kind == "create" { "Create a passkey" } @else { "Use a passkey" } }
+        p #passkey-status role="status" aria-live="polite" {}
+        script src=(paths::PASSKEY_JS) {}
+    }
+}
+
+/// A page whose work is a passkey ceremony.
+pub struct PasskeyPage<'a> {
+    pub csrf: &'a str,
+    pub title: &'a str,
+    pub intro: &'a str,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// `create` (registration) or `get` (authentication).
+    pub ceremony: &'a str,
+    /// The options (JSON) of the ceremony begun.
+    pub options: &'a str,
+    pub next: &'a str,
+    /// Ask for a name (registration).
+    pub label: bool,
+    pub forced: bool,
+    pub error: Option<&'a str>,
+}
+
+pub fn passkey(p: &PasskeyPage<'_>) -> String {
+    layout(
+        p.title,
+        html! {
+            h1 { (p.title) }
+            @if p.forced { p.warn role="status" { "Your account needs a second factor before you go on." } }
+            @if let Some(e) = p.error { p.error role="alert" { (e) } }
+            p { (p.intro) }
+            (ceremony(p.csrf, p.next, p.action, p.ceremony, p.options, p.label))
+            @if p.ceremony == "get" {
+                p { a href=(paths::with_next(paths::LOGIN, p.next)) { "Sign in another way" } }
+            } @else {
+                p { a href=(paths::ACCOUNT_TOTP) { "Use an authenticator app instead" } }
+            }
+        },
+    )
 }
 
 pub fn second_factor(p: &CodePage<'_>) -> String {
@@ -21,6 +94,10 @@ pub fn second_factor(p: &CodePage<'_>) -> String {
             h1 { "Second factor" }
             @if let Some(e) = p.error { p.error role="alert" { (e) } }
             p { "Signed in as " strong { (p.user) } ". Enter the 6-digit code from your authenticator app, or one of your recovery codes." }
+            @if let Some(options) = p.passkey {
+                (ceremony(p.csrf, p.next, paths::LOGIN_PASSKEY, "get", options, false))
+                p.or { "or" }
+            }
             form method="post" action=(paths::SECOND_FACTOR) {
                 input type="hidden" name="csrf" value=(p.csrf);
                 input type="hidden" name="next" value=(p.next);
@@ -77,19 +154,21 @@ pub fn enrol(p: &EnrolPage<'_>) -> String {
                 input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required autofocus;
                 button id="confirm-totp" type="submit" { "Add" }
             }
+            p { a #add-passkey-instead href=(paths::with_next(paths::ACCOUNT_PASSKEY, p.next)) { "Use a passkey instead" } }
             @if p.forced { p { a href=(paths::LOGOUT) { "Sign out" } } }
         },
     )
 }
 
-/// Recovery codes, shown once.
-pub fn recovery_codes(codes: &[String], next: &str, added: bool) -> String {
+/// Recovery codes, shown once; `added`: the sentence about the factor that
+/// came with them (empty for a new set).
+pub fn recovery_codes(codes: &[String], next: &str, added: &str) -> String {
     layout_class(
         "Recovery codes",
         "wide",
         html! {
             h1 { "Recovery codes" }
-            @if added { p.ok role="status" { "Authenticator app added." } }
+            @if !added.is_empty() { p.ok role="status" { (added) } }
             p { "Keep these somewhere safe. Each works once, in place of a code, if you lose your authenticator. They are shown only now; new ones replace them all." }
             ol.codes #recovery-codes { @for c in codes { li { code { (c) } } } }
             p { a.button #continue href=(next) { "Continue" } }
@@ -145,6 +224,7 @@ pub(super) fn section(
                 }
             }
             p { a.button #add-totp href=(paths::ACCOUNT_TOTP) { "Add an authenticator app" } }
+            p { a.button #add-passkey href=(paths::ACCOUNT_PASSKEY) { "Add a passkey" } }
         }
     }
 }

@@ -13,10 +13,14 @@ pub use account::{account, AccountPage, SessionRow};
 pub use admin::{
     admin, reset, reset_done, sign_up, AccountRow, AdminPage, EventRow, InvitationRow, SignUpPage,
 };
-pub use factors::{enrol, recovery_codes, second_factor, CodePage, EnrolPage, FactorRow};
+pub use factors::{
+    enrol, passkey, recovery_codes, second_factor, CodePage, EnrolPage, FactorRow, PasskeyPage,
+};
 
 /// The stylesheet served at `/.portcullis/style.css`.
 pub const STYLE: &str = include_str!("style.css");
+/// The passkey ceremony, served at `/.portcullis/passkey.js`.
+pub const PASSKEY_JS: &str = include_str!("passkey.js");
 
 fn layout(title: &str, content: Markup) -> String {
     layout_class(title, "", content)
@@ -57,6 +61,8 @@ pub struct LoginPage<'a> {
     pub password: bool,
     /// `(id, label)` of every provider: one link each (no script needed).
     pub providers: &'a [(&'a str, &'a str)],
+    /// `[login] passkeys`: a link to sign in with a passkey.
+    pub passkeys: bool,
 }
 
 /// The login page: the password form and one button per provider.
@@ -84,6 +90,10 @@ pub fn login(p: &LoginPage<'_>) -> String {
                     input id="password" name="password" type="password" autocomplete="current-password" required;
                     button id="sign-in" type="submit" { "Sign in" }
                 }
+            }
+            @if p.passkeys {
+                p.or { "or" }
+                a.button #passkey-sign-in href=(paths::with_next(paths::LOGIN_PASSKEY, p.next)) { "Sign in with a passkey" }
             }
             @if !p.providers.is_empty() {
                 @if p.password { p.or { "or" } }
@@ -255,6 +265,7 @@ mod tests {
             note: None,
             password: true,
             providers: &providers,
+            passkeys: false,
         });
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("<b>"), "{page}");
@@ -277,6 +288,7 @@ mod tests {
             note: None,
             password: false,
             providers: &providers,
+            passkeys: false,
         });
         assert!(
             !page.contains("<form") && !page.contains("password"),
@@ -294,6 +306,7 @@ mod tests {
                 note: None,
                 password: true,
                 providers: &[],
+                passkeys: false,
             }
         });
         assert!(no_providers.contains("<form") && !no_providers.contains("Sign in with"));
