@@ -453,3 +453,42 @@ async fn totp_in_chromium_and_a_lost_phone() {
     assert!(text.contains("10 unused recovery codes"), "{text}");
     browser.save_screenshot("account-factors").await;
 }
+
+#[tokio::test]
+async fn an_admin_without_a_factor_is_sent_to_enrol_in_chromium() {
+    let (pki, _up, gw) = start("[login]\nmfa = \"roles\"\nmfa_roles = [\"admin\"]\n");
+    let browser = Browser::start_trusting(&pki).await;
+    browser.goto(&gw.url("/app")).await;
+    assert!(browser.wait_for("#username", Duration::from_secs(10)).await);
+    browser.fill("#username", "root").await;
+    browser.fill("#password", ROOT_PW).await;
+    browser.submit_and_wait("#sign-in").await;
+    assert_eq!(
+        browser.current_url().await,
+        gw.url(&format!("{TOTP}{}", next_of("/app")))
+    );
+    assert!(browser
+        .body_text()
+        .await
+        .contains("Your account needs a second factor before you go on."));
+    browser.execute("window.scrollTo(0, 0)", vec![]).await;
+    browser.save_screenshot("enrol-forced").await;
+    // Anything else first sends it back here.
+    browser.goto(&gw.url("/.portcullis/account")).await;
+    assert!(browser.current_url().await.starts_with(&gw.url(TOTP)));
+    let secret = browser
+        .execute(
+            "return document.querySelector('input[name=secret]').value",
+            vec![],
+        )
+        .await;
+    browser
+        .fill("#code", &otp(secret.as_str().unwrap(), 0))
+        .await;
+    browser.submit_and_wait("#confirm-totp").await;
+    // On to where it was going (the account page sent it here last).
+    browser.click("#continue").await;
+    assert_eq!(browser.current_url().await, gw.url("/.portcullis/account"));
+    browser.goto(&gw.url("/app")).await;
+    assert_eq!(browser.current_url().await, gw.url("/app"));
+}

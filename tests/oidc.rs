@@ -975,3 +975,59 @@ async fn the_providers_amr_decides_whether_its_sign_in_is_a_second_factor() {
         .collect();
     assert_eq!(methods, ["corp+amr", "corp", "corp"]);
 }
+
+#[tokio::test]
+async fn an_invitation_from_the_admin_console_lets_a_provider_identity_in() {
+    let env = start("signup = \"invite\"", "", accounts());
+    env.gw.user_ok(
+        &["add", "boss", "--role", "admin"],
+        Some("boss password 123\n"),
+    );
+    let boss = support::agent::Agent::new(&env.pki.ca_pem, env.gw.https_port);
+    // The gateway sees the new account within a second.
+    let mut status = 0;
+    for _ in 0..20 {
+        status = boss.sign_in("boss", "boss password 123", "/").await.status;
+        if status == 303 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 303);
+    let page = boss.get("/.portcullis/admin").await;
+    let made = boss
+        .post(
+            "/.portcullis/admin/invite",
+            &[("csrf", &page.csrf()), ("roles", "editor"), ("days", "7")],
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let link = made
+        .body
+        .split("id=\"new-link\"")
+        .nth(1)
+        .and_then(|rest| rest.split("value=\"").nth(1))
+        .and_then(|v| v.split('"').next())
+        .unwrap()
+        .to_string();
+    // The invitee: the link, then the provider.
+    let c = browser_client(&env);
+    let page = c.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Sign up with Corp SSO"));
+    let back = callback_url(&c, &env, "/app", "grace").await;
+    assert_eq!(c.get(&back).send().await.unwrap().status(), 303);
+    let seen = SeenRequest::from_json(
+        &c.get(env.gw.url("/app"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(seen.header("x-forwarded-roles"), Some("editor"));
+    // The console shows it used.
+    let listed = boss.get("/.portcullis/admin").await.body;
+    assert!(listed.contains("<td>used</td>"), "{listed}");
+}
