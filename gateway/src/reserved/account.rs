@@ -8,7 +8,6 @@
 //! no way around them.
 
 use pingora::prelude::Session;
-use policies::mfa::Gate;
 use policies::session;
 use serde_json::json;
 
@@ -60,11 +59,7 @@ fn no_session(ctx: &Ctx) -> Answer {
     if ctx.identity_unavailable {
         return Answer::Error(503);
     }
-    let page = match ctx.unfinished.as_ref().map(|u| u.need) {
-        Some(Gate::Enrol) => paths::ACCOUNT_TOTP,
-        Some(_) => paths::SECOND_FACTOR,
-        None => paths::LOGIN,
-    };
+    let page = paths::sign_in_page(ctx.unfinished.as_ref().map(|u| u.need));
     Answer::see_other(with_next(page, paths::ACCOUNT))
 }
 

@@ -10,7 +10,7 @@
 //! enabled account holding the role is refused with a sentence.
 
 use pingora::prelude::Session;
-use policies::mfa::{Gate, Requirement};
+use policies::mfa::Requirement;
 use serde_json::{json, Value};
 
 use super::forms::{self, Csrf, Form};
@@ -45,11 +45,7 @@ fn admin_of(ctx: &Ctx) -> Result<Identity, Answer> {
         if ctx.identity_unavailable {
             return Err(Answer::Error(503));
         }
-        let page = match ctx.unfinished.as_ref().map(|u| u.need) {
-            Some(Gate::Enrol) => paths::ACCOUNT_TOTP,
-            Some(_) => paths::SECOND_FACTOR,
-            None => paths::LOGIN,
-        };
+        let page = paths::sign_in_page(ctx.unfinished.as_ref().map(|u| u.need));
         return Err(Answer::see_other(with_next(page, paths::ADMIN)));
     };
     if !id.roles.contains(&login.admin_role) {

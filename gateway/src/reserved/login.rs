@@ -102,8 +102,7 @@ pub(super) fn after_sign_in(ctx: &Ctx, account: &Account, method: &str, next: St
     let multi = mfa::is_multi_factor(method);
     match mfa::gate(&ctx.rt.login.mfa, &roles, account.factors, multi, false) {
         Gate::Pass => Answer::see_other(next),
-        Gate::StepUp => Answer::see_other(with_next(paths::SECOND_FACTOR, &next)),
-        Gate::Enrol => Answer::see_other(with_next(paths::ACCOUNT_TOTP, &next)),
+        need => Answer::see_other(with_next(paths::finish_sign_in(need), &next)),
     }
 }
 
@@ -191,11 +190,7 @@ pub(super) fn page(
 pub fn form(session: &Session, ctx: &mut Ctx, srt: &SessionRt) -> Answer {
     let next = redirect::safe_next(forms::query_next(session).as_deref());
     if let Some(u) = ctx.unfinished.as_ref() {
-        let page = match u.need {
-            Gate::Enrol => paths::ACCOUNT_TOTP,
-            Gate::StepUp | Gate::Pass => paths::SECOND_FACTOR,
-        };
-        return Answer::see_other(with_next(page, &next));
+        return Answer::see_other(with_next(paths::finish_sign_in(u.need), &next));
     }
     let token = Csrf::for_browser(session, ctx, srt).token(LOGIN);
     let note = forms::query_flag(session, "signed_out=1").then_some("You are signed out.");

@@ -50,6 +50,21 @@ pub const EMERGENCY_LOGOUT: &str = "/.portcullis/emergency/logout";
 /// Where the emergency logout lands.
 pub const EMERGENCY_ENDED: &str = "/.portcullis/emergency?ended=1";
 
+/// Where a sign-in that still needs its second factor goes: enrolment when
+/// the account has none, else the second-factor page.
+pub fn finish_sign_in(need: policies::mfa::Gate) -> &'static str {
+    match need {
+        policies::mfa::Gate::Enrol => ACCOUNT_TOTP,
+        policies::mfa::Gate::StepUp | policies::mfa::Gate::Pass => SECOND_FACTOR,
+    }
+}
+
+/// Where a browser without an account session goes: to finish its sign-in,
+/// or to the login page.
+pub fn sign_in_page(unfinished: Option<policies::mfa::Gate>) -> &'static str {
+    unfinished.map_or(LOGIN, finish_sign_in)
+}
+
 /// `page?next=…`, the query encoded.
 pub fn with_next(page: &str, next: &str) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())

@@ -22,16 +22,7 @@ fn count_failure(kind: &str) {
 /// `page?next=` (the request's own target).
 fn back_here(page: &str, ctx: &Ctx) -> Answer {
     let target = ctx.upstream_target.as_deref().unwrap_or("/");
-    let next: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
-    Answer::see_other(format!("{page}?next={next}"))
-}
-
-/// Where a session without the second factor this request needs goes.
-fn finish_page(need: Gate) -> &'static str {
-    match need {
-        Gate::Enrol => paths::ACCOUNT_TOTP,
-        Gate::StepUp | Gate::Pass => paths::SECOND_FACTOR,
-    }
+    Answer::see_other(paths::with_next(page, target))
 }
 
 pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
@@ -43,12 +34,11 @@ pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
         // The session could not be checked: never a silent anonymous pass,
         // never a sign-in page the store could not serve either.
         _ if ctx.identity_unavailable => return Step::Break(Answer::Error(503)),
-        // A sign-in waiting for its second factor: finish it, then back.
-        Decision::LoginRedirect if ctx.unfinished.is_some() => {
-            let need = ctx.unfinished.as_ref().map_or(Gate::StepUp, |u| u.need);
-            return Step::Break(back_here(finish_page(need), ctx));
+        // Sign in, or finish a sign-in waiting for its second factor; then back.
+        Decision::LoginRedirect => {
+            let page = paths::sign_in_page(ctx.unfinished.as_ref().map(|u| u.need));
+            return Step::Break(back_here(page, ctx));
         }
-        Decision::LoginRedirect => return Step::Break(back_here(paths::LOGIN, ctx)),
         Decision::Unauthorized => {
             count_failure("unauthorized");
             return Step::Break(Answer::Error(401));
@@ -94,7 +84,7 @@ fn step_up(rt: &Runtime, ctx: &Ctx, navigation: bool) -> Option<Answer> {
         count_failure("unauthorized");
         return Some(Answer::Error(401));
     }
-    Some(back_here(finish_page(need), ctx))
+    Some(back_here(paths::finish_sign_in(need), ctx))
 }
 
 pub fn body_limit(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
