@@ -19,7 +19,59 @@
 //! two (issued, purpose, binding) triples share one input.
 
 use crate::mac;
-use crate::session::{parse_decimal, MAX_FUTURE_SKEW};
+use crate::session::{parse_decimal, SessionKeys, MAX_FUTURE_SKEW};
+
+/// One purpose's keys, derived from every session key in order: the first
+/// signs, any verifies, so a value signed by an instance that already signs
+/// with a new key (or still with the old one) verifies on every instance
+/// during a rolling key rotation.
+#[derive(Clone)]
+pub struct DerivedKeys {
+    signing: [u8; 32],
+    others: Vec<[u8; 32]>,
+}
+
+impl DerivedKeys {
+    /// The keys for `label`, one per session key, in the same order.
+    pub fn derive(keys: &SessionKeys, label: &str) -> DerivedKeys {
+        let mut all = keys.all().map(|k| derive_key(k, label));
+        DerivedKeys {
+            signing: all.next().unwrap_or_default(),
+            others: all.collect(),
+        }
+    }
+
+    /// The key new values are signed with.
+    pub fn signing(&self) -> &[u8; 32] {
+        &self.signing
+    }
+
+    /// Every key, the signing one first.
+    pub fn all(&self) -> impl Iterator<Item = &[u8; 32]> {
+        std::iter::once(&self.signing).chain(&self.others)
+    }
+}
+
+impl std::fmt::Debug for DerivedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DerivedKeys")
+            .field("keys", &(1 + self.others.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`verify`] with each of `keys`: true when any verifies.
+pub fn verify_any(
+    keys: &DerivedKeys,
+    binding: &str,
+    purpose: &str,
+    token: &str,
+    now: u64,
+    max_age: u64,
+) -> bool {
+    keys.all()
+        .any(|k| verify(k, binding, purpose, token, now, max_age))
+}
 
 /// A fresh random binding for a browser: 128 bits as 22 base64url chars.
 pub fn new_binding() -> String {
@@ -101,6 +153,27 @@ mod tests {
         assert!(verify(&k, &b, "login", &t, NOW, HOUR));
         assert!(verify(&k, &b, "login", &t, NOW + HOUR, HOUR));
         assert!(!verify(&k, &b, "login", &t, NOW + HOUR + 1, HOUR));
+    }
+
+    #[test]
+    fn tokens_verify_with_every_session_key_in_any_order() {
+        let (old, new) = (vec![1u8; 32], vec![2u8; 32]);
+        let derive = |list: Vec<Vec<u8>>| {
+            DerivedKeys::derive(&SessionKeys::new(list).expect("keys"), "csrf")
+        };
+        let a = derive(vec![new.clone(), old.clone()]);
+        let b = derive(vec![old.clone(), new.clone()]);
+        let only_old = derive(vec![old]);
+        let bind = new_binding();
+        let t = token(a.signing(), &bind, "login", NOW);
+        assert!(verify_any(&a, &bind, "login", &t, NOW, HOUR));
+        assert!(verify_any(&b, &bind, "login", &t, NOW, HOUR));
+        assert!(!verify_any(&only_old, &bind, "login", &t, NOW, HOUR));
+        // Other bindings, purposes and ages still fail with every key.
+        assert!(!verify_any(&b, &new_binding(), "login", &t, NOW, HOUR));
+        assert!(!verify_any(&b, &bind, "logout", &t, NOW, HOUR));
+        assert!(!verify_any(&b, &bind, "login", &t, NOW + HOUR + 1, HOUR));
+        assert_eq!(format!("{b:?}"), "DerivedKeys { keys: 2, .. }");
     }
 
     #[test]

@@ -39,6 +39,13 @@ impl Verifier {
         Verifier { tag, cookie }
     }
 
+    /// A value that changes with the secret and cannot verify anything:
+    /// what the config fingerprint includes (through argon2id, see
+    /// [`crate::fingerprint::secrets_digest`]).
+    pub fn commitment(&self) -> [u8; 32] {
+        mac::tag(&mac::keyed(&self.tag), &[b"portcullis fingerprint"])
+    }
+
     /// Whether `candidate` is the secret, in time independent of both.
     pub fn verify(&self, candidate: &[u8]) -> bool {
         mac::tags_equal(&mac::tag(&mac::keyed(LABEL), &[candidate]), &self.tag)

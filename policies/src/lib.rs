@@ -37,6 +37,7 @@
 //! * [`session`] — the signed `__Host-portcullis` cookie: key rotation,
 //!   absolute and idle lifetimes, sliding re-issue (stage `session`).
 //! * [`csrf`] — CSRF tokens for the gateway's forms, bound to one browser.
+//! * [`fingerprint`] — digests of an instance's effective policy, to spot instances that differ.
 //! * [`redirect`] — the login `next` parameter, local paths only.
 //! * [`oauth_state`] — a provider sign-in's `state`, bound to one browser,
 //!   and the PKCE verifier and nonce derived from it.
@@ -59,6 +60,7 @@ pub mod cors;
 pub mod csrf;
 pub mod emergency;
 pub mod failure;
+pub mod fingerprint;
 pub mod forwarding;
 pub mod head;
 pub mod headers;

@@ -21,6 +21,7 @@
 //! the key can finish a sign-in another started, and someone who sees the
 //! state (it travels in URLs) learns neither.
 
+use crate::csrf::DerivedKeys;
 use crate::mac;
 use crate::session::{parse_decimal, MAX_FUTURE_SKEW};
 
@@ -123,6 +124,25 @@ pub fn verify(key: &[u8; 32], binding: &str, state: &str, now: u64) -> Result<Fl
     })
 }
 
+/// [`verify`] with each of `keys`; on success also the key that signed the
+/// state, from which its nonce and PKCE verifier derive. A tag that no key
+/// makes is `OtherBrowser`; once a key matches, its verdict stands.
+pub fn verify_any<'k>(
+    keys: &'k DerivedKeys,
+    binding: &str,
+    state: &str,
+    now: u64,
+) -> Result<(Flow, &'k [u8; 32]), StateError> {
+    for key in keys.all() {
+        match verify(key, binding, state, now) {
+            Ok(flow) => return Ok((flow, key)),
+            Err(StateError::OtherBrowser) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StateError::OtherBrowser)
+}
+
 /// The PKCE code verifier for `state`: 43 base64url characters (RFC 7636
 /// asks for 43–128 of them, 256 bits of entropy here).
 pub fn pkce_verifier(key: &[u8; 32], state: &str) -> String {
@@ -192,6 +212,42 @@ mod tests {
         assert_eq!(
             verify(&KEY, "binding-a", &s, NOW + STATE_MAX_AGE + 1),
             Err(StateError::Expired)
+        );
+    }
+
+    fn keys(list: &[&[u8]]) -> DerivedKeys {
+        let keys = crate::session::SessionKeys::new(list.iter().map(|k| k.to_vec()).collect());
+        DerivedKeys::derive(&keys.expect("keys"), "oauth2 state")
+    }
+
+    #[test]
+    fn a_state_signed_with_either_rotating_key_verifies_with_the_other_order() {
+        let (old, new): (&[u8], &[u8]) = (&[1; 32], &[2; 32]);
+        let a = keys(&[new, old]);
+        let b = keys(&[old, new]);
+        let s = state(a.signing(), "binding-a", "corp", "/x", NOW);
+        let (flow, key) = verify_any(&b, "binding-a", &s, NOW).expect("valid on b");
+        assert_eq!(flow.next, "/x");
+        // The nonce and PKCE verifier derive from the key that signed.
+        assert_eq!(key, a.signing());
+        assert_eq!(nonce(key, &s), nonce(a.signing(), &s));
+        // A key set without the signer refuses it; the other browser too.
+        assert_eq!(
+            verify_any(&keys(&[old]), "binding-a", &s, NOW),
+            Err(StateError::OtherBrowser)
+        );
+        assert_eq!(
+            verify_any(&b, "binding-b", &s, NOW),
+            Err(StateError::OtherBrowser)
+        );
+        // Expiry is reported once a key matched, whichever position it has.
+        assert_eq!(
+            verify_any(&b, "binding-a", &s, NOW + STATE_MAX_AGE + 1),
+            Err(StateError::Expired)
+        );
+        assert_eq!(
+            verify_any(&b, "binding-a", "x.y", NOW),
+            Err(StateError::Malformed)
         );
     }
 

@@ -74,6 +74,11 @@ impl SessionKeys {
         self.keys.first().map(Vec::as_slice).unwrap_or_default()
     }
 
+    /// Every key, the signing one first.
+    pub fn all(&self) -> impl Iterator<Item = &[u8]> {
+        self.keys.iter().map(Vec::as_slice)
+    }
+
     /// How many keys verify.
     pub fn len(&self) -> usize {
         self.keys.len()
