@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE};
 use support::config::basic_with;
-use support::login::{csrf_field, set_cookie};
+use support::login::set_cookie;
 use support::*;
 
 const KEYS: &str = "emergency-test-key-0123456789abcdefghijklmn";
@@ -146,28 +146,7 @@ async fn submit_secret(
     secret: &str,
     xff: Option<&str>,
 ) -> reqwest::Response {
-    let mut req = c.get(gw.url("/.portcullis/emergency"));
-    if let Some(ip) = xff {
-        req = req.header("x-forwarded-for", ip);
-    }
-    let page = req.send().await.expect("form");
-    assert_eq!(page.status(), 200, "the form");
-    let binding = set_cookie(&page, "__Host-portcullis-csrf").expect("binding");
-    let token = csrf_field(&page.text().await.expect("html"));
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("csrf", &token)
-        .append_pair("secret", secret)
-        .finish();
-    let mut req = c
-        .post(gw.url("/.portcullis/emergency"))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(ACCEPT, "text/html")
-        .header(COOKIE, format!("__Host-portcullis-csrf={binding}"))
-        .body(body);
-    if let Some(ip) = xff {
-        req = req.header("x-forwarded-for", ip);
-    }
-    req.send().await.expect("post secret")
+    support::login::emergency_attempt(c, &gw.base(), secret, xff).await
 }
 
 async fn grant(c: &reqwest::Client, gw: &Gateway) -> String {

@@ -122,6 +122,16 @@ async fn readyz(gw: &Gateway) -> u16 {
         .as_u16()
 }
 
+/// Waits until `/readyz` says the store is open (what a load balancer
+/// waits for before sending traffic).
+async fn until_ready(gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while readyz(gw).await != 200 {
+        assert!(Instant::now() < deadline, "ready: {}", gw.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 const PG_STORE: &str = "url = \"env:PORTCULLIS_DATABASE_URL\"";
 
 #[tokio::test]
@@ -237,6 +247,7 @@ async fn sqlite_sessions_survive_a_restart_and_logouts_stay_out() {
     drop(gw);
 
     let gw = builder(&cfg, None).start();
+    until_ready(&gw).await;
     let c = https_client(&pki.ca_pem, gw.https_port, false);
     assert_eq!(
         status(&c, &gw, "/private", Some(&kept)).await,
@@ -253,6 +264,7 @@ async fn sqlite_sessions_survive_a_restart_and_logouts_stay_out() {
     let cfg = std::fs::read_to_string(gw.config_path()).expect("config");
     drop(gw);
     let gw = builder(&cfg, None).start();
+    until_ready(&gw).await;
     let c = https_client(&pki.ca_pem, gw.https_port, false);
     assert_eq!(status(&c, &gw, "/private", Some(&kept)).await, 401);
     assert_eq!(

@@ -55,6 +55,11 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
             }
         ),
     }
+    if online {
+        for line in instance_lines(&cfg) {
+            println!("{line}");
+        }
+    }
     println!("{store_line}");
     for line in &login_lines {
         println!("{line}");
@@ -221,6 +226,63 @@ where
         .build()
         .map_err(ProbeError::Runtime)?;
     Ok(rt.block_on(f)?)
+}
+
+/// `--online` with Redis: the live instances, one line each, compared with
+/// this file's policy.
+fn instance_lines(cfg: &Config) -> Vec<String> {
+    let Some(conf) = &cfg.rate_limit.redis else {
+        return vec![
+            "instances: not tracked (they publish heartbeats only with [rate_limit] store = \"redis\")"
+                .to_string(),
+        ];
+    };
+    let mine = config::fingerprint(cfg);
+    let beats = crate::store::RedisStore::new(conf)
+        .map_err(ProbeError::from)
+        .and_then(|store| {
+            block_on(async move {
+                crate::instances::live(&store)
+                    .await
+                    .ok_or(crate::store::PingError::Timeout {
+                        target: conf.info.addr().to_string(),
+                        within: crate::store::RESPONSE_TIMEOUT,
+                    })
+            })
+        });
+    let beats = match beats {
+        Ok(b) => b,
+        Err(e) => return vec![format!("instances: cannot list them: {e}")],
+    };
+    let now = crate::state::now();
+    let mut lines = Vec::with_capacity(beats.len() + 1);
+    let mut other = 0;
+    for b in &beats {
+        let verdict = match b.differs_from(&mine) {
+            None => "same policy as this file".to_string(),
+            Some(sections) => {
+                other += 1;
+                format!("DIFFERS in {}", sections.join(", "))
+            }
+        };
+        lines.push(format!(
+            "  {}  {}  {}  pid {}  v{}  up {}s  {verdict}",
+            b.id,
+            b.host,
+            b.listen,
+            b.pid,
+            b.version,
+            now.saturating_sub(b.started)
+        ));
+    }
+    lines.insert(
+        0,
+        format!(
+            "instances: {} live on this Redis, {other} with another policy than this file",
+            beats.len()
+        ),
+    );
+    lines
 }
 
 fn ping_redis(conf: &config::RedisConf) -> Result<(), ProbeError> {

@@ -45,18 +45,28 @@ enum Backend {
     },
 }
 
-/// A named rule: its name is the policy name in `RateLimit` headers and the
-/// key namespace in Redis (so instances with one config share it).
+/// A named rule: its name is the policy name in `RateLimit` headers; its
+/// counter names its keys in Redis, from the rule's definition, so instances
+/// share exactly the counters of equal rules.
 #[derive(Debug)]
 pub struct Limiter {
     pub name: String,
+    counter: String,
     rate: Rate,
     backend: Backend,
 }
 
 impl Limiter {
+    /// One of the gateway's own rules (`default`, `login-ip`, …): counted
+    /// under its name and rate, so an instance with another rate does not
+    /// spend this one's budget.
+    pub fn builtin(name: &str, rate: Rate, store: &Store) -> Option<Limiter> {
+        let counter = format!("{name}:{}/{}", rate.count, rate.per.as_nanos());
+        Limiter::new(name.to_string(), counter, rate, store)
+    }
+
     /// `None` when the rate is too fast for the store's clock.
-    pub fn new(name: impl Into<String>, rate: Rate, store: &Store) -> Option<Limiter> {
+    pub fn new(name: String, counter: String, rate: Rate, store: &Store) -> Option<Limiter> {
         let backend = match store {
             Store::Memory => Backend::Memory(MemoryStore::new(rate)?),
             Store::Redis(r) => Backend::Redis {
@@ -65,7 +75,8 @@ impl Limiter {
             },
         };
         Some(Limiter {
-            name: name.into(),
+            name,
+            counter,
             rate,
             backend,
         })
@@ -79,7 +90,7 @@ impl Limiter {
     pub async fn check(&self, key: &str) -> Verdict {
         match &self.backend {
             Backend::Memory(m) => Verdict::Counted(m.check(key)),
-            Backend::Redis { store, gcra } => match store.check(&self.name, key, gcra).await {
+            Backend::Redis { store, gcra } => match store.check(&self.counter, key, gcra).await {
                 Ok(outcome) => Verdict::Counted(outcome),
                 Err(_) if store.on_error == OnStoreError::Allow => Verdict::Unknown,
                 Err(_) => Verdict::Refused,

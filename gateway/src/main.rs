@@ -13,6 +13,7 @@ mod config;
 mod ctx;
 mod demo;
 mod head_deadline;
+mod instances;
 mod limits;
 mod metrics;
 mod oauth;

@@ -36,6 +36,9 @@ pub struct Metrics {
     /// Shared-store outages that began, and operations answered "store down".
     pub store_outages: IntCounter,
     pub store_failed_ops: IntCounter,
+    /// Live instances on the shared Redis, by whether their config
+    /// fingerprint equals this one's (`same`, this one included) or not.
+    pub instances: IntGaugeVec,
 }
 
 /// Registers a metric defined by constants in this file. Both steps fail
@@ -94,7 +97,18 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Shared-store operations that followed on_store_error.",
         ),
     );
+    let instances = register(
+        &r,
+        IntGaugeVec::new(
+            Opts::new(
+                "portcullis_instances",
+                "Live instances on the shared Redis, by whether their policy fingerprint is this one's.",
+            ),
+            &["fingerprint"],
+        ),
+    );
     Metrics {
+        instances,
         requests: counter_vec(
             &r,
             "portcullis_requests_total",

@@ -150,7 +150,13 @@ fn shared(runtime: Runtime) -> Arc<Shared> {
     let login_limits = LoginLimits::new(runtime.fixed.login, &runtime.store);
     let revocations = Revocations::new(&runtime.store);
     let emergency_limits = EmergencyLimits::new(runtime.fixed.emergency_attempts, &runtime.store);
+    let listen = runtime
+        .fixed
+        .https
+        .or(runtime.fixed.http)
+        .map_or_else(String::new, |a| a.to_string());
     Arc::new(Shared {
+        peers: crate::instances::Peers::new(listen, crate::state::now()),
         runtime: Arc::new(ArcSwap::from_pointee(runtime)),
         accounts: Arc::new(Accounts::new(url)),
         revocations,

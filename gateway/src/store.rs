@@ -3,8 +3,10 @@
 //! revocations, so several instances act as one.
 //!
 //! One multiplexed connection carries every request's commands (redis-rs
-//! pipelines them; a pool of connections would only add sockets). A failure
-//! drops the connection and opens a short circuit: for [`RETRY_AFTER`] no
+//! pipelines them; a pool of connections would only add sockets). It is
+//! pinged when idle, and one found broken is replaced and the operation
+//! retried once. Any other failure drops the connection and opens a short
+//! circuit: for [`RETRY_AFTER`] no
 //! request waits on Redis, each gets [`StoreDown`] at once and follows
 //! `on_store_error`. After that one request probes with a fresh connection;
 //! success closes the circuit. The outage is logged once when it starts and
@@ -27,9 +29,29 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Longest a request waits for Redis to answer one command.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long after a failure requests skip Redis before one probes again.
-pub const RETRY_AFTER: Duration = Duration::from_millis(500);
+pub const RETRY_AFTER: Duration = Duration::from_millis(100);
 
 const KEY_PREFIX: &str = "portcullis:";
+
+/// A connection that carried no command for this long is pinged: well under
+/// the shortest idle `timeout` a Redis server is usually given.
+pub const KEEPALIVE_AFTER: Duration = Duration::from_millis(900);
+
+/// Heartbeats read at most: more instances than this on one Redis is not a
+/// deployment this reports on.
+pub const MAX_INSTANCES: usize = 1000;
+
+/// Why one attempt of an operation failed.
+enum Failure {
+    Redis(RedisError),
+    Late,
+}
+
+/// Errors that mean this connection is gone (and a fresh one may work), as
+/// opposed to a slow server or a wrong command.
+fn is_broken_connection(e: &RedisError) -> bool {
+    !e.is_timeout() && (e.is_connection_dropped() || e.is_unrecoverable_error())
+}
 
 /// Redis could not decide: the caller applies `on_store_error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +64,8 @@ pub struct StoreStats {
     pub outages: AtomicU64,
     /// Operations answered with [`StoreDown`].
     pub failed_ops: AtomicU64,
+    /// Operations retried on a fresh connection after the old one broke.
+    pub retries: AtomicU64,
 }
 
 struct Outage {
@@ -61,6 +85,8 @@ pub struct RedisStore {
     down: AtomicBool,
     /// Milliseconds after `epoch` before which no request probes.
     retry_at_ms: AtomicU64,
+    /// Milliseconds after `epoch` of the last successful operation.
+    last_ok_ms: AtomicU64,
     epoch: Instant,
     outage: Mutex<Option<Outage>>,
     pub stats: StoreStats,
@@ -101,6 +127,7 @@ impl RedisStore {
             connecting: tokio::sync::Mutex::new(()),
             down: AtomicBool::new(false),
             retry_at_ms: AtomicU64::new(0),
+            last_ok_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             outage: Mutex::new(None),
             stats: StoreStats::default(),
@@ -109,12 +136,12 @@ impl RedisStore {
 
     /// One GCRA decision for `key` under the rule `rule`.
     pub async fn check(&self, rule: &str, key: &str, g: &SharedGcra) -> Result<Outcome, StoreDown> {
-        let key = format!("{KEY_PREFIX}rl:{rule}:{key}");
+        let key = &format!("{KEY_PREFIX}rl:{rule}:{key}");
         let [interval, burst] = g.args();
         let reply: Vec<i64> = self
             .with_conn(|mut c| async move {
                 self.gcra
-                    .key(&key)
+                    .key(key)
                     .arg(interval)
                     .arg(burst)
                     .invoke_async(&mut c)
@@ -129,10 +156,10 @@ impl RedisStore {
 
     /// Records a logout everywhere until the session would have expired.
     pub async fn revoke(&self, id: &[u8; 16], until_unix: u64) -> Result<(), StoreDown> {
-        let key = revoked_key(id);
+        let key = &revoked_key(id);
         self.with_conn(|mut c| async move {
             redis::cmd("SET")
-                .arg(&key)
+                .arg(key)
                 .arg(1)
                 .arg("EXAT")
                 .arg(until_unix.max(1))
@@ -144,12 +171,92 @@ impl RedisStore {
 
     /// Whether any instance recorded a logout of this session.
     pub async fn is_revoked(&self, id: &[u8; 16]) -> Result<bool, StoreDown> {
-        let key = revoked_key(id);
+        let key = &revoked_key(id);
         self.with_conn(|mut c| async move {
             redis::cmd("EXISTS")
-                .arg(&key)
+                .arg(key)
                 .query_async::<bool>(&mut c)
                 .await
+        })
+        .await
+    }
+
+    /// Starts a lockout named `name` until `until_unix` unless one is on
+    /// already; returns when the lockout in force ends (the earlier one's
+    /// end when another instance started it first).
+    pub async fn lock(&self, name: &str, until_unix: u64) -> Result<u64, StoreDown> {
+        let key = &format!("{KEY_PREFIX}lock:{name}");
+        let before: Option<u64> = self
+            .with_conn(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(until_unix)
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("EXAT")
+                    .arg(until_unix.max(1))
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(before.unwrap_or(until_unix))
+    }
+
+    /// When the lockout named `name` ends, if one is on.
+    pub async fn locked_until(&self, name: &str) -> Result<Option<u64>, StoreDown> {
+        let key = &format!("{KEY_PREFIX}lock:{name}");
+        self.with_conn(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .await
+    }
+
+    /// Publishes this instance's heartbeat under `id` for `ttl_secs`.
+    pub async fn publish_instance(
+        &self,
+        id: &str,
+        beat: &str,
+        ttl_secs: u64,
+    ) -> Result<(), StoreDown> {
+        let key = &format!("{KEY_PREFIX}instance:{id}");
+        self.with_conn(|mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(beat)
+                .arg("EX")
+                .arg(ttl_secs.max(1))
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Every live heartbeat (at most [`MAX_INSTANCES`]).
+    pub async fn instances(&self) -> Result<Vec<String>, StoreDown> {
+        self.with_conn(|mut c| async move {
+            let pattern = format!("{KEY_PREFIX}instance:*");
+            let mut keys: Vec<String> = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await?;
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 || keys.len() >= MAX_INSTANCES {
+                    break;
+                }
+            }
+            keys.truncate(MAX_INSTANCES);
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let beats: Vec<Option<String>> =
+                redis::cmd("MGET").arg(&keys).query_async(&mut c).await?;
+            Ok(beats.into_iter().flatten().collect())
         })
         .await
     }
@@ -189,32 +296,80 @@ impl RedisStore {
     }
 
     /// Runs one operation on the shared connection, opening it when needed,
-    /// within the timeouts; any failure opens the circuit.
+    /// within the timeouts. A connection found broken (Redis restarted, or
+    /// closed it after its idle `timeout`) is replaced and the operation
+    /// tried once more before anything counts as an outage; any other
+    /// failure opens the circuit.
     async fn with_conn<T, F, Fut>(&self, op: F) -> Result<T, StoreDown>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let conn = match self.conn.load_full() {
-            Some(c) => (*c).clone(),
+        let shared = self.conn.load_full();
+        let conn = match &shared {
+            Some(c) => (**c).clone(),
             None => self.open().await?,
         };
-        match tokio::time::timeout(RESPONSE_TIMEOUT + CONNECT_TIMEOUT, op(conn)).await {
-            Ok(Ok(v)) => {
+        let first = self.within_time(op(conn)).await;
+        let result = match first {
+            Err(Failure::Redis(e)) if is_broken_connection(&e) => {
+                // Clear only the connection that broke: another request may
+                // already have put a fresh one in its place.
+                if let Some(dead) = &shared {
+                    self.conn.compare_and_swap(dead, None);
+                }
+                tracing::debug!(store = "redis", error = %e, "connection broken; retrying once on a fresh one");
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let fresh = self.open().await?;
+                self.within_time(op(fresh)).await
+            }
+            other => other,
+        };
+        match result {
+            Ok(v) => {
+                self.last_ok_ms.store(self.ms_now(), Ordering::Relaxed);
                 self.recovered();
                 Ok(v)
             }
-            Ok(Err(e)) => {
+            Err(failure) => {
                 self.conn.store(None);
-                self.failed(&e.to_string());
-                Err(StoreDown)
-            }
-            Err(_) => {
-                self.conn.store(None);
-                self.failed("no answer in time");
+                match failure {
+                    Failure::Redis(e) => self.failed(&e.to_string()),
+                    Failure::Late => self.failed("no answer in time"),
+                }
                 Err(StoreDown)
             }
         }
+    }
+
+    async fn within_time<T>(
+        &self,
+        op: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, Failure> {
+        match tokio::time::timeout(RESPONSE_TIMEOUT + CONNECT_TIMEOUT, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Failure::Redis(e)),
+            Err(_) => Err(Failure::Late),
+        }
+    }
+
+    /// Called every second (housekeeping): a connection idle for
+    /// [`KEEPALIVE_AFTER`] sends a PING, so a server-side idle `timeout`
+    /// never closes it under a request, a restart is noticed (and the
+    /// connection replaced) before a request needs it, and the end of an
+    /// outage is found without waiting for traffic.
+    pub async fn keep_alive(&self) {
+        let idle_ms = self
+            .ms_now()
+            .saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
+        if u128::from(idle_ms) < KEEPALIVE_AFTER.as_millis() && !self.is_down() {
+            return;
+        }
+        let _ = self
+            .with_conn(
+                |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await },
+            )
+            .await;
     }
 
     async fn open(&self) -> Result<MultiplexedConnection, StoreDown> {

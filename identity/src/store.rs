@@ -154,6 +154,10 @@ impl Store {
                 Backend::Postgres => 8,
             })
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // Each connection is pinged as it is taken from the pool: one
+            // the server closed (a restart, an idle timeout) is replaced
+            // there, so a query never runs on a dead connection.
+            .test_before_acquire(true)
             .connect(&location.url)
             .await
             .map_err(|e| match StoreError::from_sqlx(&location.shown, e) {

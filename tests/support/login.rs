@@ -117,6 +117,38 @@ pub async fn logout(client: &reqwest::Client, base: &str, cookie: &str) {
     assert_eq!(resp.status(), 303, "logout");
 }
 
+/// One attempt at the emergency gate: its form's binding and token, then
+/// `secret` (with `X-Forwarded-For: xff` on both requests, when given).
+pub async fn emergency_attempt(
+    c: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    xff: Option<&str>,
+) -> reqwest::Response {
+    let mut req = c.get(format!("{base}/.portcullis/emergency"));
+    if let Some(ip) = xff {
+        req = req.header("x-forwarded-for", ip);
+    }
+    let page = req.send().await.expect("form");
+    assert_eq!(page.status(), 200, "the form");
+    let binding = set_cookie(&page, "__Host-portcullis-csrf").expect("binding");
+    let token = csrf_field(&page.text().await.expect("html"));
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &token)
+        .append_pair("secret", secret)
+        .finish();
+    let mut req = c
+        .post(format!("{base}/.portcullis/emergency"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(reqwest::header::ACCEPT, "text/html")
+        .header(COOKIE, format!("__Host-portcullis-csrf={binding}"))
+        .body(body);
+    if let Some(ip) = xff {
+        req = req.header("x-forwarded-for", ip);
+    }
+    req.send().await.expect("post secret")
+}
+
 /// Opens the emergency gate with `secret`; returns the emergency cookie
 /// (`__Host-portcullis-emergency=…`).
 pub async fn emergency_grant(c: &reqwest::Client, base: &str, secret: &str) -> String {

@@ -14,6 +14,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// More `redis-server` arguments (`--timeout 2`), kept across restarts.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -21,10 +23,16 @@ impl RedisServer {
     /// the port after `free_port()` checked it, redis-server exits: then it
     /// starts again on a fresh port.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// As [`RedisServer::start`], with more server arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             child: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         for _ in 0..4 {
             if server.spawn_and_wait() {
@@ -93,6 +101,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -9,6 +9,7 @@
 
 mod cors;
 mod emergency;
+mod fingerprint;
 mod headers;
 mod identity;
 mod login;
@@ -28,6 +29,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use emergency::{Emergency, EMERGENCY_GLOBAL_ATTEMPTS, EMERGENCY_GLOBAL_WINDOW};
+pub use fingerprint::fingerprint;
 pub use identity::IdentityConf;
 pub use login::{GithubConf, LoginConf, OidcConf, Protocol, ProviderConf, Signup};
 pub use rate_limit::{OnStoreError, RateLimitConf, RedisConf};

@@ -13,6 +13,9 @@ pub use policies::ratekey::RateKey;
 
 #[derive(Debug)]
 pub struct Route {
+    /// `id`: `[a-z0-9-]{1,32}`, unique; names the route's rate-limit policy
+    /// and counters.
+    pub id: Option<String>,
     pub path: String,
     pub host: Option<String>,
     pub methods: Option<Vec<String>>,
@@ -54,16 +57,58 @@ pub(super) fn read_routes(
     inherited: &Inherited<'_>,
     r: &mut Report,
 ) -> Vec<Route> {
-    let mut routes = Vec::new();
+    let mut routes: Vec<Route> = Vec::new();
     if let Some(list) = root.table_list("route", r) {
         for mut sec in list {
             if let Some(route) = read_route(&mut sec, inherited, r) {
-                routes.push(route);
+                let taken = route
+                    .id
+                    .as_ref()
+                    .is_some_and(|id| routes.iter().any(|other| other.id.as_ref() == Some(id)));
+                if taken {
+                    r.error(sec.key("id"), "is already the id of another route");
+                } else {
+                    routes.push(route);
+                }
             }
             sec.finish(r);
         }
     }
     routes
+}
+
+impl Route {
+    /// Where this route's rate-limit counters live in a shared store: its
+    /// `id`, or else a digest of the rule's definition (host, path,
+    /// methods, rate, key), so instances whose files order or number routes
+    /// differently never share the counters of different rules.
+    pub fn limit_counter(&self) -> Option<String> {
+        let (rate, key) = self.rate_limit.as_ref()?;
+        if let Some(id) = &self.id {
+            return Some(format!("id:{id}"));
+        }
+        let mut methods: Vec<String> = self
+            .methods
+            .iter()
+            .flatten()
+            .map(|m| m.to_ascii_uppercase())
+            .collect();
+        methods.sort();
+        methods.dedup();
+        let definition = format!(
+            "{:?}\n{:?}\n{:?}\n{}/{}\n{:?}",
+            self.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            self.path,
+            methods,
+            rate.count,
+            rate.per.as_nanos(),
+            key
+        );
+        Some(format!(
+            "def:{}",
+            policies::fingerprint::short_digest(&definition)
+        ))
+    }
 }
 
 fn parse_access(s: &str, key: &str, r: &mut Report) -> Option<Access> {
@@ -74,6 +119,19 @@ fn parse_access(s: &str, key: &str, r: &mut Report) -> Option<Access> {
 
 fn read_route(sec: &mut Section<'_>, inherited: &Inherited<'_>, r: &mut Report) -> Option<Route> {
     let errors_before = r.errors.len();
+    let id = sec.str("id", r).map(str::to_string);
+    let id_ok = id.as_ref().is_none_or(|id| {
+        (1..=32).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    });
+    if !id_ok {
+        r.error(
+            sec.key("id"),
+            "must be 1–32 of a-z 0-9 - (it names the route's rate-limit policy)",
+        );
+    }
     let path = sec.str("path", r);
     if path.is_none() && !sec.has("path") {
         r.error(sec.key("path"), "required, e.g. path = \"/\"");
@@ -110,6 +168,7 @@ fn read_route(sec: &mut Section<'_>, inherited: &Inherited<'_>, r: &mut Report) 
     }
     let server = inherited.server;
     Some(Route {
+        id,
         path: path?.to_string(),
         host,
         methods,

@@ -519,6 +519,51 @@ fn rate_limits() {
 }
 
 #[test]
+fn rate_limit_counters_follow_the_rule_or_its_id_not_its_position() {
+    let a = "[[route]]\npath = \"/api\"\nrate_limit = \"3/min\"\n";
+    let b =
+        "[[route]]\npath = \"/login\"\nmethods = [\"POST\", \"get\"]\nrate_limit = \"1000/min\"\n";
+    let b_reordered =
+        "[[route]]\npath = \"/login\"\nmethods = [\"GET\", \"post\"]\nrate_limit = \"1000/min\"\n";
+    let counters = |routes: &str| -> Vec<Option<String>> {
+        let cfg = parse_with(&format!("{BASE}\n{routes}"), &[])
+            .expect("valid")
+            .config;
+        cfg.routes.iter().map(|r| r.limit_counter()).collect()
+    };
+    let ab = counters(&format!("{a}{b}"));
+    let ba = counters(&format!("{b_reordered}{a}"));
+    assert_eq!(ab[0], ba[1], "same rule, other position");
+    assert_eq!(ab[1], ba[0], "method order and case do not matter");
+    assert_ne!(ab[0], ab[1]);
+    assert!(ab[0].as_deref().is_some_and(|c| c.starts_with("def:")));
+    // Another rate, key or host is another rule.
+    for other in [
+        "[[route]]\npath = \"/api\"\nrate_limit = \"4/min\"\n",
+        "[[route]]\npath = \"/api\"\nrate_limit = \"3/min\"\nrate_key = \"user\"\n",
+        "[[route]]\nhost = \"a.example\"\npath = \"/api\"\nrate_limit = \"3/min\"\n",
+    ] {
+        assert_ne!(counters(other)[0], ab[0], "{other}");
+    }
+    // No limit, no counter; an id names the counter whatever the rule says.
+    assert_eq!(counters("[[route]]\npath = \"/\"\n"), vec![None]);
+    let with_id = "[[route]]\nid = \"api\"\npath = \"/api\"\nrate_limit = \"3/min\"\n";
+    assert_eq!(counters(with_id), vec![Some("id:api".to_string())]);
+    // Ids are checked and unique.
+    for bad in ["API", "", "a_b", &"x".repeat(33)] {
+        let errs = errors(&format!("{BASE}\n[[route]]\nid = {bad:?}\npath = \"/\"\n"));
+        assert!(has(&errs, "route[0].id"), "{bad}: {errs:?}");
+    }
+    let errs = errors(&format!(
+        "{BASE}\n[[route]]\nid = \"a\"\npath = \"/a\"\n[[route]]\nid = \"a\"\npath = \"/b\"\n"
+    ));
+    assert!(
+        has(&errs, "route[1].id: is already the id of another route"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn routes_resolve_upstreams_and_inherit_defaults() {
     let text = format!(
         "{BASE}\n[upstreams.api]\naddrs = [\"127.0.0.1:9000\"]\n\

@@ -90,14 +90,14 @@ impl<'a> Csrf<'a> {
 
     /// A fresh token for a form with `purpose`.
     pub fn token(&self, purpose: &str) -> String {
-        csrf::token(&self.srt.csrf_key, &self.binding, purpose, now())
+        csrf::token(self.srt.csrf_keys.signing(), &self.binding, purpose, now())
     }
 
     /// Whether the form's `csrf` field was issued to this browser for
     /// `purpose` within [`CSRF_MAX_AGE`].
     pub fn verify(&self, purpose: &str, form: &Form) -> bool {
-        csrf::verify(
-            &self.srt.csrf_key,
+        csrf::verify_any(
+            &self.srt.csrf_keys,
             &self.binding,
             purpose,
             form.field("csrf"),

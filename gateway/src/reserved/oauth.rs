@@ -136,10 +136,11 @@ pub async fn start(session: &Session, ctx: &mut Ctx, srt: &SessionRt) -> Answer 
         return Answer::Error(400);
     };
     let binding = sent_binding(session).unwrap_or_else(policies::csrf::new_binding);
-    let state = oauth_state::state(&srt.oauth_key, &binding, &provider.id, &next, now());
+    let key = srt.oauth_keys.signing();
+    let state = oauth_state::state(key, &binding, &provider.id, &next, now());
     let (nonce, verifier) = (
-        oauth_state::nonce(&srt.oauth_key, &state),
-        oauth_state::pkce_verifier(&srt.oauth_key, &state),
+        oauth_state::nonce(key, &state),
+        oauth_state::pkce_verifier(key, &state),
     );
     let start = Start {
         state: &state,
@@ -179,14 +180,17 @@ impl Callback<'_> {
             return refused(ctx, "", "state_missing", SORRY, "/");
         };
         let binding = sent_binding(session).unwrap_or_default();
-        let flow = match oauth_state::verify(&self.srt.oauth_key, &binding, &state, now()) {
-            Ok(flow) => flow,
-            Err(StateError::Expired) => return refused(ctx, "", "state_expired", EXPIRED, "/"),
-            Err(StateError::OtherBrowser) => {
-                return refused(ctx, "", "state_other_browser", SORRY, "/")
-            }
-            Err(StateError::Malformed) => return refused(ctx, "", "state_malformed", SORRY, "/"),
-        };
+        let (flow, key) =
+            match oauth_state::verify_any(&self.srt.oauth_keys, &binding, &state, now()) {
+                Ok(verified) => verified,
+                Err(StateError::Expired) => return refused(ctx, "", "state_expired", EXPIRED, "/"),
+                Err(StateError::OtherBrowser) => {
+                    return refused(ctx, "", "state_other_browser", SORRY, "/")
+                }
+                Err(StateError::Malformed) => {
+                    return refused(ctx, "", "state_malformed", SORRY, "/")
+                }
+            };
         let next = redirect::safe_next(Some(&flow.next));
         let Some(provider) = rt.login.get(&flow.provider).cloned() else {
             return refused(ctx, &flow.provider, "provider_unknown", SORRY, &next);
@@ -223,8 +227,8 @@ impl Callback<'_> {
             return Answer::Error(400);
         };
         let (nonce, verifier) = (
-            oauth_state::nonce(&self.srt.oauth_key, &state),
-            oauth_state::pkce_verifier(&self.srt.oauth_key, &state),
+            oauth_state::nonce(key, &state),
+            oauth_state::pkce_verifier(key, &state),
         );
         let start = Start {
             state: &state,

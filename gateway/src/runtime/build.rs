@@ -10,6 +10,7 @@ use http::HeaderName;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{health_check, LoadBalancer};
 use policies::client_ip::TrustedProxies;
+use policies::csrf::DerivedKeys;
 use policies::routes::{RouteMatcher, RouteTable};
 use policies::session::{Lifetimes, SessionKeys};
 
@@ -59,12 +60,13 @@ impl Runtime {
         let emergency = emergency(config, session.is_some())?;
         let default_limit = match config.rate_limit.default {
             Some(rate) => Some(
-                Limiter::new("default", rate, &store)
+                Limiter::builtin("default", rate, &store)
                     .ok_or_else(|| fail("rate_limit.default", "too fast to express"))?,
             ),
             None => None,
         };
         Ok(Runtime {
+            fingerprint: crate::config::fingerprint(config),
             fixed: fixed(config),
             acme: acme(config),
             emergency,
@@ -119,8 +121,9 @@ fn routes(config: &Config, store: &Store) -> Result<(RouteTable, Vec<RouteRule>)
         let at = || format!("route {}", r.path);
         let limit = match &r.rate_limit {
             Some((rate, key)) => {
-                let name = format!("route-{}", i + 1);
-                let store = Limiter::new(name.clone(), *rate, store)
+                let name = r.id.clone().unwrap_or_else(|| format!("route-{}", i + 1));
+                let counter = r.limit_counter().unwrap_or_else(|| name.clone());
+                let store = Limiter::new(name.clone(), counter, *rate, store)
                     .ok_or_else(|| fail(at(), "rate_limit is too fast to express"))?;
                 let key = key.clone();
                 Some(RouteLimit { name, store, key })
@@ -183,14 +186,14 @@ fn session(config: &Config) -> Result<Option<SessionRt>, BuildError> {
     };
     let keys = SessionKeys::new(keys.value.clone())
         .ok_or_else(|| fail("secrets.session_keys", "no keys"))?;
-    let csrf_key = policies::csrf::derive_key(keys.signing(), "csrf");
-    let oauth_key = policies::csrf::derive_key(keys.signing(), "oauth2 state");
+    let csrf_keys = DerivedKeys::derive(&keys, "csrf");
+    let oauth_keys = DerivedKeys::derive(&keys, "oauth2 state");
     Ok(Some(SessionRt {
         keys,
         life: Lifetimes::new(config.session.ttl, config.session.idle),
         same_site: config.session.same_site,
-        csrf_key,
-        oauth_key,
+        csrf_keys,
+        oauth_keys,
     }))
 }
 

@@ -14,6 +14,7 @@ use policies::routes::RouteTable;
 
 use bytes::Bytes;
 use http::HeaderName;
+use policies::csrf::DerivedKeys;
 use policies::session::{Lifetimes, SessionKeys};
 
 mod build;
@@ -79,11 +80,11 @@ pub struct SessionRt {
     pub keys: SessionKeys,
     pub life: Lifetimes,
     pub same_site: SameSite,
-    /// Derived from the signing key; signs CSRF tokens.
-    pub csrf_key: [u8; 32],
-    /// Derived from the signing key; signs provider sign-in states and
-    /// derives their PKCE verifiers and nonces.
-    pub oauth_key: [u8; 32],
+    /// Derived from every session key; sign and verify CSRF tokens.
+    pub csrf_keys: DerivedKeys,
+    /// Derived from every session key; sign provider sign-in states, from
+    /// which their PKCE verifiers and nonces derive.
+    pub oauth_keys: DerivedKeys,
 }
 
 /// `[identity]`, as header names ready to compare and to insert.
@@ -152,6 +153,9 @@ pub struct AcmeRt {
 pub struct Runtime {
     /// What a running process cannot change (reload compares it).
     pub fixed: Fixed,
+    /// The effective policy's digest per section, published to the other
+    /// instances (`crate::instances`).
+    pub fingerprint: policies::fingerprint::Fingerprint,
     /// `tls.mode = "acme"`: what to order, and where it is kept.
     pub acme: Option<AcmeRt>,
     /// `Some` only while the gate is enabled.

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use policies::ratelimit::{Outcome, Rate};
 
-use crate::config::{EMERGENCY_GLOBAL_ATTEMPTS, EMERGENCY_GLOBAL_WINDOW};
+use crate::config::{OnStoreError, EMERGENCY_GLOBAL_ATTEMPTS, EMERGENCY_GLOBAL_WINDOW};
 use crate::limits::{Limiter, Store, Verdict};
+use crate::store::RedisStore;
 
 /// Login attempts per client IP and, separately, per user name (docs/configuration.md: the
 /// sixth attempt inside a minute, from one IP or on one name, is refused
@@ -22,8 +23,8 @@ impl LoginLimits {
         LoginLimits {
             limiters: rate.and_then(|r| {
                 Some((
-                    Limiter::new("login-ip", r, store)?,
-                    Limiter::new("login-user", r, store)?,
+                    Limiter::builtin("login-ip", r, store)?,
+                    Limiter::builtin("login-user", r, store)?,
                 ))
             }),
         }
@@ -72,12 +73,17 @@ pub enum Attempt {
 /// [`EMERGENCY_GLOBAL_ATTEMPTS`] per [`EMERGENCY_GLOBAL_WINDOW`], counted in
 /// the shared store when there is one. Every attempt counts, before the
 /// secret is checked, so no guess goes uncounted. Reaching the cap locks the
-/// gate for a whole window; each instance locks at its first attempt after
-/// the shared budget is spent.
+/// gate for a whole window from that moment; with Redis the lockout itself
+/// is shared (one key with that end as its expiry), so every instance
+/// refuses every attempt until it ends, not only the one that tripped.
 pub struct EmergencyLimits {
     limiters: Option<(Limiter, Limiter)>,
     locked_until: std::sync::atomic::AtomicU64,
+    redis: Option<std::sync::Arc<RedisStore>>,
 }
+
+/// The shared lockout's name in Redis.
+const LOCKOUT: &str = "emergency";
 
 impl EmergencyLimits {
     pub fn new(per_ip: Rate, store: &Store) -> EmergencyLimits {
@@ -88,12 +94,38 @@ impl EmergencyLimits {
         EmergencyLimits {
             limiters: global.and_then(|g| {
                 Some((
-                    Limiter::new("emergency-ip", per_ip, store)?,
-                    Limiter::new("emergency-global", g, store)?,
+                    Limiter::builtin("emergency-ip", per_ip, store)?,
+                    Limiter::builtin("emergency-global", g, store)?,
                 ))
             }),
             locked_until: Default::default(),
+            redis: store.redis().cloned(),
         }
+    }
+
+    /// Another instance's lockout, if the shared store knows of one; `Err`
+    /// when it cannot say and `on_store_error = "deny"`.
+    async fn shared_lockout(&self, now: u64) -> Result<Option<u64>, ()> {
+        let Some(redis) = &self.redis else {
+            return Ok(None);
+        };
+        match redis.locked_until(LOCKOUT).await {
+            Ok(until) => Ok(until.filter(|u| *u > now)),
+            Err(_) if redis.on_error == OnStoreError::Allow => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+
+    /// Starts the lockout (shared when there is Redis); its end.
+    async fn lock_out(&self, now: u64) -> u64 {
+        let mut until = now + EMERGENCY_GLOBAL_WINDOW.as_secs();
+        if let Some(redis) = &self.redis {
+            // Unreachable: this instance is locked all the same.
+            if let Ok(shared) = redis.lock(LOCKOUT, until).await {
+                until = shared;
+            }
+        }
+        until
     }
 
     pub async fn attempt(&self, ip: IpAddr, now: u64) -> Attempt {
@@ -101,6 +133,14 @@ impl EmergencyLimits {
         let until = self.locked_until.load(Ordering::Relaxed);
         if now < until {
             return Attempt::LockedOut(Duration::from_secs(until - now), false);
+        }
+        match self.shared_lockout(now).await {
+            Ok(Some(until)) => {
+                self.locked_until.store(until, Ordering::Relaxed);
+                return Attempt::LockedOut(Duration::from_secs(until - now), false);
+            }
+            Ok(None) => {}
+            Err(()) => return Attempt::Refused,
         }
         // Limits that cannot be built (an absurd rate) fail closed.
         let Some((per_ip, global)) = &self.limiters else {
@@ -115,9 +155,10 @@ impl EmergencyLimits {
         }
         match global.check("all").await {
             Verdict::Counted(Outcome::Limited { .. }) => {
-                self.locked_until
-                    .store(now + EMERGENCY_GLOBAL_WINDOW.as_secs(), Ordering::Relaxed);
-                Attempt::LockedOut(EMERGENCY_GLOBAL_WINDOW, true)
+                let until = self.lock_out(now).await;
+                self.locked_until.store(until, Ordering::Relaxed);
+                let first = until >= now + EMERGENCY_GLOBAL_WINDOW.as_secs();
+                Attempt::LockedOut(Duration::from_secs(until.saturating_sub(now)), first)
             }
             Verdict::Refused => Attempt::Refused,
             Verdict::Counted(_) | Verdict::Unknown => Attempt::Open,

@@ -1,4 +1,5 @@
-//! Once a second: the shared store's emergency logouts; once a minute:
+//! Once a second: the Redis connection's keepalive and the shared store's
+//! emergency logouts; every five seconds the instance heartbeat; once a minute:
 //! limiter and revocation memory. (The identity store has its own
 //! service, `StoreKeeper`, on a quarter-second clock.)
 
@@ -23,6 +24,13 @@ impl pingora::services::background::BackgroundService for Housekeeping {
                 _ = tick.tick() => {}
             }
             n += 1;
+            let rt = self.shared.runtime.load_full();
+            if let Some(redis) = rt.store.redis() {
+                redis.keep_alive().await;
+                if n % crate::instances::HEARTBEAT.as_secs() == 1 {
+                    self.shared.peers.beat(redis, &rt.fingerprint).await;
+                }
+            }
             self.shared.revocations.resync().await;
             if n.is_multiple_of(60) {
                 self.shared.login_limits.prune();

@@ -39,6 +39,8 @@ pub struct Shared {
     pub revocations: Revocations,
     pub login_limits: LoginLimits,
     pub emergency_limits: EmergencyLimits,
+    /// This instance among those sharing Redis (heartbeats, fingerprints).
+    pub peers: crate::instances::Peers,
     /// Pending HTTP-01 answers, written by the ACME manager, read by the http listener.
     pub challenges: certs::acme::ChallengeStore,
 }
