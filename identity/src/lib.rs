@@ -15,6 +15,8 @@
 //! * [`factors`]: second factors (TOTP, passkeys) and recovery codes.
 //! * [`invitations`]: one-time links that create an account.
 //! * [`resets`]: one-time password-reset links.
+//! * [`tls`]: TLS material, ACME challenges and leases shared by several
+//!   instances.
 //! * [`cache`]: that cache. An authenticated request costs no database
 //!   round trip in the steady state, and answers only on data at most 1 s
 //!   old.
@@ -34,6 +36,7 @@ pub mod resets;
 pub mod schema;
 pub mod sessions;
 mod store;
+pub mod tls;
 
 pub use accounts::{Account, NewAccount};
 pub use cache::{Cache, Lookup};

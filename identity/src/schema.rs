@@ -10,10 +10,10 @@ pub(crate) struct Migration {
 }
 
 /// The newest schema this build knows.
-pub const LATEST: i64 = 4;
+pub const LATEST: i64 = 5;
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4];
+pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4, V5];
 
 const V1: Migration = Migration {
     version: 1,
@@ -123,6 +123,33 @@ const V4: Migration = Migration {
             id TEXT PRIMARY KEY,
             account_id BIGINT REFERENCES accounts (id) ON DELETE CASCADE,
             data TEXT NOT NULL,
+            expires BIGINT NOT NULL
+        )",
+    ],
+};
+
+/// Several instances (issue 20): TLS material and ACME state shared through
+/// the store, so instances need no shared volume.
+const V5: Migration = Migration {
+    version: 5,
+    statements: &[
+        // Certificates, keys and the ACME account, by name (PEM or JSON
+        // text); several items written together are one transaction.
+        "CREATE TABLE tls_items (
+            name TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            updated BIGINT NOT NULL
+        )",
+        // Pending ACME challenge answers any instance may be asked for.
+        "CREATE TABLE tls_challenges (
+            name TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            expires BIGINT NOT NULL
+        )",
+        // Leases: one holder at a time until `expires`, renewable.
+        "CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
             expires BIGINT NOT NULL
         )",
     ],
