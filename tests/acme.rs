@@ -302,67 +302,6 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// The leaf certificate a TLS handshake with SNI `name` gets, as DER.
-async fn served_leaf(port: u16, name: &str) -> Vec<u8> {
-    use std::sync::Arc;
-    install_crypto_provider();
-    // Verification is not the point here (the issuance test does it): only
-    // which certificate is served.
-    #[derive(Debug)]
-    struct AnyCert;
-    impl rustls::client::danger::ServerCertVerifier for AnyCert {
-        fn verify_server_cert(
-            &self,
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &[rustls::pki_types::CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-    let config = rustls::ClientConfig::builder()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert))
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("name");
-    let tls = connector
-        .connect(server_name, tcp)
-        .await
-        .expect("handshake");
-    let (_, conn) = tls.get_ref();
-    conn.peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.as_ref().to_vec())
-        .expect("a certificate")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_lived_certificates_are_renewed_and_served_without_restart() {
     let up = Upstream::start();
@@ -385,13 +324,13 @@ async fn short_lived_certificates_are_renewed_and_served_without_restart() {
         "{}",
         gw.stderr()
     );
-    let first = served_leaf(https, "a.test").await;
+    let first = support::client::served_leaf(https, "a.test").await;
     assert!(
         wait_until(Duration::from_secs(60), || audit(&gw, "cert_renewed") >= 1),
         "not renewed: {}",
         gw.stdout()
     );
-    let second = served_leaf(https, "a.test").await;
+    let second = support::client::served_leaf(https, "a.test").await;
     assert_ne!(first, second, "the renewed certificate serves, no restart");
     // One renewal, not a loop.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -421,7 +360,7 @@ async fn ca_down_at_renewal_keeps_the_old_certificate_then_recovers() {
         "{}",
         gw.stderr()
     );
-    let first = served_leaf(https, "a.test").await;
+    let first = support::client::served_leaf(https, "a.test").await;
     pebble.stop();
     assert!(
         wait_until(Duration::from_secs(90), || audit(&gw, "cert_failed") >= 1),
@@ -438,7 +377,7 @@ async fn ca_down_at_renewal_keeps_the_old_certificate_then_recovers() {
         "{failed}"
     );
     assert_eq!(
-        served_leaf(https, "a.test").await,
+        support::client::served_leaf(https, "a.test").await,
         first,
         "the old certificate keeps serving"
     );
@@ -450,7 +389,7 @@ async fn ca_down_at_renewal_keeps_the_old_certificate_then_recovers() {
         gw.stdout(),
         gw.stderr()
     );
-    assert_ne!(served_leaf(https, "a.test").await, first);
+    assert_ne!(support::client::served_leaf(https, "a.test").await, first);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,7 +425,7 @@ async fn check_online_reaches_the_directory() {
     let out = stdout_of(&ok);
     assert!(
         out.contains(&format!(
-            "certificates: ACME from {} (http-01 on the http listener), reachable",
+            "certificates: ACME from {} (http-01 on the http listener; state in files under tls.storage), reachable",
             pebble.directory
         )),
         "{out}"
@@ -577,9 +516,9 @@ async fn instances_sharing_storage_order_once() {
         b.stderr()
     );
     // B serves A's certificate once it looks again (30 s), without ordering.
-    let issued = served_leaf(https_a, "a.test").await;
+    let issued = support::client::served_leaf(https_a, "a.test").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(45);
-    while served_leaf(https_b, "a.test").await != issued {
+    while support::client::served_leaf(https_b, "a.test").await != issued {
         assert!(
             std::time::Instant::now() < deadline,
             "B never served the shared certificate: {}",

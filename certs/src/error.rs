@@ -83,6 +83,14 @@ pub enum CertError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The shared store could not keep or give back a value.
+    #[error("shared store, {name}: {reason}")]
+    Shared {
+        /// The value's name (empty when the store itself is unavailable).
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A self-signed certificate was requested without any name.
     #[error("self-signed certificate: no names given")]
     NoNames,

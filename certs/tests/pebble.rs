@@ -113,6 +113,7 @@ async fn issues_for_two_names_then_reuses_the_account() {
     }
     let stored = store
         .load_cert(&cfg.directory, &names(&["b.test", "a.test"]))
+        .await
         .expect("load")
         .expect("stored");
     assert_eq!(stored.certified.cert, first.certified.cert);
@@ -130,6 +131,7 @@ async fn issues_for_two_names_then_reuses_the_account() {
     verify(&second, &root, "b.test");
     let stored = store
         .load_cert(&cfg.directory, &cfg.domains)
+        .await
         .expect("load")
         .expect("stored");
     assert_eq!(stored.certified.cert, second.certified.cert);
@@ -165,7 +167,11 @@ async fn forgotten_or_damaged_account_is_registered_again() {
     obtain_or_log(&cfg, &store, &challenges, &pebble).await;
     let repaired = std::fs::read(&account).expect("account");
     assert_ne!(repaired, after);
-    assert!(store.load_account(&cfg.directory).expect("valid").is_some());
+    assert!(store
+        .load_account(&cfg.directory)
+        .await
+        .expect("valid")
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,6 +260,7 @@ async fn failed_validation_names_the_domain() {
     assert!(challenges.is_empty(), "answers withdrawn after failure");
     assert!(store
         .load_cert(&cfg.directory, &cfg.domains)
+        .await
         .expect("load")
         .is_none());
 }

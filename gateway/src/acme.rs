@@ -7,6 +7,13 @@
 //! handshake on, without a restart. It reads the config from the current
 //! runtime on every round, so a reload that changes the domains is picked up.
 //!
+//! ACME state lives in files under `[tls] storage`, or, with `[store] url`
+//! on PostgreSQL, in the identity store ([`SharedBackend`]): instances then
+//! share certificates, the account and challenge answers. One orders at a
+//! time under a lease (renewed while it orders, taken over a minute after
+//! a holder dies); after taking the lease the store is read again, so a
+//! certificate another instance stored meanwhile is served, not ordered.
+//!
 //! [`AlpnChallenges`] answers TLS-ALPN-01 validation handshakes on the https
 //! listener, ahead of pingora's own TLS handshake.
 
@@ -20,18 +27,21 @@ use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use serde_json::json;
 
+use crate::cert_backend::SharedBackend;
 use crate::metrics::METRICS;
 use crate::runtime::AcmeRt;
 use crate::state::Shared;
 
 /// How often to look again when nothing is due (a reload may change domains).
 const RECHECK: Duration = Duration::from_secs(3600);
-/// How soon to look again while another instance holds the order lock.
-const LOCKED_RECHECK: Duration = Duration::from_secs(30);
+/// How soon to look again while another instance holds the order lease.
+const LEASED_RECHECK: Duration = Duration::from_secs(5);
 
 pub struct AcmeManager {
     pub shared: Arc<Shared>,
     pub resolver: Arc<Resolver>,
+    /// This process in order leases.
+    pub holder: String,
 }
 
 #[async_trait::async_trait]
@@ -60,53 +70,98 @@ impl AcmeManager {
         else {
             return RECHECK;
         };
-        let store = AcmeStore::new(storage);
-        let stored = match store.load_cert(&cfg.directory, &cfg.domains) {
+        let url = rt.fixed.store.as_ref().map(|s| s.value.as_str());
+        let store = if url.is_some_and(crate::config::is_shared_store) {
+            let backend = SharedBackend::new(self.shared.accounts.clone(), self.holder.clone());
+            AcmeStore::with_backend(Arc::new(backend))
+        } else {
+            AcmeStore::new(storage)
+        };
+        let stored = self.stored(cfg, &store).await;
+        if let Some(wait) = self.serve_unless_due(stored.as_ref(), failures) {
+            return wait;
+        }
+        let lease = match store.lease_order(&cfg.directory, &cfg.domains).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                tracing::info!(
+                    domains = ?cfg.domains,
+                    "another instance is ordering this certificate; looking again in 5 s"
+                );
+                return LEASED_RECHECK;
+            }
+            Err(e) => return self.settle(cfg, Err(e), stored.is_some(), failures),
+        };
+        // Another instance may have stored one while this one waited for
+        // the lease: use it rather than order again.
+        let stored = self.stored(cfg, &store).await;
+        if let Some(wait) = self.serve_unless_due(stored.as_ref(), failures) {
+            store.backend().release_lease(lease).await;
+            return wait;
+        }
+        tracing::info!(domains = ?cfg.domains, lease = %lease.name, "ACME order lease taken; ordering");
+        let result = self.order_holding(cfg, &store, &lease).await;
+        store.backend().release_lease(lease).await;
+        self.settle(cfg, result, stored.is_some(), failures)
+    }
+
+    async fn stored(
+        &self,
+        cfg: &acme::AcmeConfig,
+        store: &AcmeStore,
+    ) -> Option<certs::resolver::Loaded> {
+        match store.load_cert(&cfg.directory, &cfg.domains).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "stored ACME certificate unusable; ordering a new one");
                 None
             }
-        };
-        let now = SystemTime::now();
-        if let Some(cert) = &stored {
-            let due = acme::renew_at(cert);
-            if now < due {
-                self.serve_if_new(cert.clone());
-                *failures = 0;
-                return due.duration_since(now).unwrap_or(RECHECK).min(RECHECK);
-            }
         }
-        let renewal = stored.is_some();
-        let result = match self.order(cfg, &store).await {
-            Some(result) => result,
-            None => return LOCKED_RECHECK,
-        };
-        self.settle(cfg, result, renewal, failures)
     }
 
-    /// Orders under the storage lock: with storage shared between
-    /// instances, one orders and the others pick its certificate up from
-    /// storage on a later round. `None`: another instance holds the lock.
-    async fn order(
+    /// Serves a stored certificate that is not due for renewal; the wait
+    /// until it is. `None`: order now.
+    fn serve_unless_due(
+        &self,
+        stored: Option<&certs::resolver::Loaded>,
+        failures: &mut u32,
+    ) -> Option<Duration> {
+        let cert = stored?;
+        let (now, due) = (SystemTime::now(), acme::renew_at(cert));
+        if now >= due {
+            return None;
+        }
+        self.serve_if_new(cert.clone());
+        *failures = 0;
+        Some(due.duration_since(now).unwrap_or(RECHECK).min(RECHECK))
+    }
+
+    /// Orders while renewing the lease every third of its lifetime, so it
+    /// lapses only if this process dies.
+    async fn order_holding(
         &self,
         cfg: &acme::AcmeConfig,
         store: &AcmeStore,
-    ) -> Option<Result<certs::resolver::Loaded, acme::AcmeError>> {
-        match store.lock_order(&cfg.directory, &cfg.domains) {
-            Ok(Some(lock)) => {
-                let result = acme::obtain(cfg, store, &self.shared.challenges).await;
-                drop(lock);
-                Some(result)
+        lease: &acme::Lease,
+    ) -> Result<certs::resolver::Loaded, acme::AcmeError> {
+        let renew = async {
+            let mut tick = tokio::time::interval(acme::LEASE_TTL / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match store.backend().renew_lease(lease, acme::LEASE_TTL).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::error!(
+                        lease = %lease.name,
+                        "the ACME order lease was lost; another instance may order too"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the ACME order lease"),
+                }
             }
-            Ok(None) => {
-                tracing::info!(
-                    domains = ?cfg.domains,
-                    "another instance is ordering this certificate into the shared storage; looking again in 30 s"
-                );
-                None
-            }
-            Err(e) => Some(Err(e)),
+        };
+        tokio::select! {
+            result = acme::obtain(cfg, store, &self.shared.challenges) => result,
+            () = renew => unreachable_renewal(),
         }
     }
 
@@ -210,4 +265,11 @@ impl PreTlsProcess for AlpnChallenges {
             )),
         }
     }
+}
+
+/// The renewal loop never ends; this keeps `select!` total without a panic.
+fn unreachable_renewal() -> Result<certs::resolver::Loaded, acme::AcmeError> {
+    Err(acme::AcmeError::Config {
+        reason: "the lease renewal loop ended".to_string(),
+    })
 }

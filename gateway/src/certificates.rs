@@ -21,9 +21,17 @@ pub fn load(cfg: &Config, in_memory: bool) -> Result<CertSet, certs::CertError> 
         TlsMode::Files { cert, key } => certs::files::load(cert, key)?,
         TlsMode::SelfSigned if in_memory => certs::self_signed::generate(&names)?,
         TlsMode::SelfSigned => certs::self_signed::load_or_create(&cfg.tls.storage, &names)?,
-        TlsMode::Acme(acme) => match certs::acme::AcmeStore::new(&cfg.tls.storage)
-            .load_cert(&acme.directory, &cfg.tls.domains)
-        {
+        TlsMode::Acme(_) if crate::config::is_shared_store(&cfg.store.url.value) => {
+            // The ACME manager's first round, at start, reads the shared
+            // store (its open is not awaited here) and serves what is there.
+            tracing::info!("ACME state is in the shared store: serving a temporary self-signed certificate until it is read");
+            certs::self_signed::generate(&names)?
+        }
+        TlsMode::Acme(acme) => match certs::acme::AcmeStore::load_cert_from_files(
+            &cfg.tls.storage,
+            &acme.directory,
+            &cfg.tls.domains,
+        ) {
             // A stored certificate serves at once; renewal is the manager's job.
             Ok(Some(loaded)) => loaded,
             Ok(None) => {

@@ -170,8 +170,13 @@ fn acme_line(cfg: &Config, tail: &str) -> Option<String> {
         config::Challenge::Http01 => "http-01 on the http listener",
         config::Challenge::TlsAlpn01 => "tls-alpn-01 on the https listener",
     };
+    let kept = if crate::config::is_shared_store(&cfg.store.url.value) {
+        "state in the shared store, for several instances"
+    } else {
+        "state in files under tls.storage"
+    };
     Some(format!(
-        "certificates: ACME from {} ({challenge}){tail}",
+        "certificates: ACME from {} ({challenge}; {kept}){tail}",
         acme.directory
     ))
 }

@@ -91,6 +91,11 @@ impl Peers {
         }
     }
 
+    /// This process's random id (also its name in ACME order leases).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Publishes this instance's record and compares everyone's with it.
     pub async fn beat(&self, redis: &RedisStore, mine: &Fingerprint) {
         let beat = Beat {

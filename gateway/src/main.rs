@@ -6,6 +6,7 @@ mod acme;
 mod answer;
 mod audit;
 mod auth;
+mod cert_backend;
 mod certificates;
 mod check;
 mod cli;

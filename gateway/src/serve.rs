@@ -98,8 +98,16 @@ pub fn build(
         let acme = crate::acme::AcmeManager {
             shared: shared.clone(),
             resolver: resolver.clone(),
+            holder: format!("{} pid {}", shared.peers.id(), std::process::id()),
         };
         server.add_service(background_service("acme", acme));
+        let url = fixed.store.as_ref().map(|s| s.value.as_str());
+        if url.is_some_and(crate::config::is_shared_store) {
+            let sync = crate::cert_backend::ChallengeSync {
+                shared: shared.clone(),
+            };
+            server.add_service(background_service("acme challenges", sync));
+        }
     }
     let reloader = Reloader {
         path: fixed.file.clone(),

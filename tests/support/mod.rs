@@ -12,6 +12,7 @@ pub mod config;
 pub mod flask;
 pub mod gateway;
 pub mod github;
+pub mod haproxy;
 pub mod login;
 pub mod oidc;
 pub mod pki;

@@ -17,7 +17,6 @@ use super::names::{directory_host, normalize_domains};
 use super::store::AcmeStore;
 use super::transport::{http_client, protocol, step, step_raw, Http, StepError, STEP_TIMEOUT};
 use crate::loaded::Loaded;
-use crate::tls_alpn;
 
 /// How long the CA may take to validate the challenges / issue the certificate.
 const POLL_TIMEOUT: Duration = Duration::from_secs(90);
@@ -26,6 +25,9 @@ const POLL: RetryPolicy = RetryPolicy::new()
     .initial_delay(Duration::from_millis(250))
     .backoff(1.5)
     .timeout(POLL_TIMEOUT);
+/// How long a challenge answer published to a shared backend is given to
+/// reach every instance before the CA is told to validate.
+const SHARED_PROPAGATION: Duration = Duration::from_secs(1);
 /// Outer bound of a polling step: the polls plus one slow last request.
 const POLL_STEP_TIMEOUT: Duration = Duration::from_secs(90 + 30);
 
@@ -40,7 +42,7 @@ pub async fn obtain(
 ) -> Result<Loaded, AcmeError> {
     let domains = normalize_domains(&cfg.domains)?;
     // Fail on a bad directory URL before any network traffic.
-    store.ca_dir(&cfg.directory)?;
+    directory_host(&cfg.directory)?;
     let http = http_client(cfg.ca_pem.as_deref())?;
     let identifiers: Vec<Identifier> = domains
         .iter()
@@ -51,7 +53,7 @@ pub async fn obtain(
         .collect();
     let url = cfg.directory.as_str();
 
-    let stored = match store.load_account(url) {
+    let stored = match store.load_account(url).await {
         Ok(stored) => stored,
         // Accounts are cheap to make; a broken file must not block issuance.
         Err(e @ AcmeError::AccountFile { .. }) => {
@@ -105,30 +107,42 @@ pub async fn obtain(
         }
     };
 
-    let mut published = Published::new(challenges.clone());
-    authorize(&mut order, cfg.challenge, &mut published).await?;
+    let mut published = Published::new(challenges.clone(), store.backend().clone());
+    let issued = validate_and_finalize(&mut order, cfg.challenge, &domains, &mut published).await;
+    published.withdraw().await;
+    let (chain_pem, key_pem) = issued?;
 
+    let loaded = store.save_cert(url, &domains, &chain_pem, &key_pem).await?;
+    tracing::info!(directory = url, domains = ?domains, "ACME certificate issued");
+    Ok(loaded)
+}
+
+/// Answers the challenges, waits for the CA to validate, finalizes with a
+/// fresh key and downloads the chain: (chain PEM, key PEM).
+async fn validate_and_finalize(
+    order: &mut Order,
+    kind: Challenge,
+    domains: &[String],
+    published: &mut Published,
+) -> Result<(String, String), AcmeError> {
+    authorize(order, kind, published).await?;
     let order_url = order.url().to_owned();
     let status = match step_raw(POLL_STEP_TIMEOUT, order.poll_ready(&POLL)).await {
         Ok(status) => status,
         Err(StepError::Acme(instant_acme::Error::Api(problem))) => {
-            return Err(validation_error(&mut order, &domains, problem.to_string()).await)
+            return Err(validation_error(order, domains, problem.to_string()).await)
         }
         Err(e) => return Err(e.into_error("wait for validation", &order_url)),
     };
     if status != OrderStatus::Ready {
-        return Err(validation_error(&mut order, &domains, format!("order is {status:?}")).await);
+        return Err(validation_error(order, domains, format!("order is {status:?}")).await);
     }
 
     let key_pem = step("finalize", &order_url, order.finalize()).await?;
     let chain_pem = step_raw(POLL_STEP_TIMEOUT, order.poll_certificate(&POLL))
         .await
         .map_err(|e| e.into_error("download certificate", &order_url))?;
-    drop(published);
-
-    let loaded = store.save_cert(url, &domains, &chain_pem, &key_pem)?;
-    tracing::info!(directory = url, domains = ?domains, "ACME certificate issued");
-    Ok(loaded)
+    Ok((chain_pem, key_pem))
 }
 
 /// What a CA's directory offers, as far as portcullis cares.
@@ -244,7 +258,9 @@ async fn authorize(
                     });
                 }
                 let key_authorization = challenge.key_authorization().as_str().to_owned();
-                published.add(challenge.token.clone(), key_authorization);
+                published
+                    .add(challenge.token.clone(), key_authorization)
+                    .await?;
             }
             Challenge::TlsAlpn01 => {
                 let Identifier::Dns(dns) = challenge.identifier().identifier.clone() else {
@@ -255,9 +271,13 @@ async fn authorize(
                 };
                 let dns = dns.to_ascii_lowercase();
                 let digest = challenge.key_authorization().digest();
-                let cert = tls_alpn::challenge_cert(&dns, digest.as_ref())?;
-                published.add_alpn(dns, cert);
+                published.add_alpn(dns, digest.as_ref()).await?;
             }
+        }
+        if published.is_shared() {
+            // Every instance copies published answers every 250 ms: give
+            // them time before the CA may knock on any of them.
+            tokio::time::sleep(SHARED_PROPAGATION).await;
         }
         let challenge_url = challenge.url.clone();
         step("challenge ready", &challenge_url, challenge.set_ready()).await?;
@@ -320,7 +340,7 @@ async fn register(cfg: &AcmeConfig, store: &AcmeStore, http: &Http) -> Result<Ac
         builder.create(&new_account, cfg.directory.clone(), None),
     )
     .await?;
-    store.save_account(&cfg.directory, &credentials)?;
+    store.save_account(&cfg.directory, &credentials).await?;
     tracing::info!(directory = %cfg.directory, "ACME account registered");
     Ok(account)
 }

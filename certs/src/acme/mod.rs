@@ -4,8 +4,10 @@
 //! - `client`: the conversation with the CA ([`obtain`], [`probe_directory`]);
 //! - `transport`: the HTTPS client that conversation runs on, its timeouts,
 //!   and how its failures become [`AcmeError`]s;
-//! - `store`: the account and the issued certificates on private storage
-//!   ([`AcmeStore`], [`OrderLock`]);
+//! - `backend`: where ACME state lives ([`Backend`]: named values, leases,
+//!   published challenges; [`FileBackend`] under `[tls] storage`);
+//! - `store`: the account, the issued certificates and the order lease on a
+//!   backend ([`AcmeStore`]);
 //! - `names`: the directory URL and the domain set, validated and turned
 //!   into directory names;
 //! - `challenges`: the pending answers the listeners serve ([`ChallengeStore`]);
@@ -19,6 +21,7 @@
 //! Dependencies point one way: `client` uses the others, `challenges` uses
 //! [`crate::tls_alpn`], and `tls_alpn` uses nothing from here.
 
+mod backend;
 mod challenges;
 mod client;
 mod config;
@@ -28,9 +31,10 @@ mod schedule;
 mod store;
 mod transport;
 
+pub use backend::{Backend, FileBackend, Lease};
 pub use challenges::ChallengeStore;
 pub use client::{obtain, probe_directory, DirectoryInfo};
 pub use config::{AcmeConfig, Challenge};
 pub use error::AcmeError;
 pub use schedule::{backoff, renew_at};
-pub use store::{AcmeStore, OrderLock, LOCK_STALE};
+pub use store::{AcmeStore, LEASE_TTL};

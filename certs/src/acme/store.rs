@@ -1,139 +1,96 @@
-//! ACME state on private storage, `{storage}/acme/<directory host>/`: the
-//! account (`account.json`) and the issued certificates
-//! (`certs/<domain set>/{cert,key}.pem`), files 0600 and directories 0700;
-//! and the order lock, so that instances sharing the storage order each
-//! certificate once.
+//! ACME state through a [`Backend`]: the account (`<ca>/account.json`), the
+//! issued certificates (`<ca>/certs/<domain set>/{cert,key}.pem`) and the
+//! order lease (`<ca>/certs/<domain set>/order`), so that instances sharing
+//! the backend order each certificate once. `<ca>` is the directory URL's
+//! host (and port). With the [`FileBackend`] these are files under
+//! `{storage}/acme/`, 0600 in 0700 directories.
 
-use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use instant_acme::AccountCredentials;
 
+use super::backend::{Backend, FileBackend, Lease};
 use super::error::AcmeError;
 use super::names::{directory_host, normalize_domains, set_name};
 use crate::error::CertError;
 use crate::files;
 use crate::loaded::Loaded;
-use crate::storage::{ensure_private_dir, write_atomic};
 
-/// An order lock older than this is left over from a crash: ordering is
-/// bounded well below it (every step has a timeout; polling stops at 90 s).
-pub const LOCK_STALE: Duration = Duration::from_secs(15 * 60);
+/// How long an order lease lasts without renewal: a holder renews it every
+/// third of this while ordering, so only a dead holder loses it, and
+/// another instance takes over this long after the last renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
 
-/// Held while this process orders a certificate into shared storage; the
-/// lock file is removed on drop.
-#[derive(Debug)]
-pub struct OrderLock {
-    path: PathBuf,
-}
-
-impl Drop for OrderLock {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the ACME order lock");
-        }
-    }
-}
-
-/// ACME state under `{storage}/acme/<directory host>/`: `account.json`
-/// (0600) and `certs/<domain set>/{cert,key}.pem` (0600), directories 0700.
+/// ACME state on a backend (see the module documentation).
 #[derive(Clone, Debug)]
 pub struct AcmeStore {
-    root: PathBuf,
+    backend: Arc<dyn Backend>,
 }
 
 impl AcmeStore {
-    /// ACME state below `storage` (the `[tls] storage` directory).
+    /// ACME state in files below `storage` (the `[tls] storage` directory).
     pub fn new(storage: &Path) -> Self {
-        Self {
-            root: storage.join("acme"),
-        }
+        Self::with_backend(Arc::new(FileBackend::new(&storage.join("acme"))))
     }
 
-    /// The directory holding everything for the CA at `directory`.
-    pub fn ca_dir(&self, directory: &str) -> Result<PathBuf, AcmeError> {
-        Ok(self.root.join(directory_host(directory)?))
+    /// ACME state on `backend`.
+    pub fn with_backend(backend: Arc<dyn Backend>) -> Self {
+        Self { backend }
     }
 
-    /// Where the account for `directory` is kept.
+    /// The backend (for challenge publication and leases).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    fn account_name(directory: &str) -> Result<String, AcmeError> {
+        Ok(format!("{}/account.json", directory_host(directory)?))
+    }
+
+    fn cert_name(directory: &str, domains: &[String]) -> Result<String, AcmeError> {
+        let names = normalize_domains(domains)?;
+        Ok(format!(
+            "{}/certs/{}",
+            directory_host(directory)?,
+            set_name(&names)
+        ))
+    }
+
+    /// Where the account for `directory` is kept (a path for messages).
     pub fn account_path(&self, directory: &str) -> Result<PathBuf, AcmeError> {
-        Ok(self.ca_dir(directory)?.join("account.json"))
+        Ok(self.backend.locate(&Self::account_name(directory)?))
     }
 
     /// Where the certificate for `domains` from `directory` is kept.
     pub fn cert_dir(&self, directory: &str, domains: &[String]) -> Result<PathBuf, AcmeError> {
-        let names = normalize_domains(domains)?;
-        Ok(self.ca_dir(directory)?.join("certs").join(set_name(&names)))
+        Ok(self.backend.locate(&Self::cert_name(directory, domains)?))
     }
 
-    /// Take the order lock for `domains` at `directory`: `None` while
-    /// another process holds it (it is ordering the same certificate into
-    /// the same storage). The lock is a file created exclusively
-    /// (`certs/<names>/order.lock`, 0600), removed when the guard drops; one
-    /// older than [`LOCK_STALE`] is left over from a crash and taken over.
-    pub fn lock_order(
+    /// Takes the order lease for `domains` at `directory` for [`LEASE_TTL`]:
+    /// `None` while another holder (an instance ordering the same
+    /// certificate into the same storage) has it.
+    pub async fn lease_order(
         &self,
         directory: &str,
         domains: &[String],
-    ) -> Result<Option<OrderLock>, AcmeError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = self.cert_dir(directory, domains)?;
-        ensure_private_dir(&dir)?;
-        let path = dir.join("order.lock");
-        let io_err = |action: &'static str, source: io::Error| CertError::Io {
-            path: path.clone(),
-            action,
-            source,
-        };
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    let since = SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    // For a human looking at the file; nothing reads it back.
-                    let _ = writeln!(file, "pid {} since {since}", std::process::id());
-                    return Ok(Some(OrderLock { path }));
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let age = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok());
-                    match age {
-                        Some(age) if age < LOCK_STALE => return Ok(None),
-                        // Stale, or gone in between: try once more.
-                        _ => match std::fs::remove_file(&path) {
-                            Ok(()) => {
-                                tracing::warn!(path = %path.display(), "removed a stale ACME order lock");
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(io_err("remove", e).into()),
-                        },
-                    }
-                }
-                Err(e) => return Err(io_err("create", e).into()),
-            }
-        }
-        Ok(None)
+    ) -> Result<Option<Lease>, AcmeError> {
+        let name = format!("{}/order", Self::cert_name(directory, domains)?);
+        Ok(self.backend.try_lease(&name, LEASE_TTL).await?)
     }
 
     /// The stored account for `directory`, if any. An account stored for
     /// another URL on the same host is ignored (and later replaced).
-    pub fn load_account(&self, directory: &str) -> Result<Option<AccountCredentials>, AcmeError> {
-        let path = self.account_path(directory)?;
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CertError::Read { path, source }.into()),
+    pub async fn load_account(
+        &self,
+        directory: &str,
+    ) -> Result<Option<AccountCredentials>, AcmeError> {
+        let name = Self::account_name(directory)?;
+        let Some(bytes) = self.backend.load(&name).await? else {
+            return Ok(None);
         };
+        let path = self.backend.locate(&name);
         let bad = |reason: String| AcmeError::AccountFile {
             path: path.clone(),
             reason,
@@ -154,14 +111,14 @@ impl AcmeStore {
         Ok(Some(credentials))
     }
 
-    pub(super) fn save_account(
+    pub(super) async fn save_account(
         &self,
         directory: &str,
         credentials: &AccountCredentials,
     ) -> Result<(), AcmeError> {
-        let path = self.account_path(directory)?;
+        let name = Self::account_name(directory)?;
         let encode = |e: serde_json::Error| AcmeError::AccountFile {
-            path: path.clone(),
+            path: self.backend.locate(&name),
             reason: format!("cannot encode account: {e}"),
         };
         let mut json = serde_json::Map::new();
@@ -171,58 +128,88 @@ impl AcmeStore {
             serde_json::to_value(credentials).map_err(encode)?,
         );
         let bytes = serde_json::to_vec_pretty(&json).map_err(encode)?;
-        ensure_private_dir(&self.root)?;
-        ensure_private_dir(&self.ca_dir(directory)?)?;
-        write_atomic(&path, &bytes, 0o600)?;
+        self.backend.store(&[(&name, &bytes)]).await?;
         Ok(())
     }
 
     /// The stored certificate for `domains` from `directory`, if present and
     /// covering every domain. Expiry is the caller's business (`renew_at`).
-    pub fn load_cert(
+    pub async fn load_cert(
         &self,
         directory: &str,
         domains: &[String],
     ) -> Result<Option<Loaded>, AcmeError> {
-        let dir = self.cert_dir(directory, domains)?;
+        let base = Self::cert_name(directory, domains)?;
+        let (cert_name, key_name) = (format!("{base}/cert.pem"), format!("{base}/key.pem"));
+        let (Some(chain), Some(key)) = (
+            self.backend.load(&cert_name).await?,
+            self.backend.load(&key_name).await?,
+        ) else {
+            return Ok(None);
+        };
+        let loaded = files::from_pem(
+            &chain,
+            &self.backend.locate(&cert_name),
+            &key,
+            &self.backend.locate(&key_name),
+        )?;
+        covering(loaded, domains, &self.backend.locate(&base))
+    }
+
+    /// [`AcmeStore::load_cert`] from the files under `storage`, without a
+    /// runtime: for the certificate set at start and on reload.
+    pub fn load_cert_from_files(
+        storage: &Path,
+        directory: &str,
+        domains: &[String],
+    ) -> Result<Option<Loaded>, AcmeError> {
+        let files_at = FileBackend::new(&storage.join("acme"));
+        let dir = files_at.locate(&Self::cert_name(directory, domains)?);
         let loaded = match files::load(&dir.join("cert.pem"), &dir.join("key.pem")) {
             Ok(loaded) => loaded,
             Err(CertError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let names = normalize_domains(domains)?;
-        if names.iter().all(|n| loaded.names.contains(n)) {
-            Ok(Some(loaded))
-        } else {
-            tracing::warn!(dir = %dir.display(), "stored ACME certificate lacks requested names");
-            Ok(None)
-        }
+        covering(loaded, domains, &dir)
     }
 
     /// Check the PEM, then store key and chain; returns what was stored.
-    pub(super) fn save_cert(
+    pub(super) async fn save_cert(
         &self,
         directory: &str,
         domains: &[String],
         chain_pem: &str,
         key_pem: &str,
     ) -> Result<Loaded, AcmeError> {
-        let dir = self.cert_dir(directory, domains)?;
-        let cert_path = dir.join("cert.pem");
-        let key_path = dir.join("key.pem");
+        let base = Self::cert_name(directory, domains)?;
+        let (cert_name, key_name) = (format!("{base}/cert.pem"), format!("{base}/key.pem"));
         let loaded = files::from_pem(
             chain_pem.as_bytes(),
-            &cert_path,
+            &self.backend.locate(&cert_name),
             key_pem.as_bytes(),
-            &key_path,
+            &self.backend.locate(&key_name),
         )?;
-        ensure_private_dir(&self.root)?;
-        ensure_private_dir(&dir)?;
-        // Key first: a crash in between leaves a mismatched pair, which loads
-        // as an error instead of a certificate without its key.
-        write_atomic(&key_path, key_pem.as_bytes(), 0o600)?;
-        write_atomic(&cert_path, chain_pem.as_bytes(), 0o600)?;
+        // Key first: with files, a crash in between leaves a mismatched
+        // pair, which loads as an error instead of a certificate without its
+        // key; a shared backend writes both in one transaction.
+        self.backend
+            .store(&[
+                (&key_name, key_pem.as_bytes()),
+                (&cert_name, chain_pem.as_bytes()),
+            ])
+            .await?;
         Ok(loaded)
+    }
+}
+
+/// `loaded` when it covers every one of `domains`.
+fn covering(loaded: Loaded, domains: &[String], at: &Path) -> Result<Option<Loaded>, AcmeError> {
+    let names = normalize_domains(domains)?;
+    if names.iter().all(|n| loaded.names.contains(n)) {
+        Ok(Some(loaded))
+    } else {
+        tracing::warn!(at = %at.display(), "stored ACME certificate lacks requested names");
+        Ok(None)
     }
 }
 
@@ -234,43 +221,33 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
-    #[test]
-    fn one_order_lock_per_certificate_and_stale_ones_are_taken_over() {
+    #[tokio::test]
+    async fn one_order_lease_per_certificate() {
         let dir = tempfile::tempdir().expect("dir");
         let store = AcmeStore::new(dir.path());
         let url = "https://ca.test/dir";
-        let names = vec!["a.test".to_owned()];
-        let first = store.lock_order(url, &names).expect("lock").expect("free");
+        let a = names(&["a.test"]);
+        let first = store.lease_order(url, &a).await.expect("io").expect("free");
         assert!(
-            store.lock_order(url, &names).expect("lock").is_none(),
+            store.lease_order(url, &a).await.expect("io").is_none(),
             "held"
         );
-        // Another certificate has its own lock.
-        let other = vec!["b.test".to_owned()];
-        assert!(store.lock_order(url, &other).expect("lock").is_some());
-        drop(first);
-        let again = store
-            .lock_order(url, &names)
-            .expect("lock")
-            .expect("released");
-        // A crashed holder: the file stays, but its age makes it stale.
-        let path = store.cert_dir(url, &names).expect("dir").join("order.lock");
-        std::mem::forget(again);
-        let old = SystemTime::now() - LOCK_STALE - Duration::from_secs(1);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .expect("open")
-            .set_modified(old)
-            .expect("age it");
-        assert!(
-            store.lock_order(url, &names).expect("lock").is_some(),
-            "stale lock taken over"
+        // Another certificate has its own lease.
+        assert!(store
+            .lease_order(url, &names(&["b.test"]))
+            .await
+            .expect("io")
+            .is_some());
+        assert_eq!(
+            dir.path().join("acme/ca.test/certs/a.test/order.lock"),
+            store.backend().locate(&format!("{}.lock", first.name))
         );
+        store.backend().release_lease(first).await;
+        assert!(store.lease_order(url, &a).await.expect("io").is_some());
     }
 
-    #[test]
-    fn store_paths_and_missing_state() {
+    #[tokio::test]
+    async fn store_paths_and_missing_state() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = AcmeStore::new(dir.path());
         let url = "https://127.0.0.1:14000/dir";
@@ -284,22 +261,23 @@ mod tests {
                 .expect("path"),
             dir.path().join("acme/127.0.0.1_14000/certs/a.test+b.test")
         );
-        assert!(store.load_account(url).expect("none").is_none());
+        assert!(store.load_account(url).await.expect("none").is_none());
         assert!(store
             .load_cert(url, &names(&["a.test"]))
+            .await
             .expect("none")
             .is_none());
     }
 
-    #[test]
-    fn corrupt_account_file_is_an_error_naming_it() {
+    #[tokio::test]
+    async fn corrupt_account_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = AcmeStore::new(dir.path());
         let url = "https://ca.test/dir";
         let path = store.account_path(url).expect("path");
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(&path, b"{not json").expect("write");
-        let Err(err) = store.load_account(url) else {
+        let Err(err) = store.load_account(url).await else {
             panic!("corrupt account file accepted");
         };
         assert!(err.to_string().contains("account.json"), "{err}");
@@ -309,6 +287,6 @@ mod tests {
             br#"{"directory":"https://ca.test/other","credentials":{}}"#,
         )
         .expect("write");
-        assert!(store.load_account(url).expect("other").is_none());
+        assert!(store.load_account(url).await.expect("other").is_none());
     }
 }

@@ -40,7 +40,7 @@ pub use secret::{Secret, SecretSource};
 pub use secrets::Secrets;
 pub use server::Server;
 pub use session::{SameSite, SessionConf};
-pub use store::{read_only_store, StoreConf, DEFAULT_FILE as DEFAULT_STORE_FILE};
+pub use store::{is_shared_store, read_only_store, StoreConf, DEFAULT_FILE as DEFAULT_STORE_FILE};
 pub use tls::{AcmeMode, Challenge, Tls, TlsMode};
 pub use upstream::Upstream;
 pub use validate::startup_safety;

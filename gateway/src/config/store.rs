@@ -149,6 +149,12 @@ pub fn read_only_store(path: &Path, env: EnvLookup<'_>) -> Result<StoreConf, Rep
     }
 }
 
+/// Whether a `[store] url` names the shared PostgreSQL (several instances;
+/// ACME state goes there too) rather than one instance's SQLite file.
+pub fn is_shared_store(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,8 +100,13 @@ pub fn fixed(config: &Config) -> Fixed {
         ops: config.server.ops,
         threads: config.server.threads,
         tls_off: config.tls.mode == TlsMode::Off,
-        store: (config.secrets.session_keys.is_some() || config.secrets.emergency.is_some())
-            .then(|| config.store.url.clone()),
+        // Accounts need the store; so does ACME state when the store is the
+        // shared PostgreSQL (several instances share certificates there).
+        store: (config.secrets.session_keys.is_some()
+            || config.secrets.emergency.is_some()
+            || (matches!(config.tls.mode, TlsMode::Acme(_))
+                && crate::config::is_shared_store(&config.store.url.value)))
+        .then(|| config.store.url.clone()),
         redis: config.rate_limit.redis.as_ref().map(|r| {
             (
                 r.info.addr().to_string(),
