@@ -36,6 +36,14 @@ use crate::state::Shared;
 const RECHECK: Duration = Duration::from_secs(3600);
 /// How soon to look again while another instance holds the order lease.
 const LEASED_RECHECK: Duration = Duration::from_secs(5);
+/// How soon to look again while the shared store cannot be reached: not a
+/// CA failure, so no backoff (which would delay the order for hours).
+const STORE_RETRY: Duration = Duration::from_secs(15);
+
+/// The shared store failed (not the CA, not the stored bytes).
+fn store_unavailable(e: &acme::AcmeError) -> bool {
+    matches!(e, acme::AcmeError::Store(certs::CertError::Shared { .. }))
+}
 
 pub struct AcmeManager {
     pub shared: Arc<Shared>,
@@ -77,7 +85,9 @@ impl AcmeManager {
         } else {
             AcmeStore::new(storage)
         };
-        let stored = self.stored(cfg, &store).await;
+        let Ok(stored) = self.stored(cfg, &store).await else {
+            return STORE_RETRY;
+        };
         if let Some(wait) = self.serve_unless_due(stored.as_ref(), failures) {
             return wait;
         }
@@ -90,11 +100,21 @@ impl AcmeManager {
                 );
                 return LEASED_RECHECK;
             }
+            Err(e) if store_unavailable(&e) => {
+                tracing::warn!(error = %e, "ACME: the shared store is unavailable; looking again in 15 s");
+                return STORE_RETRY;
+            }
             Err(e) => return self.settle(cfg, Err(e), stored.is_some(), failures),
         };
         // Another instance may have stored one while this one waited for
         // the lease: use it rather than order again.
-        let stored = self.stored(cfg, &store).await;
+        let stored = match self.stored(cfg, &store).await {
+            Ok(stored) => stored,
+            Err(()) => {
+                store.backend().release_lease(lease).await;
+                return STORE_RETRY;
+            }
+        };
         if let Some(wait) = self.serve_unless_due(stored.as_ref(), failures) {
             store.backend().release_lease(lease).await;
             return wait;
@@ -105,16 +125,23 @@ impl AcmeManager {
         self.settle(cfg, result, stored.is_some(), failures)
     }
 
+    /// The stored certificate; `Err` when the shared store cannot be read
+    /// (then nothing is ordered: the CA is not the problem, and an order
+    /// could not be stored).
     async fn stored(
         &self,
         cfg: &acme::AcmeConfig,
         store: &AcmeStore,
-    ) -> Option<certs::resolver::Loaded> {
+    ) -> Result<Option<certs::resolver::Loaded>, ()> {
         match store.load_cert(&cfg.directory, &cfg.domains).await {
-            Ok(c) => c,
+            Ok(c) => Ok(c),
+            Err(e) if store_unavailable(&e) => {
+                tracing::warn!(error = %e, "ACME: the shared store is unavailable; looking again in 15 s");
+                Err(())
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "stored ACME certificate unusable; ordering a new one");
-                None
+                Ok(None)
             }
         }
     }

@@ -512,6 +512,9 @@ async fn downgrade_to_v1(url: &str) {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.expect("raw connection");
     for sql in [
+        "DROP TABLE leases",
+        "DROP TABLE tls_challenges",
+        "DROP TABLE tls_items",
         "DROP TABLE ceremonies",
         "DROP TABLE reset_links",
         "ALTER TABLE accounts DROP COLUMN mapped_roles",
@@ -543,6 +546,10 @@ async fn migrates_forward(url: &str) {
         .create_reset_link("r", "kept", 1, 2)
         .await
         .expect("reset_links exists again (v3)");
+    assert!(
+        store.take_lease("l", "me", 1, 2).await.unwrap(),
+        "leases exists again (v5)"
+    );
 }
 
 #[tokio::test]
