@@ -714,6 +714,66 @@ async fn spoofed_identity_headers_never_reach_the_app() {
     }
 }
 
+#[tokio::test]
+async fn a_preset_names_the_headers_and_every_presets_copy_is_stripped() {
+    let (pki, up) = (TestPki::new(), Upstream::start());
+    let cfg = basic_with(
+        &pki,
+        &[up.addr()],
+        "trusted_proxies = [\"127.0.0.1\"]",
+        &format!("{SESSION_CONFIG}[identity]\npreset = \"authelia\"\n"),
+    );
+    let gw = GatewayBuilder::new(&cfg)
+        .env("PORTCULLIS_SESSION_KEYS", KEY_A)
+        .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
+        .users(&users_toml())
+        .start();
+    let env = Env { pki, up, gw };
+    let cookie = format!("__Host-portcullis={}", login(&env, "alice", ALICE_PW).await);
+    // What a client might send for any product's app, in any spelling.
+    let spoofs = [
+        "Remote-User",
+        "remote_user",
+        "Remote-Groups",
+        "REMOTE_GROUPS",
+        "Remote-Email",
+        "Remote-Name",
+        "X-Forwarded-User",
+        "X-Forwarded-Groups",
+        "x_forwarded_groups",
+        "X-Forwarded-Roles",
+        "X-Forwarded-Email",
+    ];
+    for with_session in [false, true] {
+        let mut req = env.client().get(env.gw.url("/public"));
+        for name in spoofs {
+            req = req.header(name, "admin");
+        }
+        if with_session {
+            req = req.header(COOKIE, &cookie);
+        }
+        let resp = req.send().await.expect("request");
+        assert_eq!(resp.status(), 200);
+        let seen = echo(&resp.text().await.expect("body"));
+        let leaked: Vec<&(String, String)> =
+            seen.headers.iter().filter(|(_, v)| v == "admin").collect();
+        assert!(leaked.is_empty(), "session {with_session}: {leaked:?}");
+        if with_session {
+            assert_eq!(seen.header_all("remote-user"), vec!["Alice"]);
+            assert_eq!(seen.header_all("remote-groups"), vec!["staff"]);
+            assert_eq!(seen.header_all("remote-email"), vec!["alice@example.com"]);
+            assert_eq!(seen.header_all("remote-name"), vec!["Alice"]);
+            assert_eq!(
+                seen.header("x-forwarded-user"),
+                None,
+                "the preset's names only"
+            );
+        } else {
+            assert!(seen.header("remote-user").is_none() && seen.header("remote-name").is_none());
+        }
+    }
+}
+
 fn b64(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)

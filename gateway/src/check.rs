@@ -60,6 +60,22 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
             println!("{line}");
         }
     }
+    let ids = &cfg.identity;
+    println!(
+        "identity headers (preset \"{}\"): {}, {}, {}{}{}",
+        ids.preset.as_str(),
+        ids.user_header,
+        ids.roles_header,
+        ids.email_header,
+        ids.name_header
+            .as_deref()
+            .map_or(String::new(), |n| format!(", {n}")),
+        if cfg.secrets.assertion_key.is_some() {
+            format!(", {}", ids.assertion_header)
+        } else {
+            String::new()
+        }
+    );
     println!("{store_line}");
     for line in &login_lines {
         println!("{line}");

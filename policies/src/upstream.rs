@@ -27,9 +27,10 @@ pub struct UpstreamPlan<'a> {
     /// The route opted in to method overrides and matched the overriding
     /// method too.
     pub keep_method_override: bool,
-    /// The `[identity]` header names (user, roles, e-mail, assertion):
-    /// removed from every client request, trusted peer or not.
-    pub identity: [&'a str; 4],
+    /// The `[identity]` header names (user, roles, e-mail, name, assertion,
+    /// and those of every preset): removed from every client request,
+    /// trusted peer or not.
+    pub identity: &'a [String],
     /// `[server] pass_client_headers`: spoofable headers the operator keeps.
     pub pass: &'a [&'static str],
 }
@@ -39,7 +40,8 @@ impl UpstreamPlan<'_> {
     pub fn removes(&self, name: &str) -> bool {
         let ours = SET_BY_GATEWAY
             .iter()
-            .chain(self.identity.iter())
+            .copied()
+            .chain(self.identity.iter().map(String::as_str))
             .any(|t| header_name_eq(name, t));
         ours || (is_forwarding_header(name) && (!self.trusted || name.contains('_')))
             || (!self.keep_method_override && is_override_header(name))
@@ -51,12 +53,19 @@ impl UpstreamPlan<'_> {
 mod tests {
     use super::*;
 
-    const IDS: [&str; 4] = [
-        "x-forwarded-user",
-        "x-forwarded-roles",
-        "x-forwarded-email",
-        "x-forwarded-assertion",
-    ];
+    fn ids() -> &'static [String] {
+        static IDS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            [
+                "x-forwarded-user",
+                "x-forwarded-roles",
+                "x-forwarded-email",
+                "x-forwarded-assertion",
+            ]
+            .map(String::from)
+            .to_vec()
+        });
+        &IDS
+    }
 
     fn plan(
         trusted: bool,
@@ -66,7 +75,7 @@ mod tests {
         UpstreamPlan {
             trusted,
             keep_method_override,
-            identity: IDS,
+            identity: ids(),
             pass,
         }
     }

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use emergency::{Emergency, EMERGENCY_GLOBAL_ATTEMPTS, EMERGENCY_GLOBAL_WINDOW};
 pub use fingerprint::fingerprint;
-pub use identity::IdentityConf;
+pub use identity::{IdentityConf, PRESET_HEADERS};
 pub use login::{GithubConf, LoginConf, OidcConf, Protocol, ProviderConf, Signup};
 pub use rate_limit::{OnStoreError, RateLimitConf, RedisConf};
 pub(crate) use reader::Section;

@@ -564,6 +564,72 @@ fn rate_limit_counters_follow_the_rule_or_its_id_not_its_position() {
 }
 
 #[test]
+fn identity_presets_name_the_headers_and_files_may_override_them() {
+    let identity = |extra: &str| {
+        parse_with(&format!("{BASE}\n[identity]\n{extra}"), &[])
+            .map(|l| l.config.identity)
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+    };
+    let names = |i: &crate::config::IdentityConf| {
+        (
+            i.user_header.clone(),
+            i.roles_header.clone(),
+            i.email_header.clone(),
+            i.name_header.clone(),
+        )
+    };
+    let s = |v: &str| v.to_string();
+    let default = identity("").expect("valid");
+    assert_eq!(default.preset, super::identity::Preset::Portcullis);
+    assert_eq!(
+        names(&default),
+        (
+            s("X-Forwarded-User"),
+            s("X-Forwarded-Roles"),
+            s("X-Forwarded-Email"),
+            None
+        )
+    );
+    assert_eq!(
+        names(&identity("preset = \"oauth2-proxy\"").expect("valid")),
+        (
+            s("X-Forwarded-User"),
+            s("X-Forwarded-Groups"),
+            s("X-Forwarded-Email"),
+            None
+        )
+    );
+    assert_eq!(
+        names(&identity("preset = \"authelia\"\nemail_header = \"X-Mail\"").expect("valid")),
+        (
+            s("Remote-User"),
+            s("Remote-Groups"),
+            s("X-Mail"),
+            Some(s("Remote-Name"))
+        )
+    );
+    assert_eq!(
+        identity("name_header = \"X-Name\"")
+            .expect("valid")
+            .name_header,
+        Some(s("X-Name"))
+    );
+    let errs = identity("preset = \"Authelia\"").expect_err("case matters");
+    assert!(
+        has(&errs, "identity.preset: \"Authelia\" is not one of"),
+        "{errs:?}"
+    );
+    let errs = identity("preset = \"authelia\"\nname_header = \"remote_user\"").expect_err("twice");
+    assert!(
+        has(
+            &errs,
+            "identity.name_header: \"remote_user\" is already `user_header`"
+        ),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn routes_resolve_upstreams_and_inherit_defaults() {
     let text = format!(
         "{BASE}\n[upstreams.api]\naddrs = [\"127.0.0.1:9000\"]\n\

@@ -32,12 +32,7 @@ pub fn rewrite(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     let plan = UpstreamPlan {
         trusted,
         keep_method_override: ctx.keep_method_override,
-        identity: [
-            ids.user.as_str(),
-            ids.roles.as_str(),
-            ids.email.as_str(),
-            ids.assertion.as_str(),
-        ],
+        identity: &ids.strip,
         pass: &ctx.rt.pass_client_headers,
     };
     let doomed: Vec<String> = up
@@ -75,7 +70,8 @@ pub fn rewrite(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
 }
 
 /// The identity headers (the e-mail one only for an account with an
-/// address) and, with `secrets.assertion_key`, the signed assertion.
+/// address; the name one when the preset has it) and, with
+/// `secrets.assertion_key`, the signed assertion.
 fn identity(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     let Some(who) = ctx.identity.as_ref() else {
         return Ok(());
@@ -85,6 +81,9 @@ fn identity(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     up.insert_header(ids.roles_name.clone(), who.roles.join(","))?;
     if let Some(email) = who.email.as_deref() {
         up.insert_header(ids.email_name.clone(), email)?;
+    }
+    if let Some(name) = &ids.name_name {
+        up.insert_header(name.clone(), who.user.as_str())?;
     }
     if let Some(key) = ids.assertion_key.as_deref() {
         let aud = ctx

@@ -214,15 +214,25 @@ fn identity(config: &Config) -> Result<IdentityRt, BuildError> {
         header(&config.identity.assertion_header)?,
     );
     let shared = |name: &HeaderName| Bytes::from(name.as_str().to_owned());
+    let display = match &config.identity.name_header {
+        Some(n) => Some(header(n)?),
+        None => None,
+    };
+    let mut strip: Vec<String> = [&user, &roles, &email, &assertion]
+        .into_iter()
+        .chain(display.as_ref())
+        .map(|h| h.as_str().to_string())
+        .chain(crate::config::PRESET_HEADERS.iter().map(|h| h.to_string()))
+        .collect();
+    strip.sort();
+    strip.dedup();
     Ok(IdentityRt {
+        name_name: display.as_ref().map(shared),
+        strip,
         user_name: shared(&user),
         roles_name: shared(&roles),
         email_name: shared(&email),
         assertion_name: shared(&assertion),
-        user,
-        roles,
-        email,
-        assertion,
         assertion_key: config
             .secrets
             .assertion_key

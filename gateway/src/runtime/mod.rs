@@ -13,7 +13,6 @@ use policies::client_ip::TrustedProxies;
 use policies::routes::RouteTable;
 
 use bytes::Bytes;
-use http::HeaderName;
 use policies::csrf::DerivedKeys;
 use policies::session::{Lifetimes, SessionKeys};
 
@@ -89,10 +88,11 @@ pub struct SessionRt {
 
 /// `[identity]`, as header names ready to compare and to insert.
 pub struct IdentityRt {
-    pub user: HeaderName,
-    pub roles: HeaderName,
-    pub email: HeaderName,
-    pub assertion: HeaderName,
+    /// `name_header`, when the preset or the file asks for one.
+    pub name_name: Option<Bytes>,
+    /// Every name removed from client requests: the above and those of
+    /// every preset, lowercase.
+    pub strip: Vec<String>,
     /// The same names as shared bytes: pingora's `insert_header` copies a
     /// `HeaderName` it cannot title-case, a `Bytes` clone is free.
     pub user_name: Bytes,
