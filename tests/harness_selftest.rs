@@ -288,7 +288,8 @@ addrs = ["127.0.0.1:8000"]
         ListenerPorts {
             https: 20443,
             http: 20080,
-            ops: 0
+            ops: 0,
+            auth: 0
         }
     );
 }

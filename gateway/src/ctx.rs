@@ -30,6 +30,14 @@ pub struct Ctx {
     pub emergency: Option<policies::emergency::Grant>,
     /// Stage `client_ip`.
     pub client: Option<ClientAddr>,
+    /// The request came on the `[server] auth` listener: forward auth only.
+    pub auth_listener: bool,
+    /// Stage `forward`: this is a front proxy's auth request; the stages
+    /// judge the original request it describes.
+    pub forward: Option<Forward>,
+    /// Stage `target`: the method the rules judge (the original one for an
+    /// auth request).
+    pub method: http::Method,
     /// The connection is TLS (`https` may also come from a trusted
     /// platform's `X-Forwarded-Proto` when TLS is off here).
     pub tls: bool,
@@ -75,6 +83,9 @@ impl Ctx {
             unfinished: None,
             identity_unavailable: false,
             emergency: None,
+            auth_listener: false,
+            forward: None,
+            method: http::Method::GET,
             client: None,
             tls: false,
             https: false,
@@ -108,6 +119,18 @@ impl Ctx {
             None => "",
         }
     }
+}
+
+/// A forward-auth request's original request (`policies::forward_auth`),
+/// owned: stage `target` judges it as it judges a request line.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub method: http::Method,
+    pub host: Vec<u8>,
+    pub target: Vec<u8>,
+    /// `X-Portcullis-Auth-Mode: nginx`: only 2xx, 401 and 403 may answer
+    /// (nginx's `auth_request` turns anything else into a 500).
+    pub nginx: bool,
 }
 
 /// A 128-bit random id in hex.

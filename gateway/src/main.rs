@@ -14,6 +14,7 @@ mod config;
 mod ctx;
 mod demo;
 mod head_deadline;
+mod identity_headers;
 mod instances;
 mod limits;
 mod metrics;

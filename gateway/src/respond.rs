@@ -30,6 +30,9 @@ pub struct Extras {
     pub vary_origin: bool,
     /// `RateLimit-Policy` / `RateLimit` of the rule that applied.
     pub ratelimit: Vec<(&'static str, String)>,
+    /// A forward-auth answer's headers for the front proxy to copy: the
+    /// identity headers and assertion, or where to sign in.
+    pub forward: Vec<(bytes::Bytes, String)>,
 }
 
 impl Extras {
@@ -44,6 +47,9 @@ impl Extras {
         }
         for (name, value) in self.cors.iter().chain(&self.ratelimit) {
             h.insert_header(*name, value.as_str())?;
+        }
+        for (name, value) in &self.forward {
+            h.insert_header(name.clone(), value.as_str())?;
         }
         if self.vary_origin {
             let varies = h.headers.get_all(http::header::VARY).iter().any(|v| {
@@ -95,11 +101,12 @@ pub fn wants_html(session: &Session) -> bool {
 }
 
 /// Whether the request is a browser navigation (GET/HEAD asking for
-/// HTML): those are sent to a page, anything else gets a status.
-pub fn is_navigation(session: &Session) -> bool {
+/// HTML): those are sent to a page, anything else gets a status. `method`:
+/// the one the rules judge (an auth request's original method).
+pub fn is_navigation(session: &Session, method: &http::Method) -> bool {
     let req = session.req_header();
     policies::access::is_navigation(
-        req.method.as_str(),
+        method.as_str(),
         &mut req
             .headers
             .get_all(http::header::ACCEPT)
@@ -221,6 +228,12 @@ pub async fn body(
     send(session, h, body).await
 }
 
+/// `Retry-After`: whole seconds, rounded up, at least 1.
+pub fn retry_after_secs(retry_after: std::time::Duration) -> String {
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    secs.max(1).to_string()
+}
+
 /// 429 with `Retry-After` in whole seconds, rounded up.
 pub async fn too_many(
     session: &mut Session,
@@ -229,8 +242,7 @@ pub async fn too_many(
 ) -> Result<()> {
     let (ct, body) = error_body(429, wants_html(session));
     let mut h = header(429, extras, Some(ct), body.len())?;
-    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    h.insert_header(http::header::RETRY_AFTER, secs.max(1).to_string())?;
+    h.insert_header(http::header::RETRY_AFTER, retry_after_secs(retry_after))?;
     send(session, h, Bytes::from(body)).await
 }
 

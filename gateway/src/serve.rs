@@ -12,7 +12,7 @@ use pingora::services::background::background_service;
 
 use crate::head_deadline::{self, HeadDeadline};
 use crate::own_errors::OwnErrorsApp;
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, Listener};
 use crate::reload::Reloader;
 use crate::runtime::{Fixed, HealthChecks, Runtime};
 use crate::state::{
@@ -49,7 +49,10 @@ pub enum ServeError {
 /// moment would accept a client's connection that nobody then answers.
 fn probe_listeners(fixed: &Fixed) -> Result<(), ServeError> {
     use socket2::{Domain, Socket, Type};
-    for addr in [fixed.https, fixed.http, fixed.ops].into_iter().flatten() {
+    for addr in [fixed.https, fixed.http, fixed.ops, fixed.auth]
+        .into_iter()
+        .flatten()
+    {
         let bind = || -> std::io::Result<()> {
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
             // As pingora's listener does, so a TIME_WAIT socket is no obstacle.
@@ -77,6 +80,12 @@ pub fn build(
     let shared = shared(runtime);
     let (proxy, resolver) = proxy_service(&server, &shared, &fixed, certs)?;
     server.add_service(proxy);
+    if let Some(addr) = fixed.auth {
+        let app = gateway_app(&server, &shared, Listener::Auth);
+        let mut auth = pingora::services::listening::Service::new("forward auth".to_string(), app);
+        auth.add_tcp(&addr.to_string());
+        server.add_service(auth);
+    }
     server.add_service(background_service(
         "health checks",
         HealthChecks {
@@ -188,18 +197,7 @@ fn proxy_service(
     ),
     ServeError,
 > {
-    let gateway = Gateway {
-        shared: shared.clone(),
-    };
-    let mut http_proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
-    http_proxy.handle_init_modules();
-    http_proxy.server_options = Some(head_deadline::server_options());
-    let app = OwnErrorsApp {
-        inner: Arc::new(HeadDeadline {
-            inner: Arc::new(http_proxy),
-        }),
-        runtime: shared.runtime.clone(),
-    };
+    let app = gateway_app(server, shared, Listener::Public);
     let mut proxy = pingora::services::listening::Service::new("portcullis".to_string(), app);
     let mut resolver_handle = None;
     if let Some(addr) = fixed.https {
@@ -219,6 +217,28 @@ fn proxy_service(
         proxy.add_tcp(&addr.to_string());
     }
     Ok((proxy, resolver_handle))
+}
+
+/// The proxy application for one kind of listener, with the slow-head
+/// deadline and the gateway's own error pages around it.
+fn gateway_app(
+    server: &Server,
+    shared: &Arc<Shared>,
+    listener: Listener,
+) -> OwnErrorsApp<HeadDeadline<pingora::proxy::HttpProxy<Gateway>>> {
+    let gateway = Gateway {
+        shared: shared.clone(),
+        listener,
+    };
+    let mut http_proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
+    http_proxy.handle_init_modules();
+    http_proxy.server_options = Some(head_deadline::server_options());
+    OwnErrorsApp {
+        inner: Arc::new(HeadDeadline {
+            inner: Arc::new(http_proxy),
+        }),
+        runtime: shared.runtime.clone(),
+    }
 }
 
 /// pingora's rustls `TlsSettings` is built either from files or with callbacks;

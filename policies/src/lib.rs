@@ -38,6 +38,7 @@
 //!   absolute and idle lifetimes, sliding re-issue (stage `session`).
 //! * [`csrf`] — CSRF tokens for the gateway's forms, bound to one browser.
 //! * [`fingerprint`] — digests of an instance's effective policy, to spot instances that differ.
+//! * [`forward_auth`] — the request a front proxy asks about on `/.portcullis/auth`.
 //! * [`redirect`] — the login `next` parameter, local paths only.
 //! * [`oauth_state`] — a provider sign-in's `state`, bound to one browser,
 //!   and the PKCE verifier and nonce derived from it.
@@ -61,6 +62,7 @@ pub mod csrf;
 pub mod emergency;
 pub mod failure;
 pub mod fingerprint;
+pub mod forward_auth;
 pub mod forwarding;
 pub mod head;
 pub mod headers;

@@ -55,6 +55,7 @@ pub struct Gateway {
     pub http_port: u16,
     /// 0 when the config has no `ops` listener.
     pub ops_port: u16,
+    pub auth_port: u16,
 }
 
 /// Sets up the gateway's directory, environment and files before starting it.
@@ -150,7 +151,7 @@ impl GatewayBuilder {
                 let _ = std::fs::remove_file(&sock);
                 Ready::UpgradeSocket(sock)
             } else {
-                let all = [ports.https, ports.http, ports.ops];
+                let all = [ports.https, ports.http, ports.ops, ports.auth];
                 Ready::Ports(all.into_iter().filter(|&p| p != 0).collect())
             };
             let mut child = self.spawn(&config_path);
@@ -163,10 +164,11 @@ impl GatewayBuilder {
                         https_port: ports.https,
                         http_port: ports.http,
                         ops_port: ports.ops,
+                        auth_port: ports.auth,
                     }
                 }
                 Err(NotReady::PortTaken) if attempt < BIND_ATTEMPTS => {
-                    for old in [ports.https, ports.http, ports.ops] {
+                    for old in [ports.https, ports.http, ports.ops, ports.auth] {
                         if old != 0 {
                             self.config = replace_port(&self.config, old, free_port());
                         }
@@ -252,6 +254,11 @@ impl Gateway {
     /// `http://localhost:PORT{path}` on the plain listener.
     pub fn http_url(&self, path: &str) -> String {
         format!("http://localhost:{}{path}", self.http_port)
+    }
+
+    /// `http://127.0.0.1:PORT{path}` on the forward-auth listener.
+    pub fn auth_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.auth_port)
     }
 
     /// `http://127.0.0.1:PORT{path}` on the ops listener.
@@ -472,6 +479,7 @@ pub struct ListenerPorts {
     pub https: u16,
     pub http: u16,
     pub ops: u16,
+    pub auth: u16,
 }
 
 impl ListenerPorts {
@@ -497,6 +505,7 @@ impl ListenerPorts {
                 "https" => ports.https = port,
                 "http" => ports.http = port,
                 "ops" => ports.ops = port,
+                "auth" => ports.auth = port,
                 _ => {}
             }
         }

@@ -10,6 +10,7 @@ pub mod browser;
 pub mod client;
 pub mod config;
 pub mod flask;
+pub mod front;
 pub mod gateway;
 pub mod github;
 pub mod haproxy;

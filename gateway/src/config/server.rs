@@ -23,6 +23,8 @@ pub struct Server {
     pub http: Option<SocketAddr>,
     /// `/metrics`, `/healthz`, `/readyz`; plain HTTP, meant for loopback or a private network.
     pub ops: Option<SocketAddr>,
+    /// Forward auth only (`/.portcullis/auth`), plain HTTP, for a proxy on this host.
+    pub auth: Option<SocketAddr>,
     pub threads: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub max_body: u64,
@@ -60,6 +62,7 @@ pub(super) fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Serve
     let https = listen_addr(sec, "https", r);
     let http = listen_addr(sec, "http", r);
     let ops = ops_listener(sec, [https, http], r);
+    let auth = auth_listener(sec, [https, http, ops], r);
     let threads = threads(sec, r);
     let trusted_proxies = cidr_list(
         sec,
@@ -74,12 +77,19 @@ pub(super) fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Serve
     let body_timeout = duration(sec, "body_timeout", r).unwrap_or(DEFAULT_BODY_TIMEOUT);
     let body_min_rate = size(sec, "body_min_rate", r).unwrap_or(DEFAULT_BODY_MIN_RATE);
     let pass_client_headers = pass_client_headers(sec, r);
+    if auth.is_some() && trusted_proxies.is_empty() {
+        r.error(
+            sec.key("auth"),
+            "needs server.trusted_proxies: only a trusted front proxy may ask, e.g. trusted_proxies = [\"127.0.0.1/32\"]",
+        );
+    }
     (r.errors.len() == errors_before).then_some(Server {
         pass_client_headers,
         buffer_body,
         body_timeout,
         body_min_rate,
         ops,
+        auth,
         https,
         http,
         threads,
@@ -109,6 +119,29 @@ fn ops_listener(
         );
     }
     Some(ops)
+}
+
+/// `auth`: plain-HTTP forward auth for a proxy on this host or a private
+/// network; its own address, a warning off loopback.
+fn auth_listener(
+    sec: &mut Section<'_>,
+    others: [Option<SocketAddr>; 3],
+    r: &mut Report,
+) -> Option<SocketAddr> {
+    let auth = listen_addr(sec, "auth", r)?;
+    if !auth.ip().is_loopback() {
+        r.warn(
+            sec.key("auth"),
+            format!("{auth} is not loopback: requests and answers cross the network in plain text (session cookies, identity headers)"),
+        );
+    }
+    if others.contains(&Some(auth)) {
+        r.error(
+            sec.key("auth"),
+            "must differ from server.https, server.http and server.ops",
+        );
+    }
+    Some(auth)
 }
 
 fn threads(sec: &mut Section<'_>, r: &mut Report) -> usize {

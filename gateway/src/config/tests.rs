@@ -1057,3 +1057,38 @@ fn request_hardening_keys_default_and_name_their_mistakes() {
     ));
     assert!(has(&errs, "route[0].method_override"), "{errs:?}");
 }
+
+#[test]
+fn the_auth_listener_needs_trusted_proxies_and_its_own_address() {
+    let with = |server: &str| BASE.replace("[server]\n", &format!("[server]\n{server}\n"));
+    let errs = errors(&with("auth = \"127.0.0.1:9902\""));
+    assert!(has(&errs, "server.auth"), "{errs:?}");
+    assert!(has(&errs, "trusted_proxies"), "{errs:?}");
+    let errs = errors(&with(
+        "auth = \"127.0.0.1:8443\"\ntrusted_proxies = [\"127.0.0.1/32\"]",
+    ));
+    assert!(has(&errs, "must differ"), "{errs:?}");
+    let errs = errors(&with(
+        "auth = \"nowhere\"\ntrusted_proxies = [\"127.0.0.1/32\"]",
+    ));
+    assert!(has(&errs, "server.auth"), "{errs:?}");
+    let ok = parse_with(
+        &with("auth = \"127.0.0.1:9902\"\ntrusted_proxies = [\"127.0.0.1/32\"]"),
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(
+        ok.config.server.auth,
+        Some("127.0.0.1:9902".parse().unwrap())
+    );
+    assert!(ok.warnings.is_empty(), "loopback: no warning");
+    let far = parse_with(
+        &with("auth = \"0.0.0.0:9902\"\ntrusted_proxies = [\"10.0.0.0/8\"]"),
+        &[],
+    )
+    .expect("valid");
+    assert!(far
+        .warnings
+        .iter()
+        .any(|w| w.to_string().contains("plain text")));
+}

@@ -24,6 +24,16 @@ use crate::state::Shared;
 
 pub struct Gateway {
     pub shared: Arc<Shared>,
+    pub listener: Listener,
+}
+
+/// Which listener a [`Gateway`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `[server] https` and `http`: everything.
+    Public,
+    /// `[server] auth`: `/.portcullis/auth` only.
+    Auth,
 }
 
 /// pingora's error, as `policies::failure` reads it.
@@ -48,7 +58,9 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx::new(self.shared.runtime.load_full())
+        let mut ctx = Ctx::new(self.shared.runtime.load_full());
+        ctx.auth_listener = self.listener == Listener::Auth;
+        ctx
     }
 
     async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<()> {

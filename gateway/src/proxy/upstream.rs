@@ -13,7 +13,6 @@ use policies::upstream::UpstreamPlan;
 
 use crate::auth;
 use crate::ctx::Ctx;
-use crate::state;
 
 pub fn rewrite(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     let Some(client) = ctx.client.as_ref() else {
@@ -55,7 +54,9 @@ pub fn rewrite(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     }
     up.insert_header("x-real-ip", client.ip.to_string())?;
     up.insert_header("x-request-id", ctx.out.request_id.as_str())?;
-    identity(up, ctx)?;
+    for (name, value) in crate::identity_headers::headers(ctx) {
+        up.insert_header(name, value)?;
+    }
     own_cookies(up)?;
     // A buffered body was read already, any `100 Continue` sent by us.
     if ctx.buffer_body {
@@ -65,38 +66,6 @@ pub fn rewrite(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     // :authority, not Host; an HTTP/1.1 upstream needs Host).
     if let Some(h) = ctx.host.as_deref() {
         up.insert_header(http::header::HOST, h)?;
-    }
-    Ok(())
-}
-
-/// The identity headers (the e-mail one only for an account with an
-/// address; the name one when the preset has it) and, with
-/// `secrets.assertion_key`, the signed assertion.
-fn identity(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
-    let Some(who) = ctx.identity.as_ref() else {
-        return Ok(());
-    };
-    let ids = &ctx.rt.identity;
-    up.insert_header(ids.user_name.clone(), who.user.as_str())?;
-    up.insert_header(ids.roles_name.clone(), who.roles.join(","))?;
-    if let Some(email) = who.email.as_deref() {
-        up.insert_header(ids.email_name.clone(), email)?;
-    }
-    if let Some(name) = &ids.name_name {
-        up.insert_header(name.clone(), who.user.as_str())?;
-    }
-    if let Some(key) = ids.assertion_key.as_deref() {
-        let aud = ctx
-            .upstream
-            .and_then(|i| ctx.rt.upstreams.get(i))
-            .map_or("", |u| u.name.as_str());
-        let subject = policies::assertion::Subject {
-            sub: &who.user,
-            email: who.email.as_deref(),
-            roles: &who.roles,
-        };
-        let jwt = policies::assertion::assertion(key, subject, aud, state::now());
-        up.insert_header(ids.assertion_name.clone(), jwt)?;
     }
     Ok(())
 }

@@ -133,7 +133,7 @@ pub async fn run(
             action(gate, session, ctx, g, Action::ResetPassword, form).await
         }
         // No emergency session: back to the secret form (a browser) or 401.
-        _ if respond::is_navigation(session) => Answer::see_other(paths::EMERGENCY),
+        _ if respond::is_navigation(session, &ctx.method) => Answer::see_other(paths::EMERGENCY),
         _ => Answer::Error(401),
     }
 }

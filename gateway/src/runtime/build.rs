@@ -98,6 +98,7 @@ pub fn fixed(config: &Config) -> Fixed {
         https: config.server.https,
         http: config.server.http,
         ops: config.server.ops,
+        auth: config.server.auth,
         threads: config.server.threads,
         tls_off: config.tls.mode == TlsMode::Off,
         // Accounts need the store; so does ACME state when the store is the

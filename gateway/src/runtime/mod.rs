@@ -130,6 +130,8 @@ pub struct Fixed {
     pub https: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub ops: Option<SocketAddr>,
+    /// `[server] auth`: forward auth only, plain HTTP.
+    pub auth: Option<SocketAddr>,
     pub threads: usize,
     pub tls_off: bool,
     /// The identity store; `None` when nothing needs accounts (no session

@@ -27,7 +27,7 @@ fn back_here(page: &str, ctx: &Ctx) -> Answer {
 
 pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
     let rule = rt.rule(ctx.route);
-    let navigation = respond::is_navigation(session);
+    let navigation = respond::is_navigation(session, &ctx.method);
     let roles = ctx.identity.as_ref().map(|i| i.roles.as_slice());
     match access::decide(&rule.access, roles, navigation) {
         Decision::Allow => {}
@@ -52,6 +52,11 @@ pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
         if let Some(answer) = step_up(rt, ctx, navigation) {
             return Step::Break(answer);
         }
+    }
+    if ctx.forward.is_some() {
+        // The front proxy forwards: any upstream here only names the audience.
+        ctx.upstream = rule.upstream;
+        return Step::Continue(());
     }
     let Some(upstream) = rule.upstream else {
         return Step::Break(Answer::Error(404));

@@ -19,7 +19,7 @@ pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
         return Step::Continue(());
     };
     let acr_method = header("access-control-request-method");
-    if !CorsPolicy::is_preflight(req.method.as_str(), Some(origin), acr_method) {
+    if !CorsPolicy::is_preflight(ctx.method.as_str(), Some(origin), acr_method) {
         ctx.out.cors = cors.actual(origin);
         return Step::Continue(());
     }

@@ -14,7 +14,7 @@ const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 pub fn run(shared: &Shared, session: &Session, ctx: &Ctx) -> Step {
     let rt = &ctx.rt;
-    if ctx.tls || rt.tls_off {
+    if ctx.tls || rt.tls_off || ctx.auth_listener {
         return Step::Continue(());
     }
     if rt.acme.is_some() {

@@ -6,6 +6,7 @@ mod access;
 mod body;
 mod client_ip;
 mod cors;
+mod forward;
 mod limits;
 mod listener;
 mod reserved;
@@ -21,12 +22,22 @@ use crate::answer::Step;
 use crate::ctx::Ctx;
 use crate::state::Shared;
 
-/// Runs every stage in order; `Continue` means "forward to the app".
+/// Runs every stage in order; `Continue` means "forward to the app". A
+/// forward-auth request always ends in an answer for the front proxy.
 pub async fn run(shared: &Shared, s: &mut Session, ctx: &mut Ctx) -> Step {
+    let step = pipeline(shared, s, ctx).await;
+    if ctx.forward.is_none() {
+        return step;
+    }
+    ControlFlow::Break(forward::answer(step, ctx))
+}
+
+async fn pipeline(shared: &Shared, s: &mut Session, ctx: &mut Ctx) -> Step {
     // One handle for every stage: they read the rules while filling in `ctx`.
     let rt = ctx.rt.clone();
     let rt = &*rt;
     client_ip::run(s, ctx)?;
+    forward::run(s, ctx)?;
     target::run(s, ctx)?;
     listener::run(shared, s, ctx)?;
     limits::global(ctx).await?;
@@ -36,6 +47,10 @@ pub async fn run(shared: &Shared, s: &mut Session, ctx: &mut Ctx) -> Step {
     cors::run(rt, s, ctx)?;
     limits::route(rt, s, ctx).await?;
     access::run(rt, s, ctx)?;
+    if ctx.forward.is_some() {
+        // The front proxy holds the body; nothing more to judge here.
+        return ControlFlow::Continue(());
+    }
     access::body_limit(rt, s, ctx)?;
     body::run(s, ctx).await?;
     ControlFlow::Continue(())
@@ -44,8 +59,9 @@ pub async fn run(shared: &Shared, s: &mut Session, ctx: &mut Ctx) -> Step {
 #[cfg(test)]
 mod tests {
     /// The stages in the order they run, as docs/behaviour.md names them.
-    pub const ORDER: [&str; 12] = [
+    pub const ORDER: [&str; 13] = [
         "client_ip",
+        "forward",
         "target",
         "listener",
         "limits",

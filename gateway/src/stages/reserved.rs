@@ -17,6 +17,12 @@ pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut Ctx) -> Step 
         return ControlFlow::Continue(());
     }
     ctx.reserved = true;
+    if ctx.forward.is_some() {
+        // The gateway's pages are reached through the front proxy, never
+        // authorised for the app: the proxy must send them here.
+        tracing::debug!(request_id = %ctx.out.request_id, "forward auth asked about a /.portcullis/ path");
+        return ControlFlow::Break(crate::answer::Answer::Error(403));
+    }
     let path = if ci {
         ctx.path.to_ascii_lowercase()
     } else {

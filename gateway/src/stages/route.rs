@@ -12,7 +12,7 @@ use crate::runtime::Runtime;
 pub fn run(rt: &Runtime, session: &Session, ctx: &mut Ctx) -> Step {
     let req = session.req_header();
     let host = ctx.host.as_deref();
-    let found = rt.table.find(host, &ctx.path, req.method.as_str());
+    let found = rt.table.find(host, &ctx.path, ctx.method.as_str());
     ctx.route = found;
     let rule = rt.rule(found);
     // Method-override headers reach the app only on a route that opted in

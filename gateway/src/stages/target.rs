@@ -23,14 +23,19 @@ pub fn run(session: &Session, ctx: &mut Ctx) -> Step {
             drain: false,
         });
     }
+    // An auth request's original request is judged here instead, by the
+    // same rules: its method, its target verbatim, its one host.
+    let forward = ctx.forward.clone();
+    let method = forward.as_ref().map_or(&req.method, |f| &f.method);
     // `post` must not fall through a POST rule to a public route while
     // the app upper-cases it and runs the POST view.
-    if !method::is_accepted(req.method.as_str().as_bytes()) {
+    if !method::is_accepted(method.as_str().as_bytes()) {
         return Step::Break(Answer::malformed());
     }
-    let wire_target = match raw_head.as_deref() {
-        Some(h) => head::request_target(h).unwrap_or_default(),
-        None => req.raw_path(),
+    let wire_target = match (&forward, raw_head.as_deref()) {
+        (Some(f), _) => f.target.as_slice(),
+        (None, Some(h)) => head::request_target(h).unwrap_or_default(),
+        (None, None) => req.raw_path(),
     };
     let (path, query, authority) = match target::parse_target(wire_target) {
         Ok(RequestTarget::Path {
@@ -38,7 +43,7 @@ pub fn run(session: &Session, ctx: &mut Ctx) -> Step {
             query,
             authority,
         }) => (path, query, authority),
-        Ok(RequestTarget::Asterisk) if req.method == http::Method::OPTIONS => {
+        Ok(RequestTarget::Asterisk) if forward.is_none() && *method == http::Method::OPTIONS => {
             return Step::Break(Answer::Empty(204));
         }
         Ok(RequestTarget::Asterisk) => return Step::Break(Answer::Error(400)),
@@ -47,18 +52,28 @@ pub fn run(session: &Session, ctx: &mut Ctx) -> Step {
             return Step::Break(Answer::Error(400));
         }
     };
-    let hosts = req.headers.get_all(http::header::HOST);
-    let authority = authority.or_else(|| req.uri.authority().map(|a| a.as_str()));
-    let host = match request_host(
-        hosts.iter().map(|h| h.as_bytes()),
-        authority.map(str::as_bytes),
-    ) {
+    let host = match &forward {
+        // The proxy names the host once; an absolute-form original target
+        // would be a second opinion.
+        Some(_) if authority.is_some() => return Step::Break(Answer::Error(400)),
+        Some(f) => request_host(std::iter::once(f.host.as_slice()), None),
+        None => {
+            let hosts = req.headers.get_all(http::header::HOST);
+            let authority = authority.or_else(|| req.uri.authority().map(|a| a.as_str()));
+            request_host(
+                hosts.iter().map(|h| h.as_bytes()),
+                authority.map(str::as_bytes),
+            )
+        }
+    };
+    let host = match host {
         Ok(host) => host,
         Err(e) => {
             tracing::debug!(request_id = %ctx.out.request_id, reason = %e, "no usable host");
             return Step::Break(Answer::malformed());
         }
     };
+    ctx.method = method.clone();
     ctx.host = Some(host.to_string());
     // Upstreams that fold Unicode case would read `/CAF%C3%89` as a
     // denied `/café`: in that mode only ASCII paths are routed.
