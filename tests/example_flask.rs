@@ -15,24 +15,16 @@ use support::login::login;
 use support::*;
 
 const SESSION_KEYS: &str = "flask-example-session-key-0123456789abcdef";
-const ASSERTION_KEY: &str = "flask-example-assertion-key-0123456789abc";
 
 fn example_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/flask")
 }
 
-fn start_flask(port: u16, key: &str) -> support::flask::Flask {
-    let env = [("PORTCULLIS_ASSERTION_KEY", key)];
-    support::flask::start(&example_dir(), "app", port, &env, "flask, jwt")
-}
-
-#[tokio::test]
-async fn the_flask_example_trusts_only_the_gateway_assertion() {
-    let pki = TestPki::new();
-    let (https, http, app) = (free_port(), free_port(), free_port());
+/// The example as shipped, with test ports and the test PKI.
+fn example_config(pki: &TestPki, app: u16) -> String {
+    let (https, http) = (free_port(), free_port());
     let example =
         std::fs::read_to_string(example_dir().join("portcullis.toml")).expect("example config");
-    // The example as shipped, with test ports and the test PKI.
     let cfg = example
         .replace(
             "https = \"127.0.0.1:8443\"",
@@ -55,24 +47,61 @@ async fn the_flask_example_trusts_only_the_gateway_assertion() {
             ),
         );
     assert!(
-        cfg.contains(&format!("127.0.0.1:{app}")) && cfg.contains("mode = \"files\""),
+        cfg.contains(&format!("127.0.0.1:{app}"))
+            && cfg.contains("mode = \"files\"")
+            && cfg.contains("assertion = \"es256\""),
         "example config changed shape:\n{cfg}"
     );
-    let users = format!(
+    cfg
+}
+
+fn users() -> String {
+    format!(
         "[users.alice]\npassword = \"{}\"\nroles = [\"admin\"]\n[users.bob]\npassword = \"{}\"\nroles = []\n",
         policies::users::hash_password("alice-password").expect("hash"),
         policies::users::hash_password("bob-password").expect("hash"),
-    );
-    let start_gateway = || {
-        GatewayBuilder::new(&cfg)
-            .env("PORTCULLIS_SESSION_KEYS", SESSION_KEYS)
-            .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
-            .users(&users)
-            .start()
-    };
-    let _flask = start_flask(app, ASSERTION_KEY);
-    let gw = start_gateway();
+    )
+}
+
+fn start_gateway(cfg: &str) -> Gateway {
+    GatewayBuilder::new(cfg)
+        .env("PORTCULLIS_SESSION_KEYS", SESSION_KEYS)
+        .users(&users())
+        .start()
+}
+
+/// Waits until the gateway publishes a key (it makes the first one when it
+/// has read the store).
+async fn wait_for_keys(client: &reqwest::Client, gw: &Gateway) {
+    for _ in 0..100 {
+        let r = client.get(gw.url("/.portcullis/jwks.json")).send().await;
+        if let Ok(r) = r {
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
+            if v["keys"].as_array().is_some_and(|k| !k.is_empty()) {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no key in the JWKS");
+}
+
+#[tokio::test]
+async fn the_flask_example_trusts_only_the_gateway_assertion() {
+    let pki = TestPki::new();
+    let app = free_port();
+    let cfg = example_config(&pki, app);
+    let gw = start_gateway(&cfg);
+    let jwks = gw.url("/.portcullis/jwks.json");
+    let ca = pki.ca_path.display().to_string();
+    let env = [
+        ("PORTCULLIS_JWKS_URL", jwks.as_str()),
+        ("PORTCULLIS_CA_FILE", ca.as_str()),
+    ];
+    let _flask =
+        support::flask::start(&example_dir(), "app", app, &env, "flask, jwt, cryptography");
     let client = https_client(&pki.ca_pem, gw.https_port, false);
+    wait_for_keys(&client, &gw).await;
     let get = |path: &str, cookie: Option<&str>| {
         let mut req = client.get(gw.url(path)).header(ACCEPT, "application/json");
         if let Some(c) = cookie {
@@ -109,16 +138,15 @@ async fn the_flask_example_trusts_only_the_gateway_assertion() {
         403
     );
 
-    // The same app with another key refuses the gateway's assertion: the
-    // signature, not the header, is what it trusts.
-    drop(gw);
-    drop(_flask);
-    let _other = start_flask(app, "some-other-key-0123456789abcdefghijkl");
-    let gw = start_gateway();
-    let client = https_client(&pki.ca_pem, gw.https_port, false);
-    let alice = login(&client, &gw.base(), "alice", "alice-password").await;
-    let resp = client
-        .get(gw.url("/dashboard"))
+    // Another gateway (its own store, so its own key) in front of the same
+    // app: the app, verifying against the first gateway's keys, refuses
+    // its assertions. The signature, not the header, is what it trusts.
+    let other = start_gateway(&example_config(&pki, app));
+    let other_client = https_client(&pki.ca_pem, other.https_port, false);
+    wait_for_keys(&other_client, &other).await;
+    let alice = login(&other_client, &other.base(), "alice", "alice-password").await;
+    let resp = other_client
+        .get(other.url("/dashboard"))
         .header(COOKIE, &alice)
         .send()
         .await

@@ -70,10 +70,15 @@ pub fn run(path: &Path, online: bool) -> ExitCode {
         ids.name_header
             .as_deref()
             .map_or(String::new(), |n| format!(", {n}")),
-        if cfg.secrets.assertion_key.is_some() {
-            format!(", {}", ids.assertion_header)
-        } else {
-            String::new()
+        match (ids.assertion, cfg.secrets.assertion_key.is_some()) {
+            (Some(config::AssertionAlg::Keys(alg)), _) => format!(
+                ", {} ({}, keys in the identity store, issuer {})",
+                ids.assertion_header,
+                alg.as_str(),
+                config::issuer(ids, &cfg.tls, &cfg.routes).unwrap_or_default()
+            ),
+            (_, true) => format!(", {} (HS256)", ids.assertion_header),
+            (_, false) => String::new(),
         }
     );
     println!("{store_line}");

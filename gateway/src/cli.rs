@@ -64,6 +64,25 @@ pub enum Command {
     /// Manage accounts in the identity store ([store] of the config).
     #[command(subcommand)]
     User(UserCommand),
+    /// The public-key assertion's signing keys in the identity store.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// A new signing key: published in the JWKS at once, signing after
+    /// `[identity] key_grace`; the keys before it stay published for
+    /// `old_key_published` (a day) after that.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// The stored keys and which one signs.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

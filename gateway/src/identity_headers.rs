@@ -5,7 +5,10 @@
 
 use bytes::Bytes;
 
+use policies::assertion::{Claims, Subject};
+
 use crate::ctx::Ctx;
+use crate::runtime::AssertionRt;
 use crate::state;
 
 /// Names and values; none without an identity.
@@ -23,16 +26,45 @@ pub fn headers(ctx: &Ctx) -> Vec<(Bytes, String)> {
     if let Some(name) = &ids.name_name {
         out.push((name.clone(), who.user.clone()));
     }
-    if let Some(key) = ids.assertion_key.as_deref() {
-        let subject = policies::assertion::Subject {
-            sub: &who.user,
-            email: who.email.as_deref(),
-            roles: &who.roles,
-        };
-        let jwt = policies::assertion::assertion(key, subject, audience(ctx), state::now());
+    if let Some(jwt) = assertion(ctx, who) {
         out.push((ids.assertion_name.clone(), jwt));
     }
     out
+}
+
+/// The signed assertion, when one is configured and a key can sign now.
+fn assertion(ctx: &Ctx, who: &crate::auth::Identity) -> Option<String> {
+    let ids = &ctx.rt.identity;
+    if ids.assertion == AssertionRt::Off {
+        return None;
+    }
+    let jti = crate::ctx::new_request_id();
+    let claims = Claims {
+        subject: Subject {
+            sub: &who.user,
+            email: who.email.as_deref(),
+            roles: &who.roles,
+        },
+        aud: audience(ctx),
+        iat: state::now(),
+        iss: ids.issuer.as_deref(),
+        jti: Some(&jti),
+        amr: policies::assertion::amr(&who.method),
+    };
+    match &ids.assertion {
+        AssertionRt::Off => None,
+        AssertionRt::Hs256(key) => Some(policies::assertion::hs256(key, &claims.to_json())),
+        AssertionRt::Keys(alg) => {
+            let ring = crate::assertion_keys::RING.load();
+            let now = i64::try_from(state::now_ms()).unwrap_or(i64::MAX);
+            // No key yet (the store was not read since start): no assertion
+            // rather than an unverifiable one; /readyz waits for the keys.
+            let key = ring.signer(*alg, now)?;
+            key.sign(&claims.to_json())
+                .map_err(|e| tracing::error!(error = %e, "assertion not signed"))
+                .ok()
+        }
+    }
 }
 
 /// The assertion's `aud`: the route's upstream; for forward auth on a

@@ -4,6 +4,7 @@
 mod access_log;
 mod acme;
 mod answer;
+mod assertion_keys;
 mod audit;
 mod auth;
 mod cert_backend;
@@ -16,6 +17,7 @@ mod demo;
 mod head_deadline;
 mod identity_headers;
 mod instances;
+mod keys_cmd;
 mod limits;
 mod metrics;
 mod oauth;
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
             http_port,
         } => demo::run(https_port, http_port),
         Command::User(cmd) => user_cmd::run(cmd),
+        Command::Keys(cmd) => keys_cmd::run(cmd),
     }
 }
 

@@ -45,6 +45,10 @@ impl OpsApp {
             return Some(b"identity store unreachable\n");
         }
         let rt = self.shared.runtime.load();
+        let keys = matches!(rt.identity.assertion, crate::runtime::AssertionRt::Keys(_));
+        if keys && !crate::assertion_keys::RING.load().loaded {
+            return Some(b"assertion keys not read yet\n");
+        }
         match rt.store.redis() {
             Some(r) if r.on_error == OnStoreError::Deny && r.is_down() => {
                 Some(b"shared store unreachable\n")

@@ -130,6 +130,12 @@ pub fn build(
             accounts: shared.accounts.clone(),
         },
     ));
+    server.add_service(background_service(
+        "assertion keys",
+        crate::assertion_keys::KeyKeeper {
+            shared: shared.clone(),
+        },
+    ));
     server.add_service(background_service("housekeeping", Housekeeping { shared }));
     extra(&mut server);
     Ok(server)

@@ -15,6 +15,8 @@
 //! * [`factors`]: second factors (TOTP, passkeys) and recovery codes.
 //! * [`invitations`]: one-time links that create an account.
 //! * [`resets`]: one-time password-reset links.
+//! * [`signing_keys`]: assertion keys with a public half, shared by every
+//!   instance.
 //! * [`tls`]: TLS material, ACME challenges and leases shared by several
 //!   instances.
 //! * [`cache`]: that cache. An authenticated request costs no database
@@ -35,6 +37,7 @@ mod location;
 pub mod resets;
 pub mod schema;
 pub mod sessions;
+pub mod signing_keys;
 mod store;
 pub mod tls;
 
@@ -47,6 +50,7 @@ pub use invitations::{Invitation, Unusable};
 pub use links::{Found, Link, ProviderSignIn, SignInOutcome, Signup};
 pub use resets::ResetLink;
 pub use sessions::SessionRecord;
+pub use signing_keys::SigningKey;
 pub use store::{Backend, Store};
 
 /// A fresh random epoch (128 bits, hex): replaced whenever an account's

@@ -10,10 +10,10 @@ pub(crate) struct Migration {
 }
 
 /// The newest schema this build knows.
-pub const LATEST: i64 = 5;
+pub const LATEST: i64 = 6;
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4, V5];
+pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4, V5, V6];
 
 const V1: Migration = Migration {
     version: 1,
@@ -153,6 +153,21 @@ const V5: Migration = Migration {
             expires BIGINT NOT NULL
         )",
     ],
+};
+
+/// Assertion keys with a public half (issue 21), shared by every instance:
+/// PKCS#8 private keys (base64), published in the JWKS until
+/// `published_until` (none: while current), signing from `sign_from`.
+const V6: Migration = Migration {
+    version: 6,
+    statements: &["CREATE TABLE signing_keys (
+            kid TEXT PRIMARY KEY,
+            alg TEXT NOT NULL,
+            private_key TEXT NOT NULL,
+            created BIGINT NOT NULL,
+            sign_from BIGINT NOT NULL,
+            published_until BIGINT
+        )"],
 };
 
 /// The table that records the schema version.

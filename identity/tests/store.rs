@@ -512,6 +512,7 @@ async fn downgrade_to_v1(url: &str) {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.expect("raw connection");
     for sql in [
+        "DROP TABLE signing_keys",
         "DROP TABLE leases",
         "DROP TABLE tls_challenges",
         "DROP TABLE tls_items",
@@ -550,6 +551,11 @@ async fn migrates_forward(url: &str) {
         store.take_lease("l", "me", 1, 2).await.unwrap(),
         "leases exists again (v5)"
     );
+    assert!(store
+        .signing_keys()
+        .await
+        .expect("signing_keys exists again (v6)")
+        .is_empty());
 }
 
 #[tokio::test]

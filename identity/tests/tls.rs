@@ -82,3 +82,65 @@ async fn a_lease_has_one_holder_until_it_expires_or_is_released(a: &Store, b: &S
     b.release_lease("order", "B").await.unwrap();
     assert!(a.take_lease("order", "A", 4_000, 7_000).await.unwrap());
 }
+
+fn key(kid: &str, sign_from: i64) -> SigningKey {
+    SigningKey {
+        kid: kid.to_string(),
+        alg: "ES256".to_string(),
+        private_key: format!("pkcs8 of {kid}"),
+        created: sign_from,
+        sign_from,
+        published_until: None,
+    }
+}
+
+on_both!(a_rotation_is_one_transaction_every_instance_sees);
+async fn a_rotation_is_one_transaction_every_instance_sees(a: &Store, b: &Store) {
+    assert!(b.signing_keys().await.unwrap().is_empty());
+    a.add_signing_key(&key("k1", 1_000), None, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(b.signing_keys().await.unwrap(), vec![key("k1", 1_000)]);
+    // Rotation: k2 signs from 5 000; k1 stays published until 9 000.
+    b.add_signing_key(&key("k2", 5_000), Some(9_000), 2_000)
+        .await
+        .unwrap();
+    let seen = a.signing_keys().await.unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].kid, "k1");
+    assert_eq!(seen[0].published_until, Some(9_000));
+    assert_eq!(seen[1], key("k2", 5_000));
+    // Another rotation before k1's end cuts nothing short that ends sooner.
+    a.add_signing_key(&key("k3", 6_000), Some(10_000), 3_000)
+        .await
+        .unwrap();
+    let seen = b.signing_keys().await.unwrap();
+    assert_eq!(
+        seen.iter()
+            .map(|k| (k.kid.as_str(), k.published_until))
+            .collect::<Vec<_>>(),
+        vec![("k1", Some(9_000)), ("k2", Some(10_000)), ("k3", None)]
+    );
+    // Keys whose publication ended are deleted at the next write.
+    b.add_signing_key(&key("k4", 20_000), Some(30_000), 9_500)
+        .await
+        .unwrap();
+    let kids: Vec<String> = a
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, vec!["k2", "k3", "k4"]);
+    // A kid is unique: the second insert fails and changes nothing.
+    assert!(a
+        .add_signing_key(&key("k4", 40_000), Some(50_000), 9_600)
+        .await
+        .is_err());
+    assert_eq!(b.signing_keys().await.unwrap().len(), 3);
+    assert_eq!(
+        b.signing_keys().await.unwrap()[1].published_until,
+        Some(30_000)
+    );
+}

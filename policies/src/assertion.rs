@@ -1,15 +1,17 @@
-//! The optional `X-Forwarded-Assertion` header: a short-lived HS256 JWT that
-//! lets an app check the identity headers really came from the gateway.
+//! The `X-Forwarded-Assertion` header: a short-lived JWT that lets an app
+//! check the identity headers really came from the gateway.
 //!
-//! Claims: `sub` (user), `email` (when the account has one), `roles`,
-//! `iat`, `exp = iat + 60`, `aud`. An app
-//! verifies it with any JWT library, e.g. PyJWT:
-//! `jwt.decode(token, key, algorithms=["HS256"], audience=aud)`.
+//! Claims: `iss`, `sub` (user), `aud` (the upstream), `iat`,
+//! `exp = iat + 60`, `jti`, `email` (when the account has one), `roles`,
+//! `amr` (how the session signed in, RFC 8176 values where one fits).
+//! Signed with HS256 (a shared key, [`hs256`]) or with a private key whose
+//! public half is in the JWKS (`crate::signing`).
 //!
-//! Built by hand from HMAC-SHA256, base64url and `serde_json` (it is three
-//! base64url segments) instead of pulling in a JWT crate and its crypto
-//! backends. The header is fixed (`{"alg":"HS256","typ":"JWT"}`), so the
-//! usual JWT pitfalls (`alg: none`, key confusion) cannot arise on this side.
+//! Built by hand from base64url and `serde_json` (it is three base64url
+//! segments) instead of pulling in a JWT crate and its crypto backends. The
+//! header is fixed per key, so the usual JWT pitfalls (`alg: none`, key
+//! confusion) cannot arise on this side; the verifier's side is in
+//! docs/configuration.md ("Verifying the assertion").
 
 use serde_json::json;
 
@@ -33,23 +35,96 @@ pub struct Subject<'a> {
     pub roles: &'a [String],
 }
 
-/// The signed JWT for `who`, audience `aud`, issued at `now`.
-pub fn assertion(key: &[u8], who: Subject<'_>, aud: &str, now: u64) -> String {
-    let mut claims = json!({
-        "sub": who.sub,
-        "roles": who.roles,
-        "iat": now,
-        "exp": now.saturating_add(ASSERTION_LIFETIME),
-        "aud": aud,
-    });
-    if let (Some(email), Some(map)) = (who.email, claims.as_object_mut()) {
-        map.insert("email".into(), email.into());
+/// Everything an assertion says.
+#[derive(Debug, Clone)]
+pub struct Claims<'a> {
+    /// Who.
+    pub subject: Subject<'a>,
+    /// For which upstream.
+    pub aud: &'a str,
+    /// When (seconds since the epoch); `exp` follows.
+    pub iat: u64,
+    /// The issuer, when known.
+    pub iss: Option<&'a str>,
+    /// A unique id (an app may refuse a replay within the minute).
+    pub jti: Option<&'a str>,
+    /// How the session signed in ([`amr`]); left out when empty.
+    pub amr: Vec<String>,
+}
+
+impl Claims<'_> {
+    /// The claims as compact JSON, every value escaped by `serde_json`.
+    pub fn to_json(&self) -> String {
+        let who = self.subject;
+        let mut claims = json!({
+            "sub": who.sub,
+            "roles": who.roles,
+            "iat": self.iat,
+            "exp": self.iat.saturating_add(ASSERTION_LIFETIME),
+            "aud": self.aud,
+        });
+        if let Some(map) = claims.as_object_mut() {
+            if let Some(email) = who.email {
+                map.insert("email".into(), email.into());
+            }
+            if let Some(iss) = self.iss {
+                map.insert("iss".into(), iss.into());
+            }
+            if let Some(jti) = self.jti {
+                map.insert("jti".into(), jti.into());
+            }
+            if !self.amr.is_empty() {
+                map.insert("amr".into(), self.amr.clone().into());
+            }
+        }
+        claims.to_string()
     }
-    sign(key, &claims.to_string())
+}
+
+/// The HS256 JWT for `who`, audience `aud`, issued at `now` (claims `sub`,
+/// `roles`, `iat`, `exp`, `aud`, `email`).
+pub fn assertion(key: &[u8], who: Subject<'_>, aud: &str, now: u64) -> String {
+    let claims = Claims {
+        subject: who,
+        aud,
+        iat: now,
+        iss: None,
+        jti: None,
+        amr: Vec::new(),
+    };
+    hs256(key, &claims.to_json())
+}
+
+/// The `amr` values for a session's sign-in method (`password`,
+/// `password+totp`, `github+amr`, `passkey`, …): `pwd` for a password,
+/// `otp` for a TOTP or recovery code, `hwk` and `user` for a passkey,
+/// `idp:NAME` for a provider, `emergency` for the emergency gate, and
+/// `mfa` when two factors were used (or the provider said so).
+pub fn amr(method: &str) -> Vec<String> {
+    let (first, second) = match method.split_once('+') {
+        Some((a, b)) => (a, Some(b)),
+        None => (method, None),
+    };
+    let mut out: Vec<String> = match first {
+        "password" => vec!["pwd".into()],
+        "passkey" => vec!["hwk".into(), "user".into()],
+        "emergency" => vec!["emergency".into()],
+        "" => Vec::new(),
+        provider => vec![format!("idp:{provider}")],
+    };
+    match second {
+        Some("totp" | "recovery") => out.push("otp".into()),
+        Some("passkey") => out.extend(["hwk".into(), "user".into()]),
+        _ => {}
+    }
+    if crate::mfa::is_multi_factor(method) {
+        out.push("mfa".into());
+    }
+    out
 }
 
 /// `header.claims.signature` for the fixed HS256 header and `claims` JSON.
-fn sign(key: &[u8], claims: &str) -> String {
+pub fn hs256(key: &[u8], claims: &str) -> String {
     let mut out = String::with_capacity(HEADER_B64.len() + 2 * claims.len() + 48);
     out.push_str(HEADER_B64);
     out.push('.');
@@ -133,7 +208,7 @@ mod tests {
     #[test]
     fn jwt_io_example() {
         assert_eq!(
-            sign(
+            hs256(
                 b"your-256-bit-secret",
                 r#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#
             ),
@@ -220,5 +295,40 @@ mod tests {
         let a = jwt("alice", &roles(&["admin"]), "app", NOW);
         assert_eq!(a, jwt("alice", &roles(&["admin"]), "app", NOW));
         assert_ne!(a, jwt("alice", &roles(&["admin"]), "app", NOW + 1));
+    }
+
+    #[test]
+    fn the_full_claims_and_amr() {
+        let staff = roles(&["staff"]);
+        let c = Claims {
+            subject: Subject {
+                sub: "alice",
+                email: None,
+                roles: &staff,
+            },
+            aud: "app",
+            iat: NOW,
+            iss: Some("https://app.example.com"),
+            jti: Some("0123"),
+            amr: amr("password+totp"),
+        };
+        let claims = verify(&hs256(KEY, &c.to_json()), KEY).unwrap();
+        assert_eq!(claims["iss"], "https://app.example.com");
+        assert_eq!(claims["jti"], "0123");
+        assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]));
+        assert_eq!(claims.as_object().unwrap().len(), 8);
+        for (method, want) in [
+            ("password", vec!["pwd"]),
+            ("password+recovery", vec!["pwd", "otp", "mfa"]),
+            ("password+passkey", vec!["pwd", "hwk", "user", "mfa"]),
+            ("passkey", vec!["hwk", "user", "mfa"]),
+            ("github", vec!["idp:github"]),
+            ("github+amr", vec!["idp:github", "mfa"]),
+            ("google+totp", vec!["idp:google", "otp", "mfa"]),
+            ("emergency", vec!["emergency"]),
+            ("+totp", vec!["otp"]),
+        ] {
+            assert_eq!(amr(method), want, "{method}");
+        }
     }
 }

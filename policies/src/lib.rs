@@ -49,7 +49,8 @@
 //! * [`signin`] — a provider's rules (domains, addresses, orgs) and `role_map`.
 //! * [`access`] — `public` / `login` / `role:` / `deny` and the 303/401/403
 //!   decision (stage `access`).
-//! * [`assertion`] — the HS256 JWT for `X-Forwarded-Assertion` (the upstream request).
+//! * [`assertion`] — the JWT claims for `X-Forwarded-Assertion`, and HS256.
+//! * [`signing`] — ES256 / EdDSA assertion keys: PKCS#8, JWK, thumbprint `kid`, JWS.
 //! * [`headers`] — security response headers, merged per route key by key (the response).
 //! * [`cors`] — exact-origin CORS: preflight answers and response headers (the response).
 
@@ -79,6 +80,7 @@ pub mod redirect;
 pub mod routes;
 pub mod session;
 pub mod signin;
+pub mod signing;
 pub mod target;
 mod token;
 pub mod totp;

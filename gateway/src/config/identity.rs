@@ -1,4 +1,7 @@
-//! `[identity]`: headers the upstream receives for a session.
+//! `[identity]`: headers the upstream receives for a session, and how the
+//! assertion among them is signed.
+
+use std::time::Duration;
 
 use super::{Report, Section};
 
@@ -15,7 +18,30 @@ pub struct IdentityConf {
     /// (`Remote-Name` with `preset = "authelia"`); none by default.
     pub name_header: Option<String>,
     pub assertion_header: String,
+    /// `assertion`; `None`: HS256 when `secrets.assertion_key` is set, else no assertion.
+    pub assertion: Option<AssertionAlg>,
+    /// The `iss` claim; `None`: `https://` and the first domain.
+    pub issuer: Option<String>,
+    /// A new key signs this long after `portcullis keys rotate` published it.
+    pub key_grace: Duration,
+    /// A replaced key stays in the JWKS this long after its successor signs.
+    pub old_key_published: Duration,
 }
+
+/// `[identity] assertion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAlg {
+    /// HMAC with `secrets.assertion_key` (version 1).
+    Hs256,
+    /// A public-key signature, keys in the identity store.
+    Keys(policies::signing::Alg),
+}
+
+/// `key_grace` default: long enough for every instance and every app's
+/// JWKS cache to see the new key before it signs.
+pub const DEFAULT_KEY_GRACE: Duration = Duration::from_secs(600);
+/// `old_key_published` default: tokens live a minute; caches a day.
+pub const DEFAULT_OLD_KEY_PUBLISHED: Duration = Duration::from_secs(86_400);
 
 /// `[identity] preset`: header names of a product apps may already be
 /// written for, so they work unchanged behind portcullis.
@@ -150,7 +176,36 @@ pub(super) fn read_identity(sec: &mut Section<'_>, r: &mut Report) -> Option<Ide
             r.error(sec.key(key), format!("{a:?} is already `{other}`"));
         }
     }
+    let assertion = match sec.str("assertion", r) {
+        None => None,
+        Some("hs256") => Some(AssertionAlg::Hs256),
+        Some("es256") => Some(AssertionAlg::Keys(policies::signing::Alg::Es256)),
+        Some("eddsa") => Some(AssertionAlg::Keys(policies::signing::Alg::EdDsa)),
+        Some(other) => {
+            r.error(
+                sec.key("assertion"),
+                format!("{other:?} is not one of \"hs256\", \"es256\", \"eddsa\""),
+            );
+            None
+        }
+    };
+    let issuer = sec.str("issuer", r).map(str::to_string);
+    if let Some(iss) = &issuer {
+        if iss.is_empty() || !iss.bytes().all(|b| b.is_ascii_graphic()) {
+            r.error(
+                sec.key("issuer"),
+                "must be printable ASCII without spaces, e.g. \"https://app.example.com\"",
+            );
+        }
+    }
+    let key_grace = super::reader::duration(sec, "key_grace", r).unwrap_or(DEFAULT_KEY_GRACE);
+    let old_key_published =
+        super::reader::duration(sec, "old_key_published", r).unwrap_or(DEFAULT_OLD_KEY_PUBLISHED);
     (r.errors.len() == errors_before).then_some(IdentityConf {
+        assertion,
+        issuer,
+        key_grace,
+        old_key_published,
         preset,
         user_header,
         roles_header,

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use emergency::{Emergency, EMERGENCY_GLOBAL_ATTEMPTS, EMERGENCY_GLOBAL_WINDOW};
 pub use fingerprint::fingerprint;
-pub use identity::{IdentityConf, PRESET_HEADERS};
+pub use identity::{AssertionAlg, IdentityConf, PRESET_HEADERS};
 pub use login::{GithubConf, LoginConf, OidcConf, Protocol, ProviderConf, Signup};
 pub use rate_limit::{OnStoreError, RateLimitConf, RedisConf};
 pub(crate) use reader::Section;
@@ -174,6 +174,7 @@ fn read_root(
         routes: &routes,
         emergency: emergency.as_ref(),
         login: login.as_ref(),
+        identity: identity.as_ref(),
     };
     validate::cross_section(&sections, r);
     Some(Config {
@@ -199,3 +200,14 @@ fn read_root(
 mod login_tests;
 #[cfg(test)]
 mod tests;
+
+/// The assertion's `iss`: `[identity] issuer`, else `https://` and the
+/// first `[tls] domains` entry, else the first route host.
+pub fn issuer(identity: &IdentityConf, tls: &Tls, routes: &[Route]) -> Option<String> {
+    identity.issuer.clone().or_else(|| {
+        tls.domains
+            .first()
+            .or_else(|| routes.iter().find_map(|r| r.host.as_ref()))
+            .map(|d| format!("https://{d}"))
+    })
+}

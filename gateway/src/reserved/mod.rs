@@ -34,6 +34,8 @@ enum Page {
     Health,
     /// The pages' stylesheet.
     Style,
+    /// The assertion's public keys.
+    Jwks,
     /// The passkey ceremony's script (the only one).
     PasskeyScript,
     /// Sign-in with a passkey: alone (GET, POST) or as a second step (POST).
@@ -76,8 +78,9 @@ enum AdminPage {
 }
 
 /// Every reserved page, by exact (normalised, lowercase) path.
-const TABLE: [(&str, Page); 28] = [
+const TABLE: [(&str, Page); 29] = [
     (paths::HEALTH, Page::Health),
+    (paths::JWKS, Page::Jwks),
     (paths::STYLE, Page::Style),
     (paths::PASSKEY_JS, Page::PasskeyScript),
     (paths::LOGIN_PASSKEY, Page::LoginPasskey),
@@ -144,6 +147,7 @@ fn lookup(path: &str) -> Option<Page> {
 enum Handler {
     Health,
     Style,
+    Jwks,
     PasskeyScript,
     PasskeySignInForm,
     PasskeySignIn,
@@ -193,6 +197,7 @@ fn dispatch(page: Option<Page>, f: Facts) -> Handler {
     match page {
         Some(Page::Health) if f.get => Handler::Health,
         Some(Page::Style) if f.get => Handler::Style,
+        Some(Page::Jwks) if f.get => Handler::Jwks,
         Some(Page::PasskeyScript) if f.sessions && f.get => Handler::PasskeyScript,
         Some(Page::LoginPasskey) if f.sessions && f.passkeys && f.get => Handler::PasskeySignInForm,
         // Also the second step of a sign-in, whatever `passkeys` says.
@@ -291,6 +296,9 @@ async fn run(
     ctx: &mut Ctx,
 ) -> Answer {
     let rt = ctx.rt.clone();
+    if handler == Handler::Jwks {
+        return jwks(&rt);
+    }
     let Some(srt) = rt.session.as_ref() else {
         return static_page(handler);
     };
@@ -379,6 +387,20 @@ async fn run(
     }
 }
 
+/// `/.portcullis/jwks.json`: the keys an app verifies the assertion with;
+/// 404 unless the assertion is signed with stored keys.
+fn jwks(rt: &crate::runtime::Runtime) -> Answer {
+    if !matches!(rt.identity.assertion, crate::runtime::AssertionRt::Keys(_)) {
+        return Answer::Error(404);
+    }
+    let now = i64::try_from(crate::state::now_ms()).unwrap_or(i64::MAX);
+    Answer::Page {
+        status: 200,
+        content_type: "application/json",
+        body: Bytes::from(crate::assertion_keys::RING.load().jwks(now)),
+    }
+}
+
 /// The pages that need nothing configured.
 fn static_page(handler: Handler) -> Answer {
     match handler {
@@ -445,6 +467,8 @@ mod tests {
             ),
             (Page::Health, post, Handler::NotFound),
             (Page::Style, get, Handler::Style),
+            (Page::Jwks, get, Handler::Jwks),
+            (Page::Jwks, post, Handler::NotFound),
             (Page::Login, get, Handler::LoginForm),
             (Page::Login, post, Handler::Login),
             (

@@ -6,6 +6,8 @@ pub const ROOT: &str = "/.portcullis";
 /// Everything under it is answered by the gateway and never forwarded.
 pub const PREFIX: &str = "/.portcullis/";
 pub const HEALTH: &str = "/.portcullis/health";
+/// The assertion's public keys (JWKS).
+pub const JWKS: &str = "/.portcullis/jwks.json";
 pub const STYLE: &str = "/.portcullis/style.css";
 /// The passkey ceremony's script: the only script the gateway serves.
 pub const PASSKEY_JS: &str = "/.portcullis/passkey.js";

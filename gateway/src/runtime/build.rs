@@ -16,9 +16,10 @@ use policies::session::{Lifetimes, SessionKeys};
 
 use super::health::HEALTH_INTERVAL;
 use super::{
-    AcmeRt, EmergencyRt, Fixed, IdentityRt, RouteLimit, RouteRule, Runtime, SessionRt, UpstreamRt,
+    AcmeRt, AssertionRt, EmergencyRt, Fixed, IdentityRt, RouteLimit, RouteRule, Runtime, SessionRt,
+    UpstreamRt,
 };
-use crate::config::{Challenge, Config, TlsMode};
+use crate::config::{AssertionAlg, Challenge, Config, TlsMode};
 use crate::limits::{Limiter, Store};
 use crate::response_headers::ResponseHeaders;
 
@@ -105,6 +106,7 @@ pub fn fixed(config: &Config) -> Fixed {
         // shared PostgreSQL (several instances share certificates there).
         store: (config.secrets.session_keys.is_some()
             || config.secrets.emergency.is_some()
+            || matches!(config.identity.assertion, Some(AssertionAlg::Keys(_)))
             || (matches!(config.tls.mode, TlsMode::Acme(_))
                 && crate::config::is_shared_store(&config.store.url.value)))
         .then(|| config.store.url.clone()),
@@ -234,11 +236,13 @@ fn identity(config: &Config) -> Result<IdentityRt, BuildError> {
         roles_name: shared(&roles),
         email_name: shared(&email),
         assertion_name: shared(&assertion),
-        assertion_key: config
-            .secrets
-            .assertion_key
-            .as_ref()
-            .map(|k| k.value.clone()),
+        assertion: match (config.identity.assertion, &config.secrets.assertion_key) {
+            (Some(AssertionAlg::Keys(alg)), _) => AssertionRt::Keys(alg),
+            (_, Some(key)) => AssertionRt::Hs256(key.value.clone()),
+            (_, None) => AssertionRt::Off,
+        },
+        issuer: crate::config::issuer(&config.identity, &config.tls, &config.routes),
+        old_key_published: config.identity.old_key_published,
     })
 }
 

@@ -99,7 +99,25 @@ pub struct IdentityRt {
     pub roles_name: Bytes,
     pub email_name: Bytes,
     pub assertion_name: Bytes,
-    pub assertion_key: Option<Vec<u8>>,
+    /// How the assertion is signed, if one is sent.
+    pub assertion: AssertionRt,
+    /// Its `iss` claim.
+    pub issuer: Option<String>,
+    /// How long a replaced key stays published (also for keys of an
+    /// algorithm the config no longer names).
+    pub old_key_published: std::time::Duration,
+}
+
+/// How the assertion is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssertionRt {
+    /// No assertion.
+    Off,
+    /// HS256 with `secrets.assertion_key`.
+    Hs256(Vec<u8>),
+    /// The current key of this algorithm in the identity store
+    /// (`crate::assertion_keys`).
+    Keys(policies::signing::Alg),
 }
 
 /// `[emergency]` when the gate is enabled (validation guarantees its secret

@@ -4,7 +4,7 @@
 #[path = "../../../tests/support/postgres.rs"]
 mod postgres;
 
-pub use identity::{NewAccount, Store};
+pub use identity::{NewAccount, SigningKey, Store};
 pub use postgres::Postgres;
 
 /// A store on a fresh SQLite file; the dir lives as long as the store.

@@ -8,7 +8,8 @@ mod reach;
 mod safety;
 
 use super::{
-    Access, Challenge, Emergency, LoginConf, Report, Route, Secrets, Server, Tls, TlsMode,
+    Access, AssertionAlg, Challenge, Emergency, IdentityConf, LoginConf, Report, Route, Secrets,
+    Server, Tls, TlsMode,
 };
 
 pub use safety::startup_safety;
@@ -23,6 +24,7 @@ pub(super) struct Sections<'a> {
     pub routes: &'a [Route],
     pub emergency: Option<&'a Emergency>,
     pub login: Option<&'a LoginConf>,
+    pub identity: Option<&'a IdentityConf>,
 }
 
 /// Reports every cross-section mistake.
@@ -30,6 +32,7 @@ pub(super) fn cross_section(s: &Sections<'_>, r: &mut Report) {
     emergency_needs_secrets(s, r);
     providers_need_keys(s, r);
     sessions_need_keys(s, r);
+    assertion_keys(s, r);
     if let (Some(server), Some(tls)) = (s.server, s.tls) {
         listeners_fit_tls(server, tls, r);
     }
@@ -72,6 +75,34 @@ fn providers_need_keys(s: &Sections<'_>, r: &mut Report) {
             "login.provider",
             "provider sign-in needs secrets.session_keys (sessions and the sign-in state are signed with them)",
         );
+    }
+}
+
+/// `hs256` signs with `secrets.assertion_key`; the public-key algorithms
+/// keep their keys in the store and need an issuer.
+fn assertion_keys(s: &Sections<'_>, r: &mut Report) {
+    let (Some(id), Some(sec)) = (s.identity, s.secrets) else {
+        return;
+    };
+    match (id.assertion, sec.assertion_key.is_some()) {
+        (Some(AssertionAlg::Hs256), false) if !has_error(r, "secrets.assertion_key") => r.error(
+            "identity.assertion",
+            "\"hs256\" needs secrets.assertion_key (or use \"es256\": no key to share with apps)",
+        ),
+        (Some(AssertionAlg::Keys(_)), true) => r.error(
+            "secrets.assertion_key",
+            "is for identity.assertion = \"hs256\"; the public-key assertion keeps its keys in the identity store: remove it",
+        ),
+        _ => {}
+    }
+    let asymmetric = matches!(id.assertion, Some(AssertionAlg::Keys(_)));
+    if let (true, Some(tls)) = (asymmetric, s.tls) {
+        if super::issuer(id, tls, s.routes).is_none() {
+            r.error(
+                "identity.issuer",
+                "no domain to make the issuer from ([tls] domains, a route host): set it, e.g. \"https://app.example.com\"",
+            );
+        }
     }
 }
 
