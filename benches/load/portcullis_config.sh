@@ -83,3 +83,18 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 600s;
 N
   taskset -c 1 nginx -p "$w/up" -c "$w/up/nginx.conf" >/dev/null 2>&1 & echo $! > "$w/up.pidfile"
 }
+
+#   bench_login BASE_URL USER PASSWORD
+# Signs in through the login form (CSRF binding cookie and token) and prints
+# "Cookie: __Host-portcullis=…" for wrk -H; works in the current directory.
+bench_login() {
+  local u=$1 user=$2 pw=$3 binding token session
+  curl -sk -D form.h -o form.html "$u/.portcullis/login?next=/"
+  binding=$(sed -n 's/^set-cookie: __Host-portcullis-csrf=\([^;]*\).*/\1/Ip' form.h | tr -d '\r')
+  token=$(grep -o 'name="csrf" value="[^"]*"' form.html | sed 's/.*value="//; s/"$//')
+  curl -sk -D login.h -o /dev/null -H "Cookie: __Host-portcullis-csrf=$binding" --data-urlencode "csrf=$token" \
+    --data-urlencode "username=$user" --data-urlencode "password=$pw" --data-urlencode next=/small "$u/.portcullis/login"
+  session=$(sed -n 's/^set-cookie: __Host-portcullis=\([^;]*\).*/\1/Ip' login.h | tr -d '\r')
+  [ -n "$session" ] || { echo "no session" >&2; cat login.h >&2; return 1; }
+  echo "Cookie: __Host-portcullis=$session"
+}

@@ -61,17 +61,7 @@ for m in memory sqlite postgres; do
   PORTCULLIS_SESSION_KEYS=$keys taskset -c 0 "$bin" run -c "$m.toml" >/dev/null 2>"$m.err" & echo $! > "$m.pid"
 done
 sleep 2
-login() { # port -> a session cookie from that instance
-  local u=https://127.0.0.1:$1 binding token session
-  curl -sk -D form.h -o form.html "$u/.portcullis/login?next=/"
-  binding=$(sed -n 's/^set-cookie: __Host-portcullis-csrf=\([^;]*\).*/\1/Ip' form.h | tr -d '\r')
-  token=$(grep -o 'name="csrf" value="[^"]*"' form.html | sed 's/.*value="//; s/"$//')
-  curl -sk -D login.h -o /dev/null -H "Cookie: __Host-portcullis-csrf=$binding" --data-urlencode "csrf=$token" \
-    --data-urlencode username=bench --data-urlencode "password=$pw" --data-urlencode next=/small "$u/.portcullis/login"
-  session=$(sed -n 's/^set-cookie: __Host-portcullis=\([^;]*\).*/\1/Ip' login.h | tr -d '\r')
-  [ -n "$session" ] || { echo "no session" >&2; cat login.h >&2; exit 1; }
-  echo "Cookie: __Host-portcullis=$session"
-}
+login() { bench_login "https://127.0.0.1:$1" bench "$pw"; }  # port -> a session cookie
 declare -A cookie
 for m in memory sqlite postgres; do
   cookie[$m]=$(login "${port[$m]}")

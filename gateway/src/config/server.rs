@@ -61,8 +61,20 @@ pub(super) fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Serve
     let errors_before = r.errors.len();
     let https = listen_addr(sec, "https", r);
     let http = listen_addr(sec, "http", r);
-    let ops = ops_listener(sec, [https, http], r);
-    let auth = auth_listener(sec, [https, http, ops], r);
+    let ops = private_listener(
+        sec,
+        "ops",
+        &[https, http],
+        "keep it off the internet (firewall or a private interface); /metrics shows route names and traffic",
+        r,
+    );
+    let auth = private_listener(
+        sec,
+        "auth",
+        &[https, http, ops],
+        "requests and answers cross the network in plain text (session cookies, identity headers)",
+        r,
+    );
     let threads = threads(sec, r);
     let trusted_proxies = cidr_list(
         sec,
@@ -99,49 +111,23 @@ pub(super) fn read_server(sec: &mut Section<'_>, r: &mut Report) -> Option<Serve
     })
 }
 
-/// `ops`: must not share a public listener's address; a warning off loopback.
-fn ops_listener(
+/// A plain listener meant for this host or a private network (`ops`,
+/// `auth`): its own address, a warning (`why`) off loopback.
+fn private_listener(
     sec: &mut Section<'_>,
-    public: [Option<SocketAddr>; 2],
+    key: &'static str,
+    others: &[Option<SocketAddr>],
+    why: &str,
     r: &mut Report,
 ) -> Option<SocketAddr> {
-    let ops = listen_addr(sec, "ops", r)?;
-    if !ops.ip().is_loopback() {
-        r.warn(
-            sec.key("ops"),
-            format!("{ops} is not loopback: keep it off the internet (firewall or a private interface); /metrics shows route names and traffic"),
-        );
+    let addr = listen_addr(sec, key, r)?;
+    if !addr.ip().is_loopback() {
+        r.warn(sec.key(key), format!("{addr} is not loopback: {why}"));
     }
-    if public.contains(&Some(ops)) {
-        r.error(
-            sec.key("ops"),
-            "must differ from server.https and server.http",
-        );
+    if others.contains(&Some(addr)) {
+        r.error(sec.key(key), "must differ from the other listeners");
     }
-    Some(ops)
-}
-
-/// `auth`: plain-HTTP forward auth for a proxy on this host or a private
-/// network; its own address, a warning off loopback.
-fn auth_listener(
-    sec: &mut Section<'_>,
-    others: [Option<SocketAddr>; 3],
-    r: &mut Report,
-) -> Option<SocketAddr> {
-    let auth = listen_addr(sec, "auth", r)?;
-    if !auth.ip().is_loopback() {
-        r.warn(
-            sec.key("auth"),
-            format!("{auth} is not loopback: requests and answers cross the network in plain text (session cookies, identity headers)"),
-        );
-    }
-    if others.contains(&Some(auth)) {
-        r.error(
-            sec.key("auth"),
-            "must differ from server.https, server.http and server.ops",
-        );
-    }
-    Some(auth)
+    Some(addr)
 }
 
 fn threads(sec: &mut Section<'_>, r: &mut Report) -> usize {
