@@ -621,6 +621,14 @@ async fn key_rotation_first_signs_all_verify() {
         .env("PORTCULLIS_ASSERTION_KEY", ASSERTION_KEY)
         .start();
     let removed = Env { pki, up, gw };
+    // The listener is up before the store is open (503 for a session until
+    // then, what `/readyz` reports): wait for the store, as a balancer would.
+    let session_b = format!("__Host-portcullis={by_b}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while api_status(&removed, "/private", Some(&session_b)).await == 503 {
+        assert!(std::time::Instant::now() < deadline, "the store never opened");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(
         api_status(&removed, "/private", Some(&signed_by_a)).await,
         401,
