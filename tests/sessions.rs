@@ -626,7 +626,10 @@ async fn key_rotation_first_signs_all_verify() {
     let session_b = format!("__Host-portcullis={by_b}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while api_status(&removed, "/private", Some(&session_b)).await == 503 {
-        assert!(std::time::Instant::now() < deadline, "the store never opened");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store never opened"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(
