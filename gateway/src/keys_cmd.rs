@@ -28,30 +28,10 @@ enum KeysCmdError {
     Keys(#[from] KeysError),
     #[error(transparent)]
     Store(#[from] identity::StoreError),
-    #[error("cannot start: {0}")]
-    Runtime(std::io::Error),
 }
 
 pub fn run(cmd: KeysCommand) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(KeysCmdError::Runtime(e)),
-    };
-    match rt.block_on(exec(cmd)) {
-        Ok(message) => {
-            println!("{message}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
-}
-
-fn fail(e: KeysCmdError) -> ExitCode {
-    eprintln!("portcullis: {e}");
-    ExitCode::from(crate::EXIT_INVALID)
+    crate::run_store_command(exec(cmd))
 }
 
 fn when(ms: i64) -> String {

@@ -50,6 +50,30 @@ use crate::cli::{Cli, Command};
 
 /// Invalid input or config.
 const EXIT_INVALID: u8 = 1;
+
+/// Runs a `user` or `keys` command on a one-thread runtime: its message on
+/// stdout (if any), or its error on stderr and exit 1.
+fn run_store_command<E: std::fmt::Display>(
+    work: impl std::future::Future<Output = Result<String, E>>,
+) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start: {e}"))
+        .and_then(|rt| rt.block_on(work).map_err(|e| e.to_string()));
+    match outcome {
+        Ok(message) => {
+            if !message.is_empty() {
+                println!("{message}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
 /// Runtime failure: a port in use, a crash.
 const EXIT_RUNTIME: u8 = 2;
 

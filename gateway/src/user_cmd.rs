@@ -45,32 +45,10 @@ enum UserError {
     UsersFile(String),
     #[error(transparent)]
     Export(#[from] UsersFileError),
-    #[error("cannot start: {0}")]
-    Runtime(std::io::Error),
 }
 
 pub fn run(cmd: UserCommand) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(UserError::Runtime(e)),
-    };
-    match rt.block_on(exec(cmd)) {
-        Ok(message) => {
-            if !message.is_empty() {
-                println!("{message}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
-}
-
-fn fail(e: UserError) -> ExitCode {
-    eprintln!("portcullis: {e}");
-    ExitCode::from(crate::EXIT_INVALID)
+    crate::run_store_command(exec(cmd))
 }
 
 async fn exec(cmd: UserCommand) -> Result<String, UserError> {
