@@ -6,11 +6,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use certs::resolver::{CertSet, Resolver};
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
 
-use crate::head_deadline::{self, HeadDeadline};
+use crate::conn_loop::{self, ConnLoop};
 use crate::own_errors::OwnErrorsApp;
 use crate::proxy::{Gateway, Listener};
 use crate::reload::Reloader;
@@ -83,7 +84,7 @@ pub fn build(
     if let Some(addr) = fixed.auth {
         let app = gateway_app(&server, &shared, Listener::Auth);
         let mut auth = pingora::services::listening::Service::new("forward auth".to_string(), app);
-        auth.add_tcp(&addr.to_string());
+        auth.add_listener(listener(addr));
         server.add_service(auth);
     }
     server.add_service(background_service(
@@ -213,16 +214,27 @@ fn proxy_service(
             .map_err(|e| ServeError::Other(format!("TLS settings: {e}")))?;
         tls.set_cert_resolver(resolver);
         tls.enable_h2();
-        proxy.add_tls_with_settings(&addr.to_string(), None, tls);
+        proxy.add_listener(listener(addr).tls(tls));
         // Always there, so that a reload can switch to TLS-ALPN-01; idle
         // unless a challenge is pending.
         let alpn = crate::acme::AlpnChallenges::new(shared.challenges.clone())?;
         proxy.endpoints().set_pre_tls_callback(Arc::new(alpn));
     }
     if let Some(addr) = fixed.http {
-        proxy.add_tcp(&addr.to_string());
+        proxy.add_listener(listener(addr));
     }
     Ok((proxy, resolver_handle))
+}
+
+/// A client-facing listener. Reads are not buffered below TLS / HTTP:
+/// pingora's default puts a 64 KiB read buffer under every connection for
+/// its whole life, the largest part of what an idle connection held, while
+/// rustls already reads whole records into its own buffer and pingora reads
+/// heads and bodies in large chunks above it. Side by side, small requests
+/// and 64 KiB uploads ran at the same rate without it
+/// (benches/RESULTS.md, "Memory per idle connection").
+fn listener(addr: SocketAddr) -> ListenerConfig {
+    ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::default().read(0))
 }
 
 /// The proxy application for one kind of listener, with the slow-head
@@ -231,18 +243,16 @@ fn gateway_app(
     server: &Server,
     shared: &Arc<Shared>,
     listener: Listener,
-) -> OwnErrorsApp<HeadDeadline<pingora::proxy::HttpProxy<Gateway>>> {
+) -> OwnErrorsApp<ConnLoop<pingora::proxy::HttpProxy<Gateway>>> {
     let gateway = Gateway {
         shared: shared.clone(),
         listener,
     };
     let mut http_proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
     http_proxy.handle_init_modules();
-    http_proxy.server_options = Some(head_deadline::server_options());
+    http_proxy.server_options = Some(conn_loop::server_options());
     OwnErrorsApp {
-        inner: Arc::new(HeadDeadline {
-            inner: Arc::new(http_proxy),
-        }),
+        inner: Arc::new(ConnLoop::new(http_proxy)),
         runtime: shared.runtime.clone(),
     }
 }

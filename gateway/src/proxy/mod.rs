@@ -65,7 +65,7 @@ impl ProxyHttp for Gateway {
 
     async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
         // The head is complete: lift the slow-head deadline.
-        crate::head_deadline::head_read();
+        crate::conn_loop::head_read();
         Ok(())
     }
 

@@ -1,0 +1,194 @@
+//! The HTTP/1 connection loop around pingora's proxy: a total deadline for
+//! every request head (slowloris defence) and kept-alive connections that
+//! hold no request state while they wait.
+//!
+//! pingora times each *read* of a request head (60 s), not the head as a
+//! whole: a client trickling one byte every few seconds holds a connection
+//! (and its buffer, up to pingora's 1 MiB head limit) for as long as it
+//! likes. Here every HTTP/1 request, first on a connection or kept alive,
+//! must have its complete head read within [`HEAD_TIMEOUT`] of the gateway
+//! starting to wait for it, or the connection is closed without a response.
+//! The same bound closes a kept-alive connection that stays idle that long.
+//! HTTP/2 connections that carry no stream are closed after
+//! [`H2_IDLE_TIMEOUT`] (pingora's `h2_idle_timeout`, off by default).
+//!
+//! Why the loop is ours and not pingora's: pingora's loop hands a kept-alive
+//! connection straight back to the proxy, whose request future (about
+//! 16 KiB, boxed) and a 4 KiB head buffer then sit in memory for as long as
+//! the client stays idle. [`ConnLoop`] instead waits for the next request's
+//! first bytes itself, holding only the connection, and gives what it read
+//! to the new session as the start of its head (pingora's pipelined-prefix
+//! hook), so nothing is read twice and nothing is lost.
+//!
+//! How the loop knows the head has arrived: the proxy's
+//! `early_request_filter` runs right after pingora has parsed it, in the same
+//! task, and calls [`head_read`], which flips a task-local flag.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
+use pingora::server::ShutdownWatch;
+use tokio::io::AsyncReadExt;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Longest time from waiting for an HTTP/1 request to having read its whole
+/// head (request line and headers).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An HTTP/2 connection with no open stream is closed after this long.
+pub const H2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a kept-alive connection reads first: pingora's own initial head
+/// buffer size, so the buffer becomes the head buffer without growing.
+const FIRST_READ: usize = 4096;
+
+/// pingora's keep-alive setting for a new HTTP/1 connection (seconds); the
+/// head deadline above is what closes idle connections first.
+const KEEPALIVE_SECS: u64 = 60;
+
+tokio::task_local! {
+    static HEAD_READ: Arc<AtomicBool>;
+}
+
+/// Tells the loop around this task that the request head is complete.
+/// A no-op outside it (HTTP/2 streams, tests).
+pub fn head_read() {
+    let _ = HEAD_READ.try_with(|flag| flag.store(true, Ordering::Release));
+}
+
+/// The server options the proxy runs with.
+pub fn server_options() -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(H2_IDLE_TIMEOUT);
+    options
+}
+
+/// Runs HTTP/1 connections for an HTTP app (the pingora proxy); anything
+/// else (HTTP/2 by ALPN) goes to pingora's own handling of that app.
+pub struct ConnLoop<A> {
+    inner: Arc<A>,
+    /// Set when the service stops listening: idle connections close.
+    closing: AtomicBool,
+    closed: Notify,
+}
+
+impl<A> ConnLoop<A> {
+    pub fn new(inner: A) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            closing: AtomicBool::new(false),
+            closed: Notify::new(),
+        }
+    }
+
+    /// Resolves once `cleanup` has run (registered before the flag is read,
+    /// so a notification in between is not missed).
+    async fn until_closing(&self) {
+        let notified = self.closed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.closing.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> ConnLoop<A> {
+    /// One request, its head due by `due`; the connection back if it may be
+    /// kept alive.
+    async fn one_request(
+        &self,
+        session: ServerSession,
+        due: Instant,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let work = HEAD_READ.scope(flag.clone(), self.inner.process_new_http(session, shutdown));
+        tokio::pin!(work);
+        tokio::select! {
+            done = &mut work => return done,
+            () = tokio::time::sleep_until(due) => {}
+        }
+        if flag.load(Ordering::Acquire) {
+            return work.await;
+        }
+        // Dropping the work drops the session: the connection is closed.
+        tracing::debug!(
+            timeout = ?HEAD_TIMEOUT,
+            "no complete request head in time: connection closed"
+        );
+        None
+    }
+
+    /// Waits, holding only the connection, for the next request's first
+    /// bytes; `None` when the client closes, the deadline passes, the read
+    /// fails or the service is closing.
+    async fn first_bytes(&self, stream: &mut Stream, due: Instant) -> Option<BytesMut> {
+        let mut buf = BytesMut::with_capacity(FIRST_READ);
+        let read = tokio::select! {
+            biased;
+            read = tokio::time::timeout_at(due, stream.read_buf(&mut buf)) => read,
+            () = self.until_closing() => return None,
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => Some(buf),
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "kept-alive connection failed while idle");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(timeout = ?HEAD_TIMEOUT, "idle connection closed");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnLoop<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let options = self.inner.server_options();
+        let custom = options.is_some_and(|o| o.h2c || o.force_custom);
+        if custom || !matches!(stream.selected_alpn_proto(), None | Some(ALPN::H1)) {
+            // HTTP/2: the h2 layer reads whole header blocks itself.
+            return self.inner.process_new(stream, shutdown).await;
+        }
+        // As pingora's own loop sets up a new HTTP/1 connection.
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_SECS));
+        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
+        let mut due = Instant::now() + HEAD_TIMEOUT;
+        loop {
+            let reused = self.one_request(session, due, shutdown).await?;
+            let (mut stream, settings) = reused.consume();
+            due = Instant::now() + HEAD_TIMEOUT;
+            let first = self.first_bytes(&mut stream, due).await?;
+            session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            // Pipelining is never enabled, so pingora passed no prefix of its
+            // own: these bytes are all that was read past the last request.
+            session.set_pipelined_prefix(first);
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.closed.notify_waiters();
+        self.inner.http_cleanup().await;
+    }
+}
