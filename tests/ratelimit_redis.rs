@@ -90,6 +90,119 @@ async fn two_instances_together_allow_the_configured_rate() {
     }
 }
 
+/// `EVALSHA` calls Redis has run so far (INFO commandstats).
+async fn script_calls(redis: &RedisServer) -> u64 {
+    let client = ::redis::Client::open(redis.url()).expect("url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .expect("info");
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// The script counts several requests at once (a lease) exactly as many
+/// single calls would, and its one-request form is the earlier one.
+#[tokio::test]
+async fn the_script_counts_leases_against_the_same_budget() {
+    use policies::ratelimit::{Grant, Rate, SharedGcra, REDIS_GCRA_SCRIPT};
+    let redis = RedisServer::start();
+    let client = ::redis::Client::open(redis.url()).expect("url");
+    let c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let script = ::redis::Script::new(REDIS_GCRA_SCRIPT);
+    let g = SharedGcra::new(Rate::parse("25/minute").unwrap()).unwrap();
+    let [interval, burst] = g.args();
+    let call = |key: &'static str, want: Option<u32>| {
+        let mut inv = script.key(key);
+        inv.arg(interval).arg(burst);
+        if let Some(w) = want {
+            inv.arg(w);
+        }
+        let mut c = c.clone();
+        async move {
+            let reply: Vec<i64> = inv.invoke_async(&mut c).await.expect("script");
+            g.grant(&reply, want.unwrap_or(1)).expect("a reply")
+        }
+    };
+    let counted = |g: Grant| match g {
+        Grant::Counted {
+            count, remaining, ..
+        } => (count, remaining),
+        Grant::Limited { .. } => (0, 0),
+    };
+    assert_eq!(counted(call("lease", Some(10)).await), (10, 15));
+    // More than is left: what fits.
+    assert_eq!(counted(call("lease", Some(20)).await), (15, 0));
+    // Then nothing, in either form, with the wait for one more.
+    for want in [Some(4), Some(1), None] {
+        match call("lease", want).await {
+            Grant::Limited { retry_after } => assert!(
+                retry_after > Duration::from_secs(1) && retry_after <= Duration::from_millis(2400),
+                "{retry_after:?}"
+            ),
+            other => panic!("{want:?}: {other:?}"),
+        }
+    }
+    // The one-request form without ARGV[3] on a fresh key: {1, burst - 1, …}.
+    assert_eq!(counted(call("single", None).await), (1, 24));
+}
+
+/// Leases spare most round trips for a fast client, and two instances
+/// leasing on one key together never allow more than the budget, nor
+/// refuse more than one lease each early.
+#[tokio::test]
+async fn leases_spare_round_trips_and_never_exceed_the_budget() {
+    let (pki, up, redis) = (TestPki::new(), Upstream::start(), RedisServer::start());
+    // A burst of 640: leases of up to 640 / 32 = 20 requests.
+    let routes = "[[route]]\npath = \"/api\"\nrate_limit = \"640/hour\"\n";
+    let a = gateway(&pki, &up, &redis, "deny", routes);
+    let b = gateway(&pki, &up, &redis, "deny", routes);
+    let ca = https_client(&pki.ca_pem, a.https_port, false);
+    let cb = https_client(&pki.ca_pem, b.https_port, false);
+    let before = script_calls(&redis).await;
+    let total = 800;
+    let mut allowed = 0;
+    for i in 0..total {
+        let (c, gw) = if i % 2 == 0 { (&ca, &a) } else { (&cb, &b) };
+        // Near the end one instance may still serve its lease while the
+        // other is refused: the budget is what both together allow.
+        match status(c, gw.url("/api")).await {
+            200 => allowed += 1,
+            429 => {}
+            other => panic!("request {i}: {other}"),
+        }
+    }
+    let calls = script_calls(&redis).await - before;
+    eprintln!("{allowed} of {total} allowed, {calls} script calls");
+    assert!(allowed <= 640, "{allowed} allowed: more than the budget");
+    assert!(
+        allowed >= 640 - 2 * 19,
+        "{allowed} allowed: more than a lease each lost"
+    );
+    assert_eq!(up.hits(), allowed);
+    assert!(
+        calls < total / 3,
+        "{calls} script calls for {total} requests: leases did not spare round trips"
+    );
+}
+
 #[tokio::test]
 async fn five_per_minute_with_retry_after_and_no_escape_by_forwarded_for() {
     let (pki, up, redis) = (TestPki::new(), Upstream::start(), RedisServer::start());
@@ -149,6 +262,11 @@ async fn outage_with_allow_serves_everything_then_limiting_resumes() {
     assert_eq!(before, [200, 200, 200, 429]);
 
     redis.stop();
+    // The refusal Redis gave stands until the gateway notices the outage
+    // (its keep-alive ping, within about a second, or any other request's
+    // call): the client was over its limit (policies::lease). Then
+    // `on_store_error` decides.
+    assert!(gw.wait_for_log("shared store unreachable", Duration::from_secs(5)));
     let mut during = Vec::new();
     for _ in 0..30 {
         during.push(status(&c, gw.url("/api")).await);

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use policies::ratelimit::{Outcome, SharedGcra, REDIS_GCRA_SCRIPT};
+use policies::ratelimit::{Grant, SharedGcra, REDIS_GCRA_SCRIPT};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
@@ -28,6 +28,8 @@ use crate::config::{OnStoreError, RedisConf};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Longest a request waits for Redis to answer one command.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Longest one operation takes before it counts as failed (`within_time`).
+pub const ASK_WAIT: Duration = RESPONSE_TIMEOUT.saturating_add(CONNECT_TIMEOUT);
 /// How long after a failure requests skip Redis before one probes again.
 pub const RETRY_AFTER: Duration = Duration::from_millis(100);
 
@@ -80,6 +82,9 @@ pub struct RedisStore {
     pub on_error: OnStoreError,
     gcra: redis::Script,
     conn: ArcSwapOption<MultiplexedConnection>,
+    /// Counts the connections opened: a new one may reach a Redis that
+    /// restarted without its data, which local leases must not outlive.
+    generation: AtomicU64,
     /// Held while connecting, so one request connects and the rest wait for it.
     connecting: tokio::sync::Mutex<()>,
     down: AtomicBool,
@@ -124,6 +129,7 @@ impl RedisStore {
             on_error: conf.on_error,
             gcra: redis::Script::new(REDIS_GCRA_SCRIPT),
             conn: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
             connecting: tokio::sync::Mutex::new(()),
             down: AtomicBool::new(false),
             retry_at_ms: AtomicU64::new(0),
@@ -134,8 +140,15 @@ impl RedisStore {
         })
     }
 
-    /// One GCRA decision for `key` under the rule `rule`.
-    pub async fn check(&self, rule: &str, key: &str, g: &SharedGcra) -> Result<Outcome, StoreDown> {
+    /// Counts up to `want` requests for `key` under the rule `rule` in one
+    /// script call (a lease when more than one: policies::lease).
+    pub async fn count(
+        &self,
+        rule: &str,
+        key: &str,
+        g: &SharedGcra,
+        want: u32,
+    ) -> Result<Grant, StoreDown> {
         let key = &format!("{KEY_PREFIX}rl:{rule}:{key}");
         let [interval, burst] = g.args();
         let reply: Vec<i64> = self
@@ -144,11 +157,12 @@ impl RedisStore {
                     .key(key)
                     .arg(interval)
                     .arg(burst)
+                    .arg(want)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        g.outcome(&reply).ok_or_else(|| {
+        g.grant(&reply, want).ok_or_else(|| {
             self.failed("the rate-limit script returned an unexpected reply");
             StoreDown
         })
@@ -282,6 +296,11 @@ impl RedisStore {
     }
 
     /// Whether the circuit is open (Redis currently considered unreachable).
+    /// Which connection the store is on (see `generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)
     }
@@ -346,7 +365,7 @@ impl RedisStore {
         &self,
         op: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, Failure> {
-        match tokio::time::timeout(RESPONSE_TIMEOUT + CONNECT_TIMEOUT, op).await {
+        match tokio::time::timeout(ASK_WAIT, op).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Failure::Redis(e)),
             Err(_) => Err(Failure::Late),
@@ -398,6 +417,7 @@ impl RedisStore {
         drop(guard);
         match result {
             Ok(Ok(c)) => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 self.conn.store(Some(Arc::new(c.clone())));
                 Ok(c)
             }

@@ -69,6 +69,7 @@ pub mod head;
 pub mod headers;
 pub mod host;
 pub mod invite;
+pub mod lease;
 mod mac;
 pub mod method;
 pub mod mfa;

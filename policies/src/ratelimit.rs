@@ -118,7 +118,7 @@ impl Outcome {
     }
 }
 
-fn ceil_secs(d: Duration) -> u64 {
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
@@ -198,26 +198,51 @@ impl MemoryStore {
 /// budget. It runs atomically on the server and reads the server's clock
 /// (`TIME`), so instances with skewed clocks still agree.
 ///
-/// `KEYS[1]` is the key; `ARGV` are [`SharedGcra::args`]. The key holds the
-/// theoretical arrival time in microseconds and expires when the budget is
-/// full again, so Redis memory follows the clients being limited, as the
-/// in-process store's does. The reply is `{allowed, remaining, wait_us}`:
-/// read it with [`SharedGcra::outcome`].
+/// `KEYS[1]` is the key; `ARGV` are [`SharedGcra::args`] and, optionally,
+/// how many requests to count at once (`want`, default 1: a lease, see
+/// [`crate::lease`]). The key holds the theoretical arrival time in
+/// microseconds and expires when the budget is full again, so Redis memory
+/// follows the clients being limited, as the in-process store's does. The
+/// script counts as many of the `want` requests as the budget holds (at
+/// least one, or none). The reply is `{granted, remaining, wait_us}`: with
+/// `want` = 1 exactly the earlier `{allowed, …}` reply, so instances of
+/// either version share keys. Read it with [`SharedGcra::grant`].
 pub const REDIS_GCRA_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tau = interval * tonumber(ARGV[2])
+local want = tonumber(ARGV[3]) or 1
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local new_tat = tat + interval
-local wait = new_tat - tau - now
-if wait > 0 then
-  return {0, 0, wait}
+local fits = math.floor((now + tau - tat) / interval)
+if fits < 1 then
+  return {0, 0, tat + interval - tau - now}
 end
+local granted = math.min(want, fits)
+local new_tat = tat + granted * interval
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-return {1, math.floor((tau - (new_tat - now)) / interval), new_tat - now}
+return {granted, math.floor((tau - (new_tat - now)) / interval), new_tat - now}
 ";
+
+/// What one script call decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Requests were counted.
+    Counted {
+        /// How many (at least one, at most what was asked).
+        count: u32,
+        /// Requests left in the budget after them.
+        remaining: u32,
+        /// Time until the budget is full again.
+        full_in: Duration,
+    },
+    /// None was counted.
+    Limited {
+        /// Time until one more request fits.
+        retry_after: Duration,
+    },
+}
 
 /// A rule's parameters for [`REDIS_GCRA_SCRIPT`], computed once at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,20 +269,35 @@ impl SharedGcra {
         [self.interval_us, u64::from(self.rate.count.get())]
     }
 
-    /// Reads the script's reply; `None` for a reply it cannot have sent.
-    pub fn outcome(&self, reply: &[i64]) -> Option<Outcome> {
-        let [allowed, remaining, wait_us] = *reply else {
+    /// Reads the script's reply; `None` for a reply it cannot have sent
+    /// (`want` is what was asked).
+    pub fn grant(&self, reply: &[i64], want: u32) -> Option<Grant> {
+        let [granted, remaining, wait_us] = *reply else {
             return None;
         };
         let wait = Duration::from_micros(u64::try_from(wait_us).ok()?);
-        match allowed {
-            1 => Some(Outcome::Allowed {
-                remaining: u32::try_from(remaining).ok()?.min(self.rate.count.get()),
-                reset: ceil_secs(wait),
-            }),
-            0 => Some(Outcome::Limited { retry_after: wait }),
-            _ => None,
+        let count = u32::try_from(granted).ok()?;
+        if count == 0 {
+            return Some(Grant::Limited { retry_after: wait });
         }
+        (count <= want.max(1)).then_some(Grant::Counted {
+            count,
+            remaining: u32::try_from(remaining).ok()?.min(self.rate.count.get()),
+            full_in: wait,
+        })
+    }
+
+    /// Reads the reply to a one-request call.
+    pub fn outcome(&self, reply: &[i64]) -> Option<Outcome> {
+        Some(match self.grant(reply, 1)? {
+            Grant::Counted {
+                remaining, full_in, ..
+            } => Outcome::Allowed {
+                remaining,
+                reset: ceil_secs(full_in),
+            },
+            Grant::Limited { retry_after } => Outcome::Limited { retry_after },
+        })
     }
 }
 
