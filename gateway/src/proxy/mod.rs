@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use policies::failure::{self, Failure, Side};
@@ -62,6 +63,11 @@ impl ProxyHttp for Gateway {
         ctx.auth_listener = self.listener == Listener::Auth;
         ctx
     }
+
+    /// None. pingora's default is a downstream compression module switched
+    /// off (level 0), which still builds a context and runs its filters on
+    /// every request and body chunk; the gateway never compresses.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
         // The head is complete: lift the slow-head deadline.
