@@ -270,7 +270,10 @@ mod tests {
         let good = hash_password("password").unwrap();
         let no_hash = good.rsplit_once('$').unwrap().0.to_string();
         let bad_params = good.replace("m=19456", "m=1");
-        let truncated = good.get(..good.len() - 5).unwrap().to_string();
+        // 43 base64 digits of hash less six: 37, a length base64 never has.
+        // (Less five left 38, a valid encoding of 28 bytes whenever the last
+        // digit's low bits were zero: 1 run in 16 accepted it as a hash.)
+        let truncated = good.get(..good.len() - 6).unwrap().to_string();
         for bad in [
             argon2i.as_str(),
             argon2d.as_str(),
@@ -288,6 +291,12 @@ mod tests {
             assert!(!is_argon2id_hash(bad), "{bad:?}");
             assert!(!verify_password(Some(bad), "password"), "{bad:?}");
         }
+        // Cut to whole base64 groups it is a well-formed hash of another
+        // length (argon2 takes the length from the string), and that hash
+        // is not the password's.
+        let shorter = good.get(..good.len() - 7).unwrap();
+        assert!(is_argon2id_hash(shorter), "{shorter:?}");
+        assert!(!verify_password(Some(shorter), "password"));
         // A plaintext "hash" equal to the password is never accepted.
         assert!(!verify_password(Some("hunter2"), "hunter2"));
     }
