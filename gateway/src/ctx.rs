@@ -135,10 +135,5 @@ pub struct Forward {
 
 /// A 128-bit random id in hex.
 pub fn new_request_id() -> String {
-    use std::fmt::Write;
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(rand::random::<[u8; 16]>())
 }

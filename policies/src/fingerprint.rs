@@ -128,7 +128,7 @@ pub fn secrets_digest(
         // digest of the input still tells configs apart.
         out.copy_from_slice(&Sha256::digest(&input));
     }
-    hex(&out)
+    hex::encode(out)
 }
 
 /// SHA-256 of `text`, its first 64 bits in hex: a name derived from a
@@ -138,17 +138,9 @@ pub fn short_digest(text: &str) -> String {
 }
 
 fn short_hex(bytes: &[u8]) -> String {
-    let mut h = hex(&Sha256::digest(bytes));
+    let mut h = hex::encode(Sha256::digest(bytes));
     h.truncate(SHORT);
     h
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 #[cfg(test)]

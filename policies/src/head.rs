@@ -23,12 +23,19 @@ pub fn request_target(head: &[u8]) -> Option<&[u8]> {
 
 /// Values of every header line named `name` (ASCII case-insensitive), trimmed.
 pub fn header_values<'a>(head: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-    head.split(|&b| b == b'\n').skip(1).filter_map(move |line| {
+    header_lines(head)
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|(_, value)| value)
+}
+
+/// Every header line after the request line as (name, trimmed value);
+/// lines without a colon are skipped.
+fn header_lines(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let colon = line.iter().position(|&b| b == b':')?;
         let (n, rest) = line.split_at(colon);
-        n.eq_ignore_ascii_case(name.as_bytes())
-            .then(|| rest.get(1..).unwrap_or_default().trim_ascii())
+        Some((n, rest.get(1..).unwrap_or_default().trim_ascii()))
     })
 }
 
@@ -43,30 +50,26 @@ pub fn header_values<'a>(head: &'a [u8], name: &'a str) -> impl Iterator<Item = 
 /// `chunked`, so anything more is either a probe or a coding the upstream
 /// would silently lose.
 pub fn ambiguous_framing(head: &[u8]) -> bool {
-    let mut te_lines = header_values(head, "transfer-encoding");
-    if let Some(v) = te_lines.next() {
-        if !v.eq_ignore_ascii_case(b"chunked") || te_lines.next().is_some() {
-            return true;
+    // One pass over the head: the first of each header and whether any
+    // later one differs.
+    let mut te: Option<&[u8]> = None;
+    let mut cl: Option<&[u8]> = None;
+    for (name, value) in header_lines(head) {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if te.is_some() || !value.eq_ignore_ascii_case(b"chunked") {
+                return true;
+            }
+            te = Some(value);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            match cl {
+                Some(first) if first != value => return true,
+                Some(_) => {}
+                None if value.is_empty() || !value.iter().all(u8::is_ascii_digit) => return true,
+                None => cl = Some(value),
+            }
         }
     }
-    let mut cl = header_values(head, "content-length");
-    let mut te = header_values(head, "transfer-encoding");
-    let first_cl = cl.next();
-    let first_te = te.next();
-    if first_cl.is_some() && first_te.is_some() {
-        return true;
-    }
-    if let Some(v) = first_cl {
-        if v.is_empty() || !v.iter().all(u8::is_ascii_digit) || cl.any(|o| o != v) {
-            return true;
-        }
-    }
-    if let Some(v) = first_te {
-        if te.any(|o| o != v) {
-            return true;
-        }
-    }
-    false
+    te.is_some() && cl.is_some()
 }
 
 #[cfg(test)]
@@ -128,5 +131,43 @@ mod tests {
         assert!(!ambiguous_framing(
             b"GET /content-length:5 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
         ));
+    }
+
+    /// The one-pass check decides as the rule reads (each header's values
+    /// gathered, then judged), on heads built from the lines that matter.
+    #[test]
+    fn framing_matches_the_rule_as_written() {
+        use proptest::prelude::*;
+        fn by_the_rule(head: &[u8]) -> bool {
+            let te: Vec<_> = header_values(head, "transfer-encoding").collect();
+            let cl: Vec<_> = header_values(head, "content-length").collect();
+            let te_bad = match te.as_slice() {
+                [] => false,
+                [v] => !v.eq_ignore_ascii_case(b"chunked"),
+                _ => true,
+            };
+            let cl_bad = cl.first().is_some_and(|first| {
+                first.is_empty()
+                    || !first.iter().all(u8::is_ascii_digit)
+                    || cl.iter().any(|o| o != first)
+            });
+            te_bad || cl_bad || (!te.is_empty() && !cl.is_empty())
+        }
+        let line = prop_oneof![
+            Just("Content-Length: 5"),
+            Just("content-length:5"),
+            Just("Content-Length: 6"),
+            Just("Content-Length: "),
+            Just("Content-Length: 5x"),
+            Just("Transfer-Encoding: chunked"),
+            Just("TRANSFER-ENCODING: Chunked"),
+            Just("Transfer-Encoding: gzip"),
+            Just("Transfer-Encoding chunked"),
+            Just("X-Other: 1"),
+        ];
+        proptest!(ProptestConfig::with_cases(5_000), |(lines in proptest::collection::vec(line, 0..5))| {
+            let h = head(&lines.iter().map(|l| format!("{l}\r\n")).collect::<String>());
+            prop_assert_eq!(ambiguous_framing(&h), by_the_rule(&h), "{:?}", lines);
+        });
     }
 }

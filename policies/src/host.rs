@@ -106,6 +106,17 @@ impl Host {
     pub fn port(&self) -> Option<u16> {
         self.port
     }
+
+    /// The host as [`Display`](fmt::Display) writes it, reusing the name's
+    /// buffer.
+    pub fn into_string(self) -> String {
+        let mut out = self.name;
+        if let Some(p) = self.port {
+            // Writing to a String cannot fail.
+            let _ = fmt::Write::write_fmt(&mut out, format_args!(":{p}"));
+        }
+        out
+    }
 }
 
 /// Why a request has no usable host.
@@ -219,15 +230,29 @@ fn ends_in_a_number(name: &[u8]) -> bool {
 }
 
 /// Four decimal labels 0-255 without leading zeros, as IPv4 is printed.
+/// (Checked by hand: parsing and printing the address again cost more than
+/// the rest of the host check.)
 fn is_dotted_quad(name: &[u8]) -> bool {
-    std::str::from_utf8(name)
-        .ok()
-        .and_then(|s| {
-            s.parse::<std::net::Ipv4Addr>()
-                .ok()
-                .map(|a| a.to_string() == s)
-        })
-        .unwrap_or(false)
+    let mut labels = 0;
+    for label in name.split(|&b| b == b'.') {
+        labels += 1;
+        let octet = match label {
+            [b'0'] => true,
+            [b'1'..=b'9', rest @ ..] => {
+                rest.len() <= 2
+                    && rest.iter().all(u8::is_ascii_digit)
+                    && label
+                        .iter()
+                        .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
+                        <= 255
+            }
+            _ => false,
+        };
+        if !octet || labels > 4 {
+            return false;
+        }
+    }
+    labels == 4
 }
 
 #[cfg(test)]
@@ -235,9 +260,10 @@ mod tests {
     use super::*;
 
     fn ok(raw: &str) -> String {
-        Host::parse(raw.as_bytes())
-            .unwrap_or_else(|e| panic!("{raw:?}: {e}"))
-            .to_string()
+        let host = Host::parse(raw.as_bytes()).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+        let shown = host.to_string();
+        assert_eq!(host.into_string(), shown, "{raw:?}");
+        shown
     }
 
     #[test]
@@ -333,6 +359,44 @@ mod tests {
         }
         assert!(Host::parse(b"admin.test\xc3\xa9").is_err());
         assert!(Host::parse(b"admin.test\xff").is_err());
+    }
+
+    /// The hand-written check agrees with "std parses it and prints it back
+    /// the same" on every string over the characters that matter.
+    #[test]
+    fn dotted_quad_is_what_std_prints() {
+        use proptest::prelude::*;
+        let canonical = |s: &str| {
+            s.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| a.to_string() == s)
+        };
+        for s in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "1.2.3.4",
+            "127.0.0.1",
+            "10.0.0.255",
+        ] {
+            assert!(is_dotted_quad(s.as_bytes()), "{s}");
+        }
+        for s in [
+            "",
+            ".",
+            "1.2.3",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "1..2.3",
+            "256.1.1.1",
+            "1.2.3.04",
+            "00.1.2.3",
+            "1.2.3.1000",
+            "1.2.3.a",
+        ] {
+            assert!(!is_dotted_quad(s.as_bytes()), "{s}");
+        }
+        proptest!(ProptestConfig::with_cases(20_000), |(s in "[0-9.x]{0,17}")| {
+            prop_assert_eq!(is_dotted_quad(s.as_bytes()), canonical(&s), "{:?}", s);
+        });
     }
 
     #[test]

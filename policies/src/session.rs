@@ -116,7 +116,7 @@ pub struct Session {
 impl Session {
     /// The id as 32 lowercase hex digits, as it appears in the cookie.
     pub fn id_hex(&self) -> String {
-        hex(&self.id)
+        hex::encode(self.id)
     }
 }
 
@@ -289,19 +289,12 @@ pub(crate) fn parse_id(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(bytes, &mut out);
-    out
-}
-
-pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        for nibble in [b >> 4, b & 0x0F] {
-            let digit = DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0');
-            out.push(char::from(digit));
-        }
+/// A 16-byte id as 32 lowercase hex digits, appended to `out`.
+pub(crate) fn push_hex(bytes: &[u8; 16], out: &mut String) {
+    let mut digits = [0u8; 32];
+    // 32 bytes for 16: the only way this errs cannot happen.
+    if hex::encode_to_slice(bytes, &mut digits).is_ok() {
+        out.extend(digits.iter().map(|&d| char::from(d)));
     }
 }
 

@@ -74,7 +74,7 @@ pub fn run(session: &Session, ctx: &mut Ctx) -> Step {
         }
     };
     ctx.method = method.clone();
-    ctx.host = Some(host.to_string());
+    ctx.host = Some(host.into_string());
     // Upstreams that fold Unicode case would read `/CAF%C3%89` as a
     // denied `/café`: in that mode only ASCII paths are routed.
     if ctx.rt.table.case_insensitive() && target::has_encoded_non_ascii(&path) {
