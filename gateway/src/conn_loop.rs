@@ -30,7 +30,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora::apps::{
+    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp,
+};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
@@ -101,16 +103,66 @@ impl<A> ConnLoop<A> {
     }
 }
 
+/// How a request's session begins: on a new connection, or on a kept-alive
+/// one with the first bytes of its head already read. The session itself
+/// (about 1.5 KiB) is built only inside the boxed request, so it is neither
+/// copied into that box nor given room in the connection's own future.
+enum Start {
+    New {
+        stream: Stream,
+        keepalive_reuses: Option<u32>,
+    },
+    Reused {
+        stream: Stream,
+        settings: Option<HttpPersistentSettings>,
+        first: BytesMut,
+    },
+}
+
+impl Start {
+    fn session(self, shutdown: &ShutdownWatch) -> ServerSession {
+        match self {
+            // As pingora's own loop sets up a new HTTP/1 connection.
+            Start::New {
+                stream,
+                keepalive_reuses,
+            } => {
+                let mut session = ServerSession::new_http1(stream);
+                session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_SECS));
+                session.set_keepalive_reuses_remaining(keepalive_reuses);
+                session
+            }
+            Start::Reused {
+                stream,
+                settings,
+                first,
+            } => {
+                let mut session = ServerSession::new_http1(stream);
+                if let Some(settings) = settings {
+                    settings.apply_to_session(&mut session);
+                }
+                // Pipelining is never enabled, so pingora passed no prefix
+                // of its own: these bytes are all that was read past the
+                // last request.
+                session.set_pipelined_prefix(first);
+                session
+            }
+        }
+    }
+}
+
 impl<A: HttpServerApp + Send + Sync + 'static> ConnLoop<A> {
     /// One request, its head due by `due`; the connection back if it may be
     /// kept alive.
     async fn one_request(
         &self,
-        session: ServerSession,
+        start: Start,
         due: Instant,
+        flag: &Arc<AtomicBool>,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        let flag = Arc::new(AtomicBool::new(false));
+        flag.store(false, Ordering::Release);
+        let session = start.session(shutdown);
         let work = HEAD_READ.scope(flag.clone(), self.inner.process_new_http(session, shutdown));
         tokio::pin!(work);
         tokio::select! {
@@ -166,26 +218,25 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnLoop<A> {
             // HTTP/2: the h2 layer reads whole header blocks itself.
             return self.inner.process_new(stream, shutdown).await;
         }
-        // As pingora's own loop sets up a new HTTP/1 connection.
-        let mut session = ServerSession::new_http1(stream);
-        session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_SECS));
-        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
+        let mut start = Start::New {
+            stream,
+            keepalive_reuses: options.and_then(|o| o.keepalive_request_limit),
+        };
         let mut due = Instant::now() + HEAD_TIMEOUT;
+        // One flag for the connection's requests, reset for each.
+        let flag = Arc::new(AtomicBool::new(false));
         loop {
-            // Boxed: the request's state (the session, ~1.5 KiB before the
-            // proxy takes it) is freed with it instead of widening this
-            // future, which an idle connection keeps.
-            let reused = Box::pin(self.one_request(session, due, shutdown)).await?;
+            // Boxed: the request's state is freed with it instead of
+            // widening this future, which an idle connection keeps.
+            let reused = Box::pin(self.one_request(start, due, &flag, shutdown)).await?;
             let (mut stream, settings) = reused.consume();
             due = Instant::now() + HEAD_TIMEOUT;
             let first = self.first_bytes(&mut stream, due).await?;
-            session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-            // Pipelining is never enabled, so pingora passed no prefix of its
-            // own: these bytes are all that was read past the last request.
-            session.set_pipelined_prefix(first);
+            start = Start::Reused {
+                stream,
+                settings,
+                first,
+            };
         }
     }
 

@@ -112,11 +112,15 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(InternalError, "no upstream selected");
         };
         let tried = &ctx.tried;
-        // Healthy and untried first; then anything untried (health may lag).
-        let backend = up
-            .lb
-            .select_with(b"", 256, |b, healthy| healthy && !tried.contains(&b.addr))
-            .or_else(|| up.lb.select_with(b"", 256, |b, _| !tried.contains(&b.addr)));
+        let backend = match &up.single {
+            // What the balancer would answer for one address, without it.
+            Some(b) => (!tried.contains(&b.addr)).then(|| b.clone()),
+            // Healthy and untried first; then anything untried (health may lag).
+            None => up
+                .lb
+                .select_with(b"", 256, |b, healthy| healthy && !tried.contains(&b.addr))
+                .or_else(|| up.lb.select_with(b"", 256, |b, _| !tried.contains(&b.addr))),
+        };
         let Some(backend) = backend else {
             return Error::e_explain(
                 ConnectNoRoute,

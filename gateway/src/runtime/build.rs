@@ -174,7 +174,13 @@ fn upstreams(config: &Config) -> Result<Vec<UpstreamRt>, BuildError> {
             lb.set_health_check(Box::new(hc));
             lb.health_check_frequency = Some(HEALTH_INTERVAL);
         }
+        let backends = lb.backends().get_backend();
+        let single = match backends.len() {
+            1 => backends.iter().next().cloned(),
+            _ => None,
+        };
         out.push(UpstreamRt {
+            single,
             name: u.name.clone(),
             lb: Arc::new(lb),
             tls: u.tls,

@@ -72,6 +72,9 @@ pub struct UpstreamRt {
     pub read_timeout: Duration,
     pub has_health_check: bool,
     pub addr_count: usize,
+    /// The one backend of a single-address upstream: the balancer would
+    /// pick it every time, at the cost of a hash set per request.
+    pub single: Option<pingora::lb::Backend>,
 }
 
 /// Everything sessions need, compiled from `[secrets]` and `[session]`.
