@@ -112,8 +112,8 @@ impl Host {
     pub fn into_string(self) -> String {
         let mut out = self.name;
         if let Some(p) = self.port {
-            // Writing to a String cannot fail.
-            let _ = fmt::Write::write_fmt(&mut out, format_args!(":{p}"));
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(p));
         }
         out
     }

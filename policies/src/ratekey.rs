@@ -45,7 +45,10 @@ impl RateKey {
 
 /// The key of a client IP.
 pub fn ip_key(ip: IpAddr) -> String {
-    format!("i:{ip}")
+    let mut key = String::with_capacity(17);
+    key.push_str("i:");
+    crate::client_ip::push_ip(&mut key, ip);
+    key
 }
 
 /// The key of a user: `Alice` and `alice` are one budget.

@@ -52,7 +52,7 @@ pub fn rewrite(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
         (None, Some(h)) => up.insert_header("x-forwarded-host", h)?,
         (None, None) => {}
     }
-    up.insert_header("x-real-ip", client.ip.to_string())?;
+    up.insert_header("x-real-ip", policies::client_ip::ip_string(client.ip))?;
     up.insert_header("x-request-id", ctx.out.request_id.as_str())?;
     for (name, value) in crate::identity_headers::headers(ctx) {
         up.insert_header(name, value)?;
