@@ -332,6 +332,8 @@ fn usage_errors_exit_1_without_a_panic() {
 #[tokio::test]
 async fn demo_serves_the_demo_page_on_loopback() {
     let (https, http) = (free_port(), free_port());
+    // The demo's temporary store goes here, to see that it is removed.
+    let tmp = tempfile::tempdir().expect("tmp");
     /// Kills the demo even when an assertion fails first.
     struct Demo(std::process::Child);
     impl Drop for Demo {
@@ -348,6 +350,7 @@ async fn demo_serves_the_demo_page_on_loopback() {
             "--http-port",
             &http.to_string(),
         ])
+        .env("TMPDIR", tmp.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -408,8 +411,17 @@ async fn demo_serves_the_demo_page_on_loopback() {
         .await
         .expect("http");
     assert_eq!(redirect.status(), 301);
-    let _ = demo.0.kill();
-    let _ = demo.0.wait();
+    let in_tmp = || std::fs::read_dir(tmp.path()).expect("tmp").count();
+    assert_eq!(in_tmp(), 1, "the demo's store is in TMPDIR while it runs");
+    // Ctrl-C: the demo stops and takes its store with it.
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &demo.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    let status = demo.0.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(in_tmp(), 0, "the demo left its store behind");
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut { stdout_pipe }, &mut stdout).expect("demo stdout");
     assert!(

@@ -168,7 +168,7 @@ pub fn run(https_port: u16, http_port: u16) -> ExitCode {
          \n         then sign in as it at /.portcullis/login and open /admin\
          \n\n  stop with Ctrl-C\n"
     );
-    crate::start(
+    let code = crate::start(
         cfg,
         certs,
         crate::serve::RunFlags::default(),
@@ -177,7 +177,15 @@ pub fn run(https_port: u16, http_port: u16) -> ExitCode {
             app.add_tcp(&format!("127.0.0.1:{app_port}"));
             server.add_service(app);
         },
-    )
+    );
+    // The demo leaves nothing behind: its store (the account's hash, the
+    // sessions) goes with it. (Killed with SIGKILL, nothing can run.)
+    if let Some(dir) = store.parent() {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            eprintln!("portcullis: demo store {} not removed: {e}", dir.display());
+        }
+    }
+    code
 }
 
 /// Shows the request it received, as the app behind the gateway sees it.

@@ -223,7 +223,10 @@ fn start(
     match serve::build(runtime, certs, flags, extra) {
         Ok(server) => {
             tracing::info!("portcullis serving");
-            server.run_forever()
+            // `run` rather than `run_forever` (which is `run` and then
+            // `process::exit`): the caller may have something to clean up.
+            server.run(pingora::server::RunArgs::default());
+            ExitCode::SUCCESS
         }
         Err(e @ serve::ServeError::Certs(_)) => {
             eprintln!("portcullis: {e}");
