@@ -107,6 +107,18 @@ mod tests {
         assert_eq!(ip_key("2001:db8::1".parse().unwrap_or(IP)), "i:2001:db8::1");
     }
 
+    /// The key is `i:` and the address as `Display` writes it, for any
+    /// address (an instance on an older release counts under the same key).
+    #[test]
+    fn ip_keys_are_the_displayed_address() {
+        use proptest::prelude::*;
+        proptest!(|(v4 in any::<[u8; 4]>(), v6 in any::<[u16; 8]>())| {
+            for ip in [IpAddr::from(v4), IpAddr::from(v6)] {
+                prop_assert_eq!(ip_key(ip), format!("i:{ip}"));
+            }
+        });
+    }
+
     #[test]
     fn header_keys_refuse_duplicates_in_any_spelling() {
         let by = RateKey::Header("x-api-key".into());
