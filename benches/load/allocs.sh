@@ -37,15 +37,8 @@ trap cleanup EXIT
 perf probe -q -d "$group:*" 2>/dev/null || true
 bench_certificate_and_upstream "$w"
 
-keys="bench-session-key-0123456789abcdefghijklmnopqrstuvwxyz"
-pw=benchpass-123456
 declare -A port=([tls]=18451 [policy]=18452)
-portcullis_config plain "${port[tls]}" 18080 "$w/tls.state" > tls.toml
-portcullis_config policy "${port[policy]}" 18080 "$w/policy.state" > policy.toml
-printf '%s\n' "$pw" | "$BIN" user add bench -c policy.toml >/dev/null
-for m in tls policy; do
-  PORTCULLIS_SESSION_KEYS=$keys taskset -c 0 "$BIN" run -c "$m.toml" >/dev/null 2>"$m.err" & echo $! > "$m.pid"
-done
+start_tls_and_policy "$BIN"
 mkdir -p "$w/px/logs" "$w/px/tmp"
 cat > "$w/px/nginx.conf" <<N
 daemon off; master_process off; worker_processes 1; error_log $w/px/logs/e.log; pid $w/px/pid;
@@ -64,7 +57,7 @@ taskset -c 0 nginx -p "$w/px" -c "$w/px/nginx.conf" >/dev/null 2>&1 & echo $! > 
 sleep 2
 declare -A header=([tls]="X-Bench: 1" [nginx]="X-Bench: 1")
 port[nginx]=18453
-header[policy]=$(bench_login "https://127.0.0.1:${port[policy]}" bench "$pw")
+header[policy]=$(bench_login "https://127.0.0.1:${port[policy]}" bench "$BENCH_PASSWORD")
 # Two passes per mode: syscalls and context switches at full speed, then
 # allocations with the uprobes on (each hit traps, so that pass is slow and
 # its own syscall counts would be skewed).

@@ -27,18 +27,11 @@ w=$(mktemp -d /tmp/hooks-bench.XXXX); chmod 755 "$w"; cd "$w"
 cleanup() { kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$w"; }
 trap cleanup EXIT
 bench_certificate_and_upstream "$w"
-keys="bench-session-key-0123456789abcdefghijklmnopqrstuvwxyz"
-pw=benchpass-123456
 declare -A port=([tls]=18451 [policy]=18452)
-portcullis_config plain "${port[tls]}" 18080 "$w/tls.state" > tls.toml
-portcullis_config policy "${port[policy]}" 18080 "$w/policy.state" > policy.toml
-printf '%s\n' "$pw" | "$BIN" user add bench -c policy.toml >/dev/null
-for m in tls policy; do
-  PORTCULLIS_SESSION_KEYS=$keys taskset -c 0 "$BIN" run -c "$m.toml" >/dev/null 2>"$m.err" & echo $! > "$m.pid"
-done
+start_tls_and_policy "$BIN"
 sleep 2
 declare -A header=([tls]="X-Bench: 1")
-header[policy]=$(bench_login "https://127.0.0.1:${port[policy]}" bench "$pw")
+header[policy]=$(bench_login "https://127.0.0.1:${port[policy]}" bench "$BENCH_PASSWORD")
 for m in tls policy; do
   url="https://127.0.0.1:${port[$m]}/small"
   s=$(curl -sk -o /dev/null -w '%{http_code}' -H "${header[$m]}" "$url")

@@ -98,3 +98,20 @@ bench_login() {
   [ -n "$session" ] || { echo "no session" >&2; cat login.h >&2; return 1; }
   echo "Cookie: __Host-portcullis=$session"
 }
+
+#   start_tls_and_policy BIN
+# For allocs.sh and hooks.sh, in the current directory: compare.sh's `tls`
+# config on 127.0.0.1:18451 and `policy` on 18452 (upstream 18080, an
+# account "bench" / $BENCH_PASSWORD), each started on core 0 with its pid in
+# tls.pid / policy.pid and its stderr in tls.err / policy.err.
+BENCH_PASSWORD=benchpass-123456
+start_tls_and_policy() {
+  local bin=$1 m
+  portcullis_config plain 18451 18080 "$PWD/tls.state" > tls.toml
+  portcullis_config policy 18452 18080 "$PWD/policy.state" > policy.toml
+  printf '%s\n' "$BENCH_PASSWORD" | "$bin" user add bench -c policy.toml >/dev/null
+  for m in tls policy; do
+    PORTCULLIS_SESSION_KEYS=bench-session-key-0123456789abcdefghijklmnopqrstuvwxyz \
+      taskset -c 0 "$bin" run -c "$m.toml" >/dev/null 2>"$m.err" & echo $! > "$m.pid"
+  done
+}
