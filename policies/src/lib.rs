@@ -27,6 +27,7 @@
 //! * [`cookies`] — `Cookie` headers as bytes: find the gateway's, strip them for the app.
 //! * [`forwarding`] — header-name rules for the upstream request.
 //! * [`head`] — facts from the raw HTTP/1 request head: verbatim target, framing (stage `target`).
+//! * [`simple_head`] — which HTTP/1 heads the gateway's lean proxy path may serve (issue 22).
 //! * [`ratelimit`] — rate rules, in-process GCRA, `RateLimit` headers (stage `limits`).
 //! * [`ratekey`] — what a limit counts a request by: IP, user or a header.
 //! * [`upstream`] — which client headers the upstream request loses.
@@ -82,6 +83,7 @@ pub mod routes;
 pub mod session;
 pub mod signin;
 pub mod signing;
+pub mod simple_head;
 pub mod target;
 mod token;
 pub mod totp;
