@@ -20,10 +20,17 @@
 //! to the new session as the start of its head (pingora's pipelined-prefix
 //! hook), so nothing is read twice and nothing is lost.
 //!
-//! How the loop knows the head has arrived: the proxy's
+//! Which path a request takes: the loop reads the head itself (up to
+//! 16 KiB) and asks `policies::simple_head`. A complete simple head (a
+//! bodiless `GET`/`HEAD`, nothing unusual) goes to the [`LeanPath`], the
+//! gateway's own short HTTP/1.1 proxy loop; anything else goes to
+//! pingora-proxy with the bytes read so far as the start of its head.
+//!
+//! How the loop knows pingora-proxy has the whole head: its
 //! `early_request_filter` runs right after pingora has parsed it, in the same
 //! task, and calls [`head_read`], which flips a task-local flag.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +43,7 @@ use pingora::apps::{
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use policies::simple_head::{self, Head};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -50,6 +58,10 @@ pub const H2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// What a kept-alive connection reads first: pingora's own initial head
 /// buffer size, so the buffer becomes the head buffer without growing.
 const FIRST_READ: usize = 4096;
+
+/// A head still incomplete at this size goes to pingora-proxy (whose own
+/// limit is 1 MiB); typical heads, cookies included, are a few KiB.
+const SIMPLE_HEAD_MAX: usize = 16 * 1024;
 
 /// pingora's keep-alive setting for a new HTTP/1 connection (seconds); the
 /// head deadline above is what closes idle connections first.
@@ -74,17 +86,20 @@ pub fn server_options() -> HttpServerOptions {
 
 /// Runs HTTP/1 connections for an HTTP app (the pingora proxy); anything
 /// else (HTTP/2 by ALPN) goes to pingora's own handling of that app.
-pub struct ConnLoop<A> {
+pub struct ConnLoop<A, L> {
     inner: Arc<A>,
+    /// Serves the simple heads instead of `inner`.
+    lean: L,
     /// Set when the service stops listening: idle connections close.
     closing: AtomicBool,
     closed: Notify,
 }
 
-impl<A> ConnLoop<A> {
-    pub fn new(inner: A) -> Self {
+impl<A, L> ConnLoop<A, L> {
+    pub fn new(inner: A, lean: L) -> Self {
         Self {
             inner: Arc::new(inner),
+            lean,
             closing: AtomicBool::new(false),
             closed: Notify::new(),
         }
@@ -103,64 +118,110 @@ impl<A> ConnLoop<A> {
     }
 }
 
-/// How a request's session begins: on a new connection, or on a kept-alive
-/// one with the first bytes of its head already read. The session itself
-/// (about 1.5 KiB) is built only inside the boxed request, so it is neither
-/// copied into that box nor given room in the connection's own future.
-enum Start {
+/// How a request's session begins: the connection, what was read of the
+/// head already, and the keep-alive settings of a new or kept-alive
+/// connection. The session itself (about 1.5 KiB) is built only inside the
+/// boxed request, so it is neither copied into that box nor given room in
+/// the connection's own future.
+struct Start {
+    stream: Stream,
+    how: How,
+    /// The head's first bytes, read by the loop.
+    first: BytesMut,
+}
+
+enum How {
     New {
-        stream: Stream,
         keepalive_reuses: Option<u32>,
     },
     Reused {
-        stream: Stream,
         settings: Option<HttpPersistentSettings>,
-        first: BytesMut,
     },
 }
 
-impl Start {
-    fn session(self, shutdown: &ShutdownWatch) -> ServerSession {
+impl How {
+    fn apply(self, session: &mut ServerSession, shutdown: &ShutdownWatch) {
         match self {
             // As pingora's own loop sets up a new HTTP/1 connection.
-            Start::New {
-                stream,
-                keepalive_reuses,
-            } => {
-                let mut session = ServerSession::new_http1(stream);
+            How::New { keepalive_reuses } => {
                 session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_SECS));
                 session.set_keepalive_reuses_remaining(keepalive_reuses);
-                session
             }
-            Start::Reused {
-                stream,
-                settings,
-                first,
-            } => {
-                let mut session = ServerSession::new_http1(stream);
+            How::Reused { settings } => {
                 if let Some(settings) = settings {
-                    settings.apply_to_session(&mut session);
+                    settings.apply_to_session(session);
                 }
-                // Pipelining is never enabled, so pingora passed no prefix
-                // of its own: these bytes are all that was read past the
-                // last request.
-                session.set_pipelined_prefix(first);
-                session
             }
         }
     }
 }
 
-impl<A: HttpServerApp + Send + Sync + 'static> ConnLoop<A> {
+impl Start {
+    /// The session pingora-proxy reads the head in.
+    fn session(self, shutdown: &ShutdownWatch) -> ServerSession {
+        let mut session = ServerSession::new_http1(self.stream);
+        self.how.apply(&mut session, shutdown);
+        give_prefix(&mut session, self.first);
+        session
+    }
+
+    /// The session the lean path reads the (complete) head from.
+    fn lean_session(self, shutdown: &ShutdownWatch) -> pingora::proxy::Session {
+        let mut session = pingora::proxy::Session::new_h1(self.stream);
+        self.how.apply(&mut session.downstream_session, shutdown);
+        give_prefix(&mut session.downstream_session, self.first);
+        session
+    }
+}
+
+/// Pipelining is never enabled, so pingora passes no prefix of its own:
+/// these bytes are all that was read past the last request.
+fn give_prefix(session: &mut ServerSession, first: BytesMut) {
+    if !first.is_empty() {
+        session.set_pipelined_prefix(first);
+    }
+}
+
+/// The lean HTTP/1.1 path for heads `policies::simple_head` calls simple
+/// (the gateway's `proxy::lean`).
+pub trait LeanPath: Send + Sync + 'static {
+    fn serve(
+        &self,
+        session: pingora::proxy::Session,
+        shutdown: &ShutdownWatch,
+    ) -> impl Future<Output = Option<ReusedHttpStream>> + Send;
+}
+
+/// What the loop read before choosing a path.
+enum Read {
+    /// A complete simple head.
+    Simple,
+    /// Anything else, complete or not: pingora-proxy's.
+    Other,
+    /// Nothing to answer: closed, failed, too slow, or the service stops.
+    Gone,
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static, L: LeanPath> ConnLoop<A, L> {
     /// One request, its head due by `due`; the connection back if it may be
     /// kept alive.
     async fn one_request(
         &self,
-        start: Start,
+        mut start: Start,
         due: Instant,
         flag: &Arc<AtomicBool>,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        match self.read_head(&mut start, due).await {
+            Read::Simple => {
+                return self
+                    .lean
+                    .serve(start.lean_session(shutdown), shutdown)
+                    .await
+            }
+            Read::Other => {}
+            Read::Gone => return None,
+        }
         flag.store(false, Ordering::Release);
         let session = start.session(shutdown);
         let work = HEAD_READ.scope(flag.clone(), self.inner.process_new_http(session, shutdown));
@@ -178,6 +239,46 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnLoop<A> {
             "no complete request head in time: connection closed"
         );
         None
+    }
+
+    /// Reads until the bytes so far are a complete simple head or cannot
+    /// become one (then pingora-proxy reads on from them, under the same
+    /// deadline), at most [`SIMPLE_HEAD_MAX`] bytes.
+    async fn read_head(&self, start: &mut Start, due: Instant) -> Read {
+        let buf = &mut start.first;
+        loop {
+            if !buf.is_empty() {
+                match simple_head::classify(buf) {
+                    Head::Simple => return Read::Simple,
+                    Head::Partial if buf.len() < SIMPLE_HEAD_MAX => {}
+                    Head::Partial | Head::Other => return Read::Other,
+                }
+            }
+            if buf.capacity() - buf.len() < FIRST_READ / 4 {
+                buf.reserve(FIRST_READ);
+            }
+            let read = tokio::select! {
+                biased;
+                read = tokio::time::timeout_at(due, start.stream.read_buf(buf)) => read,
+                () = self.until_closing() => return Read::Gone,
+            };
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                // A head cut short by the client: nothing to answer.
+                Ok(Ok(_)) => return Read::Gone,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "reading a request head failed");
+                    return Read::Gone;
+                }
+                Err(_) => {
+                    tracing::debug!(
+                        timeout = ?HEAD_TIMEOUT,
+                        "no complete request head in time: connection closed"
+                    );
+                    return Read::Gone;
+                }
+            }
+        }
     }
 
     /// Waits, holding only the connection, for the next request's first
@@ -206,7 +307,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnLoop<A> {
 }
 
 #[async_trait]
-impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnLoop<A> {
+impl<A: HttpServerApp + Send + Sync + 'static, L: LeanPath> ServerApp for ConnLoop<A, L> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -218,9 +319,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnLoop<A> {
             // HTTP/2: the h2 layer reads whole header blocks itself.
             return self.inner.process_new(stream, shutdown).await;
         }
-        let mut start = Start::New {
+        let mut start = Start {
             stream,
-            keepalive_reuses: options.and_then(|o| o.keepalive_request_limit),
+            how: How::New {
+                keepalive_reuses: options.and_then(|o| o.keepalive_request_limit),
+            },
+            first: BytesMut::with_capacity(FIRST_READ),
         };
         let mut due = Instant::now() + HEAD_TIMEOUT;
         // One flag for the connection's requests, reset for each.
@@ -232,9 +336,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnLoop<A> {
             let (mut stream, settings) = reused.consume();
             due = Instant::now() + HEAD_TIMEOUT;
             let first = self.first_bytes(&mut stream, due).await?;
-            start = Start::Reused {
+            start = Start {
                 stream,
-                settings,
+                how: How::Reused { settings },
                 first,
             };
         }

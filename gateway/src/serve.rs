@@ -13,7 +13,7 @@ use pingora::services::background::background_service;
 
 use crate::conn_loop::{self, ConnLoop};
 use crate::own_errors::OwnErrorsApp;
-use crate::proxy::{Gateway, Listener};
+use crate::proxy::{Gateway, Lean, Listener};
 use crate::reload::Reloader;
 use crate::runtime::{Fixed, HealthChecks, Runtime};
 use crate::state::{
@@ -243,16 +243,17 @@ fn gateway_app(
     server: &Server,
     shared: &Arc<Shared>,
     listener: Listener,
-) -> OwnErrorsApp<ConnLoop<pingora::proxy::HttpProxy<Gateway>>> {
+) -> OwnErrorsApp<ConnLoop<pingora::proxy::HttpProxy<Gateway>, Lean>> {
     let gateway = Gateway {
         shared: shared.clone(),
         listener,
     };
+    let lean = Lean::new(gateway.clone(), &server.configuration);
     let mut http_proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
     http_proxy.handle_init_modules();
     http_proxy.server_options = Some(conn_loop::server_options());
     OwnErrorsApp {
-        inner: Arc::new(ConnLoop::new(http_proxy)),
+        inner: Arc::new(ConnLoop::new(http_proxy, lean)),
         runtime: shared.runtime.clone(),
     }
 }

@@ -3,6 +3,7 @@
 //! upstream address, rewrite the upstream request (`upstream`), check the
 //! response (`response`), map failures to a status and log.
 
+mod lean;
 mod response;
 mod upstream;
 
@@ -23,6 +24,9 @@ use crate::metrics::{self, METRICS};
 use crate::stages;
 use crate::state::Shared;
 
+pub use lean::Lean;
+
+#[derive(Clone)]
 pub struct Gateway {
     pub shared: Arc<Shared>,
     pub listener: Listener,

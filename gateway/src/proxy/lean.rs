@@ -1,0 +1,316 @@
+//! The lean HTTP/1.1 path (issue 22): a bodiless request proxied by one
+//! short loop on pingora-core's sessions and connector, through the very
+//! same [`Gateway`] hooks pingora-proxy calls.
+//!
+//! pingora-proxy runs every request as two futures joined by two channels
+//! (a body pump each way), batches tasks into vectors, and carries cache,
+//! module, subrequest and custom-protocol plumbing around them; measured
+//! with nothing of the gateway in it (`benches/load/floor.sh`) that costs
+//! about 12 µs a request on top of the same work done in sequence. This
+//! path does that work in sequence, for the heads
+//! `policies::simple_head` lets through: `GET`/`HEAD`, HTTP/1.1,
+//! origin-form, no body, no upgrade, no `Expect`, no hop-by-hop field but a
+//! plain `Connection`. For those, each pingora-proxy step is mirrored here
+//! in its order — the hooks, the request-header sanitising (which for such
+//! a head only drops `Connection`), the retry loop over `upstream_peer`,
+//! `fail_to_connect` and `error_while_proxy`, the response filter with its
+//! `101` and chunked-framing rules, watching the client for a close while
+//! the app answers, `fail_to_proxy`, `logging` and keep-alive. Every other
+//! request still goes through pingora-proxy.
+//!
+//! The gateway implements none of the hooks this path does not call
+//! (`connected_to_upstream`, `upstream_response_filter`, body filters on the
+//! response, cache and module hooks): their defaults do nothing.
+
+use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
+use pingora::connectors::http::v1::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::protocols::http::v1::client::HttpSession as Upstream;
+use pingora::protocols::http::HttpTask;
+use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use pingora::upstreams::peer::Peer;
+
+use super::Gateway;
+use crate::conn_loop::LeanPath;
+use crate::ctx::Ctx;
+
+/// The gateway's hooks with a connection pool of their own.
+pub struct Lean {
+    gateway: Gateway,
+    connector: Connector,
+    max_retries: usize,
+}
+
+/// How one attempt at the upstream ended: whether the client's connection
+/// may be kept, and the error if any.
+type Attempt = (bool, Option<Box<Error>>);
+
+impl Lean {
+    pub fn new(gateway: Gateway, conf: &ServerConf) -> Self {
+        Self {
+            gateway,
+            // As pingora-proxy builds its own.
+            connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            max_retries: conf.max_retries,
+        }
+    }
+
+    /// One request on `session`, whose head is already in its buffer; the
+    /// connection back if it may be kept alive.
+    async fn request(
+        &self,
+        mut session: Session,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.downstream_session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(mut e) => {
+                // As pingora-proxy answers a head it cannot parse.
+                e.as_down();
+                if matches!(e.etype(), InvalidHTTPHeader) {
+                    if let Err(we) = session.downstream_session.respond_error(400).await {
+                        tracing::debug!(error = %we, "could not write the 400");
+                    }
+                }
+                session.downstream_session.shutdown().await;
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        let gw = &self.gateway;
+        let mut ctx = gw.new_ctx();
+        if let Err(e) = gw.early_request_filter(&mut session, &mut ctx).await {
+            return self.handle_error(session, &mut ctx, e).await;
+        }
+        match gw.request_filter(&mut session, &mut ctx).await {
+            Ok(true) => return self.finish(session, &mut ctx, true, None).await,
+            Ok(false) => {}
+            Err(e) => return self.handle_error(session, &mut ctx, e).await,
+        }
+        let mut reuse = false;
+        let mut error = None;
+        let mut tries = 0;
+        while tries < self.max_retries {
+            tries += 1;
+            let (r, e) = self.to_upstream(&mut session, &mut ctx).await;
+            reuse = r;
+            match e {
+                // The same lines pingora-proxy logs (operators grep them).
+                Some(e) if e.retry() => {
+                    tracing::warn!(request_id = %ctx.out.request_id, "Fail to proxy: {e}, tries: {tries}, retry: true");
+                    error = Some(e);
+                }
+                e => {
+                    error = e;
+                    break;
+                }
+            }
+        }
+        if let Some(e) = error.as_deref() {
+            let res = gw.fail_to_proxy(&mut session, e, &mut ctx).await;
+            tracing::error!(
+                request_id = %ctx.out.request_id,
+                "Fail to proxy: {e}, status: {}, tries: {tries}, retry: false",
+                res.error_code
+            );
+        }
+        self.finish(session, &mut ctx, reuse, error).await
+    }
+
+    /// pingora-proxy's `handle_error`: the error answered, logged, and the
+    /// connection closed (the gateway never reuses it after one).
+    async fn handle_error(
+        &self,
+        mut session: Session,
+        ctx: &mut Ctx,
+        e: Box<Error>,
+    ) -> Option<ReusedHttpStream> {
+        let res = self.gateway.fail_to_proxy(&mut session, &e, ctx).await;
+        self.gateway.logging(&mut session, Some(&e), ctx).await;
+        session.downstream_session.on_proxy_failure(e);
+        if !res.can_reuse_downstream {
+            return None;
+        }
+        keep_alive(session).await
+    }
+
+    /// pingora-proxy's `finish`: logged, then the connection kept if `reuse`.
+    async fn finish(
+        &self,
+        mut session: Session,
+        ctx: &mut Ctx,
+        reuse: bool,
+        error: Option<Box<Error>>,
+    ) -> Option<ReusedHttpStream> {
+        self.gateway
+            .logging(&mut session, error.as_deref(), ctx)
+            .await;
+        if let Some(e) = error {
+            session.downstream_session.on_proxy_failure(e);
+        }
+        if !reuse {
+            return None;
+        }
+        keep_alive(session).await
+    }
+
+    /// One attempt: an address, a connection, the exchange.
+    async fn to_upstream(&self, session: &mut Session, ctx: &mut Ctx) -> Attempt {
+        let gw = &self.gateway;
+        let peer = match gw.upstream_peer(session, ctx).await {
+            Ok(p) => p,
+            Err(e) => return (false, Some(e)),
+        };
+        let (mut up, reused) = match self.connector.get_http_session(&*peer).await {
+            Ok(c) => c,
+            Err(mut e) => {
+                e.as_up();
+                return (
+                    false,
+                    Some(gw.fail_to_connect(session, &peer, ctx, e).into_up()),
+                );
+            }
+        };
+        let (server_reuse, client_reuse, error) = self.exchange(session, &mut up, &peer, ctx).await;
+        if client_reuse {
+            self.connector
+                .release_http_session(up, &*peer, peer.idle_timeout())
+                .await;
+        }
+        let error = error.map(|e| gw.error_while_proxy(&peer, session, e, ctx, reused));
+        (server_reuse, error)
+    }
+
+    /// The request to the app and its answer back: (client connection
+    /// reusable, upstream connection reusable, error).
+    async fn exchange(
+        &self,
+        session: &mut Session,
+        up: &mut Upstream,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+    ) -> (bool, bool, Option<Box<Error>>) {
+        up.read_timeout = peer.options.read_timeout;
+        up.write_timeout = peer.options.write_timeout;
+        let mut req = session.req_header().clone();
+        // pingora-proxy's sanitising, for a simple head: `Connection` (a
+        // plain keep-alive or close) is the only hop-by-hop field it has.
+        req.remove_header(&http::header::CONNECTION);
+        if let Err(e) = self
+            .gateway
+            .upstream_request_filter(session, &mut req, ctx)
+            .await
+        {
+            return (false, true, Some(e));
+        }
+        if let Err(e) = up.write_request_header(Box::new(req)).await {
+            return (false, false, Some(e.into_up()));
+        }
+        if let Err(e) = up.finish_body().await {
+            return (false, false, Some(e.into_up()));
+        }
+        match self.relay(session, up, ctx).await {
+            Ok(()) => (true, true, None),
+            Err(e) => (false, false, Some(e)),
+        }
+    }
+
+    /// The app's answer, task by task, to the client; meanwhile a client
+    /// that closes (or sends more) ends the exchange, as in pingora-proxy.
+    async fn relay(&self, session: &mut Session, up: &mut Upstream, ctx: &mut Ctx) -> Result<()> {
+        let mut watch_client = true;
+        loop {
+            let task = if watch_client {
+                tokio::select! {
+                    task = up.read_response_task() => task.map_err(|e| e.into_up())?,
+                    idle = session.downstream_session.read_body_or_idle(true) => {
+                        // Only errors come back once the body is done.
+                        if let Err(e) = idle {
+                            return Err(e.into_down());
+                        }
+                        watch_client = false;
+                        continue;
+                    }
+                }
+            } else {
+                up.read_response_task().await.map_err(|e| e.into_up())?
+            };
+            let task = self.filter(session, task, ctx).await?;
+            if session.write_response_tasks(vec![task]).await? {
+                break;
+            }
+        }
+        session.finish_body().await.map(|_| ())
+    }
+
+    /// pingora-proxy's HTTP/1 response filter, for a request that asked for
+    /// no upgrade.
+    async fn filter(
+        &self,
+        session: &mut Session,
+        task: HttpTask,
+        ctx: &mut Ctx,
+    ) -> Result<HttpTask> {
+        let HttpTask::Header(mut header, end) = task else {
+            return Ok(task);
+        };
+        refuse_101(&header).map_err(|e| e.into_up())?;
+        // A close-delimited answer goes out chunked, so that the client's
+        // connection can be kept.
+        let no_body = session.req_header().method == http::Method::HEAD
+            || matches!(header.status.as_u16(), 204 | 304);
+        if !no_body
+            && !header.status.is_informational()
+            && !header.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && !header.headers.contains_key(http::header::CONTENT_LENGTH)
+            && !end
+        {
+            header.set_version(http::Version::HTTP_11);
+            header.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        self.gateway
+            .response_filter(session, &mut header, ctx)
+            .await?;
+        refuse_101(&header).map_err(|e| e.into_in())?;
+        Ok(HttpTask::Header(header, end))
+    }
+}
+
+impl LeanPath for Lean {
+    fn serve(
+        &self,
+        session: Session,
+        shutdown: &ShutdownWatch,
+    ) -> impl std::future::Future<Output = Option<ReusedHttpStream>> + Send {
+        self.request(session, shutdown)
+    }
+}
+
+/// A `101` answers an upgrade request, and these requests asked for none.
+fn refuse_101(header: &ResponseHeader) -> Result<()> {
+    if header.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return Error::e_explain(
+            InvalidHTTPHeader,
+            "101 response to a request without upgrade",
+        );
+    }
+    Ok(())
+}
+
+/// The client's connection for its next request, if HTTP allows.
+async fn keep_alive(session: Session) -> Option<ReusedHttpStream> {
+    let settings = HttpPersistentSettings::for_session(&session);
+    let session = session.downstream_session;
+    session
+        .finish()
+        .await
+        .ok()
+        .flatten()
+        .map(|s| ReusedHttpStream::from_reusable_stream(s, settings))
+}
