@@ -55,10 +55,10 @@ BUCKETS = [
     ("hook upstream_request_filter (headers to the app)", r"Gateway as pingora_proxy::proxy_trait::ProxyHttp>::upstream_request_filter"),
     ("hook response_filter (security headers, cookies)", r"Gateway as pingora_proxy::proxy_trait::ProxyHttp>::response_filter"),
     ("hook logging (access log, metrics)", r"Gateway as pingora_proxy::proxy_trait::ProxyHttp>::logging"),
-    ("pingora: read and parse the request", r"v1::server::HttpSession::read_request"),
+    ("pingora: read and parse the request", r"v1::server::HttpSession::read_request|simple_head::classify"),
     ("pingora: write the response (TLS, socket)", r"write_response_tasks|v1::server::HttpSession::(write|finish)"),
-    ("pingora: the upstream's connection, request and response", r"proxy_to_upstream|process_upstream_tasks|v1::client::HttpSession"),
-    ("pingora: rest of the request", r"HttpProxy<SV,C>::process_request|process_new_http"),
+    ("pingora: the upstream's connection, request and response", r"proxy_to_upstream|process_upstream_tasks|v1::client::HttpSession|connectors::http::v1::Connector|lean::Lean::(to_upstream|exchange|relay)"),
+    ("pingora: rest of the request", r"HttpProxy<SV,C>::process_request|process_new_http|lean::Lean::request"),
     ("connection loop, TLS, tokio, rest", r"."),
 ]
 HEADER_API = re.compile(r"^(pingora_http::|http::header::|<http::header|<&str as http::header)")
