@@ -256,3 +256,57 @@ async fn odd_app_answers_are_the_same_on_both_paths() {
     let seen = same_both_ways(gw.https_port, &pki, None, &get("/x", "")).await;
     assert_eq!(seen.status, 502);
 }
+
+/// An app that answers the first request on each connection and closes the
+/// connection, unanswered, when a second one arrives on it: a pooled
+/// connection that the app's idle timeout closed just as the gateway
+/// reused it.
+fn one_answer_per_connection() -> SocketAddr {
+    fn read_head(conn: &mut std::net::TcpStream) -> bool {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match conn.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return false,
+            }
+        }
+        true
+    }
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            thread::spawn(move || {
+                if read_head(&mut conn) {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    // The next request on this connection is never answered.
+                    read_head(&mut conn);
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_app_closed_is_retried_on_a_new_one() {
+    let pki = TestPki::new();
+    let gw = Gateway::start(&basic(&pki, &[one_answer_per_connection()], ""));
+    // Each path keeps its own pool: from the second request on, each finds
+    // the connection of the one before, which the app then closes.
+    for request in [get("/x", ""), through_pingora(&get("/x", ""))] {
+        for i in 0..3 {
+            let seen = send(gw.https_port, &pki, None, &request).await;
+            assert_eq!(seen.status, 200, "request {i}:\n{request}\n{}", gw.stderr());
+        }
+    }
+    // And each of those retries was logged.
+    assert_eq!(
+        gw.stderr().matches("retry: true").count(),
+        4,
+        "{}",
+        gw.stderr()
+    );
+}

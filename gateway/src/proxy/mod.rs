@@ -156,6 +156,35 @@ impl ProxyHttp for Gateway {
         e
     }
 
+    /// pingora's rule (a failure on a reused connection is retried, for an
+    /// idempotent request whose body is still at hand), plus: the retry may
+    /// use the same address again. Such a failure is the pooled
+    /// connection's (the app closed it while it sat idle), not the
+    /// address's; without this a one-address upstream found its only
+    /// address tried and answered an error for a healthy app.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        if e.retry() {
+            if let Some(i) = ctx.tried.iter().rposition(|a| *a == peer._address) {
+                ctx.tried.remove(i);
+            }
+        }
+        e
+    }
+
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
