@@ -257,50 +257,39 @@ impl<A: HttpServerApp + Send + Sync + 'static, L: LeanPath> ConnLoop<A, L> {
             if buf.capacity() - buf.len() < FIRST_READ / 4 {
                 buf.reserve(FIRST_READ);
             }
-            let read = tokio::select! {
-                biased;
-                read = tokio::time::timeout_at(due, start.stream.read_buf(buf)) => read,
-                () = self.until_closing() => return Read::Gone,
-            };
-            match read {
-                Ok(Ok(n)) if n > 0 => {}
-                // A head cut short by the client: nothing to answer.
-                Ok(Ok(_)) => return Read::Gone,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "reading a request head failed");
-                    return Read::Gone;
-                }
-                Err(_) => {
-                    tracing::debug!(
-                        timeout = ?HEAD_TIMEOUT,
-                        "no complete request head in time: connection closed"
-                    );
-                    return Read::Gone;
-                }
+            if !self.read_more(&mut start.stream, buf, due).await {
+                return Read::Gone;
             }
         }
     }
 
     /// Waits, holding only the connection, for the next request's first
-    /// bytes; `None` when the client closes, the deadline passes, the read
-    /// fails or the service is closing.
+    /// bytes; `None` when [`Self::read_more`] reads none.
     async fn first_bytes(&self, stream: &mut Stream, due: Instant) -> Option<BytesMut> {
         let mut buf = BytesMut::with_capacity(FIRST_READ);
+        self.read_more(stream, &mut buf, due).await.then_some(buf)
+    }
+
+    /// One read into `buf` by `due`; false when the client closes, the read
+    /// fails, the deadline passes or the service is closing.
+    async fn read_more(&self, stream: &mut Stream, buf: &mut BytesMut, due: Instant) -> bool {
         let read = tokio::select! {
             biased;
-            read = tokio::time::timeout_at(due, stream.read_buf(&mut buf)) => read,
-            () = self.until_closing() => return None,
+            read = tokio::time::timeout_at(due, stream.read_buf(buf)) => read,
+            () = self.until_closing() => return false,
         };
         match read {
-            Ok(Ok(n)) if n > 0 => Some(buf),
-            Ok(Ok(_)) => None,
+            Ok(Ok(n)) => n > 0,
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "kept-alive connection failed while idle");
-                None
+                tracing::debug!(error = %e, "reading from a client failed");
+                false
             }
             Err(_) => {
-                tracing::debug!(timeout = ?HEAD_TIMEOUT, "idle connection closed");
-                None
+                tracing::debug!(
+                    timeout = ?HEAD_TIMEOUT,
+                    "no complete request head in time: connection closed"
+                );
+                false
             }
         }
     }
