@@ -65,9 +65,22 @@ impl Lean {
         mut session: Session,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        // Each future awaited here is built in place and moved into this
+        // one's state: the big ones (pingora's own) are awaited from this
+        // level only, never from a helper's future nested in it, so that a
+        // request copies each once (issue 22: they were kilobytes apiece).
+        if self.handle(&mut session, shutdown).await {
+            keep_alive(session).await
+        } else {
+            None
+        }
+    }
+
+    /// The request proxied and logged; whether its connection may be kept.
+    async fn handle(&self, session: &mut Session, shutdown: &ShutdownWatch) -> bool {
         match session.downstream_session.read_request().await {
             Ok(true) => {}
-            Ok(false) => return None,
+            Ok(false) => return false,
             Err(mut e) => {
                 // As pingora-proxy answers a head it cannot parse.
                 e.as_down();
@@ -77,7 +90,7 @@ impl Lean {
                     }
                 }
                 session.downstream_session.shutdown().await;
-                return None;
+                return false;
             }
         }
         if *shutdown.borrow() {
@@ -85,10 +98,10 @@ impl Lean {
         }
         let gw = &self.gateway;
         let mut ctx = gw.new_ctx();
-        if let Err(e) = gw.early_request_filter(&mut session, &mut ctx).await {
+        if let Err(e) = gw.early_request_filter(session, &mut ctx).await {
             return self.handle_error(session, &mut ctx, e).await;
         }
-        match gw.request_filter(&mut session, &mut ctx).await {
+        match gw.request_filter(session, &mut ctx).await {
             Ok(true) => return self.finish(session, &mut ctx, true, None).await,
             Ok(false) => {}
             Err(e) => return self.handle_error(session, &mut ctx, e).await,
@@ -98,7 +111,7 @@ impl Lean {
         let mut tries = 0;
         while tries < self.max_retries {
             tries += 1;
-            let (r, e) = self.to_upstream(&mut session, &mut ctx).await;
+            let (r, e) = self.to_upstream(session, &mut ctx).await;
             reuse = r;
             match e {
                 // The same lines pingora-proxy logs (operators grep them).
@@ -113,7 +126,7 @@ impl Lean {
             }
         }
         if let Some(e) = error.as_deref() {
-            let res = gw.fail_to_proxy(&mut session, e, &mut ctx).await;
+            let res = gw.fail_to_proxy(session, e, &mut ctx).await;
             tracing::error!(
                 request_id = %ctx.out.request_id,
                 "Fail to proxy: {e}, status: {}, tries: {tries}, retry: false",
@@ -123,41 +136,28 @@ impl Lean {
         self.finish(session, &mut ctx, reuse, error).await
     }
 
-    /// pingora-proxy's `handle_error`: the error answered, logged, and the
-    /// connection closed (the gateway never reuses it after one).
-    async fn handle_error(
-        &self,
-        mut session: Session,
-        ctx: &mut Ctx,
-        e: Box<Error>,
-    ) -> Option<ReusedHttpStream> {
-        let res = self.gateway.fail_to_proxy(&mut session, &e, ctx).await;
-        self.gateway.logging(&mut session, Some(&e), ctx).await;
+    /// pingora-proxy's `handle_error`: the error answered and logged; the
+    /// connection is closed (the gateway never reuses it after one).
+    async fn handle_error(&self, session: &mut Session, ctx: &mut Ctx, e: Box<Error>) -> bool {
+        let res = self.gateway.fail_to_proxy(session, &e, ctx).await;
+        self.gateway.logging(session, Some(&e), ctx).await;
         session.downstream_session.on_proxy_failure(e);
-        if !res.can_reuse_downstream {
-            return None;
-        }
-        keep_alive(session).await
+        res.can_reuse_downstream
     }
 
-    /// pingora-proxy's `finish`: logged, then the connection kept if `reuse`.
+    /// pingora-proxy's `finish`: logged; the connection kept if `reuse`.
     async fn finish(
         &self,
-        mut session: Session,
+        session: &mut Session,
         ctx: &mut Ctx,
         reuse: bool,
         error: Option<Box<Error>>,
-    ) -> Option<ReusedHttpStream> {
-        self.gateway
-            .logging(&mut session, error.as_deref(), ctx)
-            .await;
+    ) -> bool {
+        self.gateway.logging(session, error.as_deref(), ctx).await;
         if let Some(e) = error {
             session.downstream_session.on_proxy_failure(e);
         }
-        if !reuse {
-            return None;
-        }
-        keep_alive(session).await
+        reuse
     }
 
     /// One attempt: an address, a connection, the exchange.
@@ -167,15 +167,20 @@ impl Lean {
             Ok(p) => p,
             Err(e) => return (false, Some(e)),
         };
-        let (mut up, reused) = match self.connector.get_http_session(&*peer).await {
-            Ok(c) => c,
-            Err(mut e) => {
-                e.as_up();
-                return (
-                    false,
-                    Some(gw.fail_to_connect(session, &peer, ctx, e).into_up()),
-                );
-            }
+        // A pooled connection first, as `get_http_session` would; its
+        // connect path (a future of ~8 KiB) only boxed when there is none.
+        let (mut up, reused) = match self.connector.reused_http_session(&*peer).await {
+            Some(up) => (up, true),
+            None => match Box::pin(self.connector.get_http_session(&*peer)).await {
+                Ok(c) => c,
+                Err(mut e) => {
+                    e.as_up();
+                    return (
+                        false,
+                        Some(gw.fail_to_connect(session, &peer, ctx, e).into_up()),
+                    );
+                }
+            },
         };
         let (server_reuse, client_reuse, error) = self.exchange(session, &mut up, &peer, ctx).await;
         if client_reuse {
