@@ -959,6 +959,23 @@ async fn kept_alive_connections_lose_no_bytes() {
     let long = format!("GET /ka-3 HTTP/1.1\r\nHost: localhost\r\nX-Pad: {pad}\r\n\r\n");
     s.write_all(long.as_bytes()).await.unwrap();
     assert_eq!(next_status(&mut s).await, Some(200), "a 6 KB head");
+    // Heads around the size of the buffer an idle connection waits with
+    // (1 KiB) and of a head read (4 KiB).
+    let sizes = [1023, 1024, 1025, 4095, 4096, 4097];
+    for size in sizes {
+        pause().await;
+        let head = format!("GET /ka-b{size} HTTP/1.1\r\nHost: localhost\r\nX-Pad: \r\n\r\n");
+        let pad = "q".repeat(size - head.len());
+        let head = head.replace("X-Pad: ", &format!("X-Pad: {pad}"));
+        assert_eq!(head.len(), size);
+        s.write_all(head.as_bytes()).await.unwrap();
+        assert_eq!(next_status(&mut s).await, Some(200), "a {size}-byte head");
+        assert_eq!(
+            up.count(&format!("/ka-b{size}")),
+            1,
+            "{size} forwarded once"
+        );
+    }
     // A head and its body in one write, then one more request: a lost or
     // repeated body byte would hang the first or garble the second.
     pause().await;
