@@ -11,7 +11,8 @@
 # --example floor`), each in front of one nginx upstream and run under
 # callgrind with collection off. One client keeps one TLS connection: WARM
 # (200) requests, then collection on for N (2000) sequential GETs of a 13 B
-# file, then off; so the TLS handshake and start-up are not counted.
+# file (FILE=16k: 16 KiB), then off; so the TLS handshake and start-up are
+# not counted.
 # Prints instructions per request and, with TOP (12) > 0, the functions with
 # the most inclusive instructions per request (callgrind_annotate
 # --inclusive=yes; inlined code counts in its caller). The client is
@@ -26,26 +27,28 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bins=()
 for b in "${@:-$root/target/release/portcullis}"; do bins+=("$(realpath "$b")"); done
-warm=${WARM:-200}; n=${N:-2000}; top=${TOP:-12}
+warm=${WARM:-200}; n=${N:-2000}; top=${TOP:-12}; file=${FILE:-small}
 (cd "$root" && cargo build -q --release --example floor)
 FLOOR=$root/target/release/examples/floor
 w=$(mktemp -d /tmp/instructions-bench.XXXX); chmod 755 "$w"; cd "$w"
 cleanup() { kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null || true; sleep 0.5; rm -rf "$w"; }
 trap cleanup EXIT
 bench_certificate_and_upstream "$w"
+head -c 16384 /dev/urandom > "$w/up/16k"
 printf '%s\n' "$BENCH_PASSWORD" > password
 
 # client URL HEADER PID: WARM requests, counting on, N requests, counting off.
 cat > client.py <<'PY'
 import http.client, ssl, subprocess, sys
-port, header, pid, warm, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+port, header, pid, warm, n, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+expected = open(sys.argv[7], "rb").read()
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=60)
 name, _, value = header.partition(": ")
 def get():
-    c.request("GET", "/small", headers={name: value, "Host": "localhost"})
+    c.request("GET", path, headers={name: value, "Host": "localhost"})
     r = c.getresponse(); body = r.read()
-    if r.status != 200 or body != b"hello, world\n":
+    if r.status != 200 or body != expected:
         sys.exit(f"answered {r.status}: {body[:200]!r}")
 for _ in range(warm): get()
 subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
@@ -71,7 +74,7 @@ measure() {
   if [ "$header" = login ]; then
     header=$(bench_login "https://127.0.0.1:$port" bench "$BENCH_PASSWORD")
   fi
-  python3 client.py "$port" "$header" "$(cat "$name.pid")" "$warm" "$n"
+  python3 client.py "$port" "$header" "$(cat "$name.pid")" "$warm" "$n" "/$file" "$w/up/$file"
   local pid; pid=$(cat "$name.pid"); rm -f "$name.pid"
   kill -INT "$pid"
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
