@@ -71,7 +71,12 @@ fn encode(buf: &mut Vec<u8>, at: OffsetDateTime, line: &Line<'_>) -> serde_json:
     match line.client_ip {
         Some(ip) => {
             buf.push(b'"');
-            buf.extend_from_slice(policies::client_ip::ip_string(ip).as_bytes());
+            // `push_ip` appends to a `String`: lend it the buffer (UTF-8,
+            // as every piece written so far is) instead of allocating one.
+            let mut text = String::from_utf8(std::mem::take(buf))
+                .map_err(|_| <serde_json::Error as serde::ser::Error>::custom("non-UTF-8 line"))?;
+            policies::client_ip::push_ip(&mut text, ip);
+            *buf = text.into_bytes();
             buf.push(b'"');
         }
         None => buf.extend_from_slice(b"null"),
