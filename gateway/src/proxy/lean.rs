@@ -65,15 +65,18 @@ impl Lean {
         mut session: Session,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        // Each future awaited here is built in place and moved into this
-        // one's state: the big ones (pingora's own) are awaited from this
-        // level only, never from a helper's future nested in it, so that a
-        // request copies each once (issue 22: they were kilobytes apiece).
-        if self.handle(&mut session, shutdown).await {
-            keep_alive(session).await
-        } else {
-            None
+        // An awaited future is copied whole into its caller's state, at the
+        // size of its largest state. pingora's `finish` (4 KiB) is awaited
+        // here and its connect future (8 KiB) boxed where it is needed, not
+        // nested in helpers' futures that are copied again (issue 22: the
+        // request's future was 10.6 KiB, copied into its box every request).
+        if !self.handle(&mut session, shutdown).await {
+            return None;
         }
+        // The client's connection for its next request, if HTTP allows.
+        let settings = HttpPersistentSettings::for_session(&session);
+        let reusable = session.downstream_session.finish().await.ok().flatten()?;
+        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
     }
 
     /// The request proxied and logged; whether its connection may be kept.
@@ -306,16 +309,4 @@ fn refuse_101(header: &ResponseHeader) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The client's connection for its next request, if HTTP allows.
-async fn keep_alive(session: Session) -> Option<ReusedHttpStream> {
-    let settings = HttpPersistentSettings::for_session(&session);
-    let session = session.downstream_session;
-    session
-        .finish()
-        .await
-        .ok()
-        .flatten()
-        .map(|s| ReusedHttpStream::from_reusable_stream(s, settings))
 }
