@@ -71,12 +71,7 @@ fn encode(buf: &mut Vec<u8>, at: OffsetDateTime, line: &Line<'_>) -> serde_json:
     match line.client_ip {
         Some(ip) => {
             buf.push(b'"');
-            // `push_ip` appends to a `String`: lend it the buffer (UTF-8,
-            // as every piece written so far is) instead of allocating one.
-            let mut text = String::from_utf8(std::mem::take(buf))
-                .map_err(|_| <serde_json::Error as serde::ser::Error>::custom("non-UTF-8 line"))?;
-            policies::client_ip::push_ip(&mut text, ip);
-            *buf = text.into_bytes();
+            policies::client_ip::push_ip(&mut Text(buf), ip);
             buf.push(b'"');
         }
         None => buf.extend_from_slice(b"null"),
@@ -104,6 +99,16 @@ fn encode(buf: &mut Vec<u8>, at: OffsetDateTime, line: &Line<'_>) -> serde_json:
         b",\"limited\":false}"
     });
     Ok(())
+}
+
+/// The line's bytes as a text sink (everything written to them is UTF-8).
+struct Text<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Text<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// Milliseconds, rounded to the microsecond.

@@ -16,7 +16,6 @@
 //! * At most [`MAX_ENTRIES`] list items (empty ones included) are examined, so
 //!   a huge header costs bounded work and a bounded upstream chain.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
@@ -78,19 +77,20 @@ pub fn ip_string(ip: IpAddr) -> String {
     out
 }
 
-/// Appends `ip` to `out` as `Display` writes it.
-pub fn push_ip(out: &mut String, ip: IpAddr) {
+/// Appends `ip` to `out` as `Display` writes it (a `String`, or any other
+/// text sink such as the access log's byte buffer).
+pub fn push_ip(out: &mut impl std::fmt::Write, ip: IpAddr) {
+    // Writing to a String or a Vec cannot fail.
     match ip {
         IpAddr::V4(v4) => {
             let mut digits = itoa::Buffer::new();
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    let _ = out.write_char('.');
                 }
-                out.push_str(digits.format(octet));
+                let _ = out.write_str(digits.format(octet));
             }
         }
-        // Writing to a String cannot fail.
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
         }
