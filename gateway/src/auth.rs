@@ -214,7 +214,7 @@ pub async fn authenticate(
             ..Auth::default()
         };
     };
-    let (record, account) = match cache.session(&s.id_hex(), now_ms).await {
+    let (record, account) = match cache.session(s.id_hex().as_str(), now_ms).await {
         Lookup::Valid { session, account } => (session, account),
         Lookup::Invalid => return cleared(),
         Lookup::Unavailable => {

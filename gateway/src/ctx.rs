@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
 use policies::client_ip::ClientAddr;
+use policies::hex_id::HexId;
 
 use crate::auth::{Identity, Unfinished};
 use crate::respond::Extras;
@@ -135,5 +136,5 @@ pub struct Forward {
 
 /// A 128-bit random id in hex.
 pub fn new_request_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+    HexId::new(&rand::random()).as_str().to_owned()
 }

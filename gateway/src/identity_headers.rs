@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use policies::assertion::{Claims, Subject};
+use policies::hex_id::HexId;
 
 use crate::ctx::Ctx;
 use crate::runtime::AssertionRt;
@@ -38,7 +39,7 @@ fn assertion(ctx: &Ctx, who: &crate::auth::Identity) -> Option<String> {
     if ids.assertion == AssertionRt::Off {
         return None;
     }
-    let jti = crate::ctx::new_request_id();
+    let jti = HexId::new(&rand::random());
     let claims = Claims {
         subject: Subject {
             sub: &who.user,
@@ -48,7 +49,7 @@ fn assertion(ctx: &Ctx, who: &crate::auth::Identity) -> Option<String> {
         aud: audience(ctx),
         iat: state::now(),
         iss: ids.issuer.as_deref(),
-        jti: Some(&jti),
+        jti: Some(jti.as_str()),
         amr: policies::assertion::amr(&who.method),
     };
     match &ids.assertion {

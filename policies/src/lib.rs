@@ -26,6 +26,7 @@
 //! * [`method`] — accepted method spellings and method-override headers.
 //! * [`cookies`] — `Cookie` headers as bytes: find the gateway's, strip them for the app.
 //! * [`forwarding`] — header-name rules for the upstream request.
+//! * [`hex_id`] — 16-byte ids as 32 hex digits on the stack (request and session ids).
 //! * [`head`] — facts from the raw HTTP/1 request head: verbatim target, framing (stage `target`).
 //! * [`simple_head`] — which HTTP/1 heads the gateway's lean proxy path may serve (issue 22).
 //! * [`ratelimit`] — rate rules, in-process GCRA, `RateLimit` headers (stage `limits`).
@@ -68,6 +69,7 @@ pub mod forward_auth;
 pub mod forwarding;
 pub mod head;
 pub mod headers;
+pub mod hex_id;
 pub mod host;
 pub mod invite;
 pub mod lease;

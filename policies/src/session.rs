@@ -34,6 +34,7 @@
 
 use std::fmt;
 
+use crate::hex_id::HexId;
 use crate::mac::{self, HmacSha256};
 
 /// Tolerated clock skew between gateway instances, in milliseconds.
@@ -115,8 +116,8 @@ pub struct Session {
 
 impl Session {
     /// The id as 32 lowercase hex digits, as it appears in the cookie.
-    pub fn id_hex(&self) -> String {
-        hex::encode(self.id)
+    pub fn id_hex(&self) -> HexId {
+        HexId::new(&self.id)
     }
 }
 
@@ -291,11 +292,7 @@ pub(crate) fn parse_id(s: &str) -> Option<[u8; 16]> {
 
 /// A 16-byte id as 32 lowercase hex digits, appended to `out`.
 pub(crate) fn push_hex(bytes: &[u8; 16], out: &mut String) {
-    let mut digits = [0u8; 32];
-    // 32 bytes for 16: the only way this errs cannot happen.
-    if hex::encode_to_slice(bytes, &mut digits).is_ok() {
-        out.extend(digits.iter().map(|&d| char::from(d)));
-    }
+    out.push_str(HexId::new(bytes).as_str());
 }
 
 #[cfg(test)]
@@ -736,8 +733,8 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, [0u8; 16]);
         let s = Session { id: a, ..session() };
-        assert_eq!(s.id_hex().len(), 32);
-        assert_eq!(parse_id(&s.id_hex()), Some(a));
+        assert_eq!(s.id_hex().as_str().len(), 32);
+        assert_eq!(parse_id(s.id_hex().as_str()), Some(a));
     }
 
     #[test]

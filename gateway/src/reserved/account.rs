@@ -132,7 +132,7 @@ impl AccountPages<'_> {
                 user_agent: r.user_agent.as_deref().unwrap_or("unknown browser"),
                 created: utc(r.created),
                 last_seen: utc(r.last_seen),
-                current: r.id == current_id,
+                current: r.id == current_id.as_str(),
             })
             .collect();
         let csrf = Csrf::for_browser(session, ctx, self.srt).token(PURPOSE);
@@ -200,7 +200,7 @@ impl AccountPages<'_> {
         }
         cache.forget(target);
         audit("account_sign_out", ctx, &account.name, json!({}));
-        if target == current.id_hex() {
+        if target == current.id_hex().as_str() {
             ctx.out
                 .set_cookies
                 .push(auth::clear_cookie(auth::SESSION_COOKIE));
@@ -272,7 +272,7 @@ impl AccountPages<'_> {
         let Some(cache) = self.shared.accounts.cache() else {
             return Answer::Error(503);
         };
-        let method = match cache.store().session(&current.id_hex()).await {
+        let method = match cache.store().session(current.id_hex().as_str()).await {
             Ok(Some(r)) => r.method,
             _ => "password".to_string(),
         };

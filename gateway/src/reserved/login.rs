@@ -55,7 +55,7 @@ pub(super) fn fresh_session(
     };
     let at = i64::try_from(t).unwrap_or(i64::MAX);
     let record = SessionRecord {
-        id: s.id_hex(),
+        id: s.id_hex().to_string(),
         account_id: 0,
         epoch: String::new(),
         created: at,
@@ -130,7 +130,7 @@ pub(super) async fn replace_session(
     }
     if let Some(previous) = old.session.as_ref() {
         let id = previous.id_hex();
-        if let Err(e) = cache.store().delete_session(&id).await {
+        if let Err(e) = cache.store().delete_session(id.as_str()).await {
             tracing::warn!(error = %e, "the replaced session record stays until it expires");
         }
         cache.forget(&id);
@@ -286,7 +286,7 @@ impl Login<'_> {
                     return Answer::Error(503);
                 };
                 let id = s.id_hex();
-                if let Err(e) = cache.store().delete_session(&id).await {
+                if let Err(e) = cache.store().delete_session(id.as_str()).await {
                     tracing::error!(error = %e, "logout refused: the session record could not be deleted");
                     return Answer::Error(503);
                 }
