@@ -18,8 +18,14 @@ pub fn rewrite(up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     let Some(client) = ctx.client.as_ref() else {
         return Error::e_explain(InternalError, "pipeline did not run");
     };
+    // Most HTTP/1.1 clients send the canonical target already: an
+    // origin-form target round-trips through pingora's `Uri` byte for byte,
+    // so parsing it again would store the very same state. Anything else
+    // (another target, an HTTP/2 `Uri` with scheme and authority) is set.
     if let Some(t) = ctx.upstream_target.as_deref() {
-        up.set_raw_path(t.as_bytes())?;
+        if up.raw_path() != t.as_bytes() || up.uri.authority().is_some() {
+            up.set_raw_path(t.as_bytes())?;
+        }
     }
     let trusted = client.peer_trusted;
     // A trusted proxy's X-Forwarded-Host is kept only if it is a host.
