@@ -135,7 +135,7 @@ fn crumbs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// A crumb's trimmed name and, if it has an `=`, its trimmed value.
 fn split(crumb: &[u8]) -> (&[u8], Option<&[u8]>) {
-    match crumb.iter().position(|&b| b == b'=') {
+    match memchr::memchr(b'=', crumb) {
         Some(i) => {
             let (name, value) = crumb.split_at(i);
             (trim(name), Some(trim(value.get(1..).unwrap_or_default())))
