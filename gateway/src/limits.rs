@@ -169,7 +169,9 @@ impl Limiter {
             Ok(outcome) => return Verdict::Counted(outcome),
             Err(ask) => ask,
         };
-        match rule.ask(key, ask).await {
+        // Boxed: a Redis round trip's future is ~2.7 KiB and would size
+        // every request's pipeline future; with leases few requests ask.
+        match Box::pin(rule.ask(key, ask)).await {
             Ok(outcome) => Verdict::Counted(outcome),
             Err(StoreDown) => match rule.store.on_error {
                 OnStoreError::Allow => Verdict::Unknown,

@@ -28,5 +28,8 @@ pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut Ctx) -> Step 
     } else {
         ctx.path.clone()
     };
-    ControlFlow::Break(reserved::answer(shared, session, ctx, &path).await)
+    // Boxed: the pages' futures (provider sign-in, the store) are ~8 KiB,
+    // and unboxed they would size the whole pipeline's future, which
+    // pingora's `request_filter` allocates and copies for every request.
+    ControlFlow::Break(Box::pin(reserved::answer(shared, session, ctx, &path)).await)
 }

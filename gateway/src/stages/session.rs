@@ -24,7 +24,9 @@ pub async fn run(rt: &Runtime, shared: &Shared, session: &Session, ctx: &mut Ctx
     let Some(em) = rt.emergency.as_ref().filter(|e| e.admits(ctx.client_ip())) else {
         return Step::Continue(());
     };
-    let Ok((grant, clear)) = auth::emergency(em, shared, req, state::now()).await else {
+    // Boxed, as `reserved` is: its lockout's store calls would size the
+    // pipeline's future for every request.
+    let Ok((grant, clear)) = Box::pin(auth::emergency(em, shared, req, state::now())).await else {
         return Step::Break(Answer::Error(503));
     };
     ctx.out.set_cookies.extend(clear);
