@@ -39,20 +39,7 @@ bench_certificate_and_upstream "$w"
 
 declare -A port=([tls]=18451 [policy]=18452)
 start_tls_and_policy "$BIN"
-mkdir -p "$w/px/logs" "$w/px/tmp"
-cat > "$w/px/nginx.conf" <<N
-daemon off; master_process off; worker_processes 1; error_log $w/px/logs/e.log; pid $w/px/pid;
-events { worker_connections 4096; }
-http { access_log /dev/null combined; server_tokens off;
- keepalive_requests 100000000; keepalive_timeout 600s;
- client_body_temp_path $w/px/tmp; proxy_temp_path $w/px/tmp; fastcgi_temp_path $w/px/tmp; uwsgi_temp_path $w/px/tmp; scgi_temp_path $w/px/tmp;
- upstream up { server 127.0.0.1:18080; keepalive 128; keepalive_requests 100000000; keepalive_timeout 600s; }
- server { listen 127.0.0.1:18453 ssl; ssl_certificate $w/cert.pem; ssl_certificate_key $w/key.pem; ssl_protocols TLSv1.3;
-  location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
-   proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr;
-   proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$host;
-   proxy_set_header X-Real-IP \$remote_addr; proxy_set_header X-Request-Id \$request_id; } } }
-N
+nginx_proxy_config "$w/px" plain 18453 18080 "$w"
 taskset -c 0 nginx -p "$w/px" -c "$w/px/nginx.conf" >/dev/null 2>&1 & echo $! > nginx.pid
 sleep 2
 declare -A header=([tls]="X-Bench: 1" [nginx]="X-Bench: 1")

@@ -214,51 +214,7 @@ start_nginx() { # instance name, config kind [worker_connections]
   # worker_connections stays at 4096 (enough for the load runs) except in the
   # idle-connection test.
   local name=$1 kind=$2 wc=${3:-4096} p pt; p=$(nginx_prefix "$name"); pt=$(port)
-  local zone="" policy=""
-  if [ "$kind" = policy ]; then
-    zone="limit_req_zone \$binary_remote_addr zone=per_ip:10m rate=100000r/s;"
-    policy="limit_req zone=per_ip burst=100000 nodelay;
-      add_header Strict-Transport-Security \"$hsts\" always;
-      add_header Content-Security-Policy \"$csp\" always;
-      add_header X-Frame-Options $frame always;
-      add_header X-Content-Type-Options $ctype always;
-      add_header Referrer-Policy $referrer always;
-      add_header Permissions-Policy \"$perms\" always;
-      add_header Cross-Origin-Opener-Policy $coop always;
-      proxy_hide_header X-Powered-By;"
-  fi
-  cat >"$p/nginx.conf" <<EOF
-daemon off; master_process off; worker_processes 1;
-error_log $p/logs/error.log warn; pid $p/nginx.pid;
-worker_rlimit_nofile $nofile;
-events { worker_connections $wc; }
-http {
-  access_log /dev/null combined;
-  server_tokens off;
-  keepalive_requests 100000000; keepalive_timeout 600s;
-  client_body_temp_path $p/tmp; proxy_temp_path $p/tmp; fastcgi_temp_path $p/tmp;
-  uwsgi_temp_path $p/tmp; scgi_temp_path $p/tmp;
-  upstream up { server 127.0.0.1:$up; keepalive 128; keepalive_requests 100000000; keepalive_timeout 600s; }
-  $zone
-  server {
-    listen 127.0.0.1:$pt ssl http2 backlog=4096;
-    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
-    ssl_protocols TLSv1.3;
-    location / {
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$remote_addr;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Host \$host;
-      proxy_set_header X-Real-IP \$remote_addr;
-      proxy_set_header X-Request-Id \$request_id;
-      $policy
-    }
-  }
-}
-EOF
+  nginx_proxy_config "$p" "$kind" "$pt" "$up" "$work" "$wc"
   "${pin_proxy[@]}" nginx -p "$p" -e "$p/logs/error.log" -c "$p/nginx.conf" >/dev/null 2>&1 &
   echo $! >"$work/$name.pid"
   wait_port "$pt" || { cat "$p/logs/error.log" >&2; exit 1; }

@@ -8,7 +8,9 @@
 #
 # For each binary, compare.sh's `tls` and `policy` configs, and once the
 # floor's `lean` proxy (gateway/examples/floor.rs; `cargo build --release
-# --example floor`), each in front of one nginx upstream and run under
+# --example floor`) and compare.sh's nginx in both configs (user-space
+# instructions only, the kernel's are not counted: a ratio to nginx here is
+# not the req/s ratio), each in front of one nginx upstream and run under
 # callgrind with collection off. One client keeps one TLS connection: WARM
 # (200) requests, then collection on for N (2000) sequential GETs of a 13 B
 # file (FILE=16k: 16 KiB), then off; so the TLS handshake and start-up are
@@ -20,7 +22,7 @@
 # batching of wake-ups as under wrk's 16 connections. KEEP=DIR keeps each
 # run's annotation and callgrind file there (NAME.annotated, NAME.callgrind).
 # Needs valgrind, nginx, openssl, curl, python3, cargo; ports 18080,
-# 18471-18473; about two minutes per binary.
+# 18471-18475; about two minutes per binary.
 set -euo pipefail
 # shellcheck source=benches/load/portcullis_config.sh
 . "$(dirname "$0")/portcullis_config.sh"
@@ -106,3 +108,14 @@ for bin in "${bins[@]}"; do
   done
 done
 measure floor "floor lean ($FLOOR)" 18473 "X-Bench: 1" -- "$FLOOR" lean 127.0.0.1:18473 127.0.0.1:18080 cert.pem key.pem
+# nginx as compare.sh runs it, for a ratio no busy neighbour can move: its
+# `policy` request carries a cookie of the session cookie's length (nginx
+# verifies none, as in compare.sh).
+fake="Cookie: __Host-portcullis=v3|$(printf '0%.0s' {1..32})|1796649373186|1796649373186.$(printf 'A%.0s' {1..43})"
+for m in tls policy; do
+  [ "$m" = tls ] && port=18474 || port=18475
+  kind=plain; [ "$m" = policy ] && kind=policy
+  header="X-Bench: 1"; [ "$m" = policy ] && header=$fake
+  nginx_proxy_config "$w/nginx-$m" "$kind" "$port" 18080 "$w"
+  measure "nginx-$m" "nginx $m" "$port" "$header" -- nginx -p "$w/nginx-$m" -c "$w/nginx-$m/nginx.conf"
+done

@@ -1,4 +1,4 @@
-# Sourced by compare.sh and ab.sh: the portcullis configs both benches run.
+# Sourced by the load benches: the portcullis (and nginx) configs they run.
 #
 #   portcullis_config KIND HTTPS_PORT UPSTREAM_PORT STORAGE_DIR > file.toml
 #
@@ -82,6 +82,64 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 600s;
  server { listen 127.0.0.1:18080; root $w/up; } }
 N
   taskset -c 1 nginx -p "$w/up" -c "$w/up/nginx.conf" >/dev/null 2>&1 & echo $! > "$w/up.pidfile"
+}
+
+#   nginx_proxy_config PREFIX KIND PORT UPSTREAM_PORT CERT_DIR [WORKER_CONNECTIONS]
+# compare.sh's nginx proxy, written to PREFIX/nginx.conf (PREFIX/logs and
+# PREFIX/tmp created): one worker, TLS 1.3 (and h2 by ALPN) on 127.0.0.1:PORT
+# with CERT_DIR/cert.pem, keep-alive to 127.0.0.1:UPSTREAM_PORT, the
+# forwarding headers portcullis sets, one access-log line a request to
+# /dev/null. KIND `policy` adds a never-tripping per-IP limit_req and
+# portcullis's default security headers. Run it with
+# `nginx -p PREFIX -c PREFIX/nginx.conf` (allocs.sh, compare.sh,
+# instructions.sh).
+nginx_proxy_config() {
+  local p=$1 kind=$2 pt=$3 up=$4 certs=$5 wc=${6:-4096} zone="" policy=""
+  mkdir -p "$p/logs" "$p/tmp"
+  if [ "$kind" = policy ]; then
+    zone="limit_req_zone \$binary_remote_addr zone=per_ip:10m rate=100000r/s;"
+    policy="limit_req zone=per_ip burst=100000 nodelay;
+      add_header Strict-Transport-Security \"max-age=31536000; includeSubDomains\" always;
+      add_header Content-Security-Policy \"default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'\" always;
+      add_header X-Frame-Options DENY always;
+      add_header X-Content-Type-Options nosniff always;
+      add_header Referrer-Policy strict-origin-when-cross-origin always;
+      add_header Permissions-Policy \"camera=(), microphone=(), geolocation=()\" always;
+      add_header Cross-Origin-Opener-Policy same-origin always;
+      proxy_hide_header X-Powered-By;"
+  fi
+  cat >"$p/nginx.conf" <<EOF
+daemon off; master_process off; worker_processes 1;
+error_log $p/logs/error.log warn; pid $p/nginx.pid;
+worker_rlimit_nofile $(ulimit -n);
+events { worker_connections $wc; }
+http {
+  access_log /dev/null combined;
+  server_tokens off;
+  keepalive_requests 100000000; keepalive_timeout 600s;
+  client_body_temp_path $p/tmp; proxy_temp_path $p/tmp; fastcgi_temp_path $p/tmp;
+  uwsgi_temp_path $p/tmp; scgi_temp_path $p/tmp;
+  upstream up { server 127.0.0.1:$up; keepalive 128; keepalive_requests 100000000; keepalive_timeout 600s; }
+  $zone
+  server {
+    listen 127.0.0.1:$pt ssl http2 backlog=4096;
+    ssl_certificate $certs/cert.pem; ssl_certificate_key $certs/key.pem;
+    ssl_protocols TLSv1.3;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Request-Id \$request_id;
+      $policy
+    }
+  }
+}
+EOF
 }
 
 #   bench_login BASE_URL USER PASSWORD
