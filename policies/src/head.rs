@@ -7,6 +7,8 @@
 //! 400 instead, since a client sending either is probing for a parser
 //! disagreement. These functions look at the bytes as they came off the wire.
 
+use crate::split::split_byte;
+
 /// The request-target of the request line (`METHOD SP target SP version`),
 /// exactly as sent. `None` when the first line has no two spaces.
 pub fn request_target(head: &[u8]) -> Option<&[u8]> {
@@ -29,35 +31,14 @@ pub fn header_values<'a>(head: &'a [u8], name: &'a str) -> impl Iterator<Item = 
 }
 
 /// Every header line after the request line as (name, trimmed value);
-/// lines without a colon are skipped.
-///
-/// Lines and colons are found with `memchr` (issue 22: stage `target` reads
-/// every head this way, and `<[u8]>::split` tests a byte at a time).
+/// lines without a colon are skipped. Lines and colons are found with
+/// `memchr` (stage `target` reads every head this way).
 fn header_lines(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    lines(head).skip(1).filter_map(|line| {
+    split_byte(head, b'\n').skip(1).filter_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let colon = memchr::memchr(b':', line)?;
         let (n, rest) = line.split_at(colon);
         Some((n, rest.get(1..).unwrap_or_default().trim_ascii()))
-    })
-}
-
-/// `head` split at every `\n`, as `<[u8]>::split` would: the piece after
-/// the last one included, even when empty.
-fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = Some(head);
-    std::iter::from_fn(move || {
-        let r = rest?;
-        match memchr::memchr(b'\n', r) {
-            Some(i) => {
-                rest = r.get(i + 1..);
-                r.get(..i)
-            }
-            None => {
-                rest = None;
-                Some(r)
-            }
-        }
     })
 }
 
@@ -97,48 +78,6 @@ pub fn ambiguous_framing(head: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_are_what_splitting_on_every_newline_gives() {
-        use rand::{RngExt, SeedableRng};
-        let reference = |h: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
-            h.split(|&b| b == b'\n')
-                .skip(1)
-                .filter_map(|line| {
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    let colon = line.iter().position(|&b| b == b':')?;
-                    let (n, rest) = line.split_at(colon);
-                    Some((n.to_vec(), rest[1..].trim_ascii().to_vec()))
-                })
-                .collect()
-        };
-        let mine = |h: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
-            header_lines(h)
-                .map(|(n, v)| (n.to_vec(), v.to_vec()))
-                .collect()
-        };
-        for fixed in [
-            &b""[..],
-            b"\n",
-            b"\n\n",
-            b"GET / HTTP/1.1",
-            b"GET / HTTP/1.1\r\nA: 1\r\n\r\n",
-            b"GET / HTTP/1.1\nA:1\nB :2\n:3\nC\n\rD: 4\r\r\n",
-            b"x\nA: 1",
-            b"x\nA: 1\n",
-        ] {
-            assert_eq!(mine(fixed), reference(fixed), "{fixed:?}");
-        }
-        let alphabet = b"\n\r: \taZ-\x00\x80\xff";
-        let mut rng = rand::rngs::StdRng::seed_from_u64(22);
-        for _ in 0..20_000 {
-            let len = rng.random_range(0..300u32);
-            let h: Vec<u8> = (0..len)
-                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                .collect();
-            assert_eq!(mine(&h), reference(&h), "{h:?}");
-        }
-    }
 
     #[test]
     fn request_target_is_taken_verbatim() {

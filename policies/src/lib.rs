@@ -86,6 +86,7 @@ pub mod session;
 pub mod signin;
 pub mod signing;
 pub mod simple_head;
+mod split;
 pub mod target;
 mod token;
 pub mod totp;
