@@ -1,6 +1,7 @@
 //! The lean HTTP/1.1 path (issue 22): a bodiless request proxied by one
 //! short loop on pingora-core's sessions and connector, through the very
-//! same [`Gateway`] hooks pingora-proxy calls.
+//! same [`Gateway`] hooks pingora-proxy calls (their work called directly:
+//! the `ProxyHttp` methods are `async_trait`s, each call a boxed future).
 //!
 //! pingora-proxy runs every request as two futures joined by two channels
 //! (a body pump each way), batches tasks into vectors, and carries cache,
@@ -101,11 +102,12 @@ impl Lean {
         }
         let gw = &self.gateway;
         let mut ctx = gw.new_ctx();
-        if let Err(e) = gw.early_request_filter(session, &mut ctx).await {
-            return self.handle_error(session, &mut ctx, e).await;
-        }
-        match gw.request_filter(session, &mut ctx).await {
-            Ok(true) => return self.finish(session, &mut ctx, true, None).await,
+        // The hooks' work is called directly (`Gateway::run_pipeline` and
+        // the like), not through `ProxyHttp`: each `async_trait` call would
+        // box its future, six allocations a request.
+        crate::conn_loop::head_read();
+        match gw.run_pipeline(session, &mut ctx).await {
+            Ok(true) => return self.finish(session, &mut ctx, true, None),
             Ok(false) => {}
             Err(e) => return self.handle_error(session, &mut ctx, e).await,
         }
@@ -136,27 +138,27 @@ impl Lean {
                 res.error_code
             );
         }
-        self.finish(session, &mut ctx, reuse, error).await
+        self.finish(session, &mut ctx, reuse, error)
     }
 
     /// pingora-proxy's `handle_error`: the error answered and logged; the
     /// connection is closed (the gateway never reuses it after one).
     async fn handle_error(&self, session: &mut Session, ctx: &mut Ctx, e: Box<Error>) -> bool {
         let res = self.gateway.fail_to_proxy(session, &e, ctx).await;
-        self.gateway.logging(session, Some(&e), ctx).await;
+        Gateway::log(session, Some(&e), ctx);
         session.downstream_session.on_proxy_failure(e);
         res.can_reuse_downstream
     }
 
     /// pingora-proxy's `finish`: logged; the connection kept if `reuse`.
-    async fn finish(
+    fn finish(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         reuse: bool,
         error: Option<Box<Error>>,
     ) -> bool {
-        self.gateway.logging(session, error.as_deref(), ctx).await;
+        Gateway::log(session, error.as_deref(), ctx);
         if let Some(e) = error {
             session.downstream_session.on_proxy_failure(e);
         }
@@ -166,7 +168,7 @@ impl Lean {
     /// One attempt: an address, a connection, the exchange.
     async fn to_upstream(&self, session: &mut Session, ctx: &mut Ctx) -> Attempt {
         let gw = &self.gateway;
-        let peer = match gw.upstream_peer(session, ctx).await {
+        let peer = match Gateway::peer(ctx) {
             Ok(p) => p,
             Err(e) => return (false, Some(e)),
         };
@@ -210,11 +212,7 @@ impl Lean {
         // pingora-proxy's sanitising, for a simple head: `Connection` (a
         // plain keep-alive or close) is the only hop-by-hop field it has.
         req.remove_header(&http::header::CONNECTION);
-        if let Err(e) = self
-            .gateway
-            .upstream_request_filter(session, &mut req, ctx)
-            .await
-        {
+        if let Err(e) = super::upstream::rewrite(&mut req, ctx) {
             return (false, true, Some(e));
         }
         if let Err(e) = up.write_request_header(Box::new(req)).await {
@@ -282,9 +280,7 @@ impl Lean {
             header.set_version(http::Version::HTTP_11);
             header.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
-        self.gateway
-            .response_filter(session, &mut header, ctx)
-            .await?;
+        super::response::check(session, &mut header, ctx)?;
         refuse_101(&header).map_err(|e| e.into_in())?;
         Ok(HttpTask::Header(header, end))
     }

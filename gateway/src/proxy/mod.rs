@@ -80,10 +80,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        match stages::run(&self.shared, session, ctx).await {
-            std::ops::ControlFlow::Continue(()) => Ok(false),
-            std::ops::ControlFlow::Break(a) => answer::send(session, ctx, a).await.map(|()| true),
-        }
+        self.run_pipeline(session, ctx).await
     }
 
     async fn request_body_filter(
@@ -112,30 +109,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let Some(up) = ctx.upstream.and_then(|i| ctx.rt.upstreams.get(i)) else {
-            return Error::e_explain(InternalError, "no upstream selected");
-        };
-        let tried = &ctx.tried;
-        let backend = match &up.single {
-            // What the balancer would answer for one address, without it.
-            Some(b) => (!tried.contains(&b.addr)).then(|| b.clone()),
-            // Healthy and untried first; then anything untried (health may lag).
-            None => up
-                .lb
-                .select_with(b"", 256, |b, healthy| healthy && !tried.contains(&b.addr))
-                .or_else(|| up.lb.select_with(b"", 256, |b, _| !tried.contains(&b.addr))),
-        };
-        let Some(backend) = backend else {
-            return Error::e_explain(
-                ConnectNoRoute,
-                format!("no address left for upstream {}", up.name),
-            );
-        };
-        ctx.tried.push(backend.addr.clone());
-        let mut peer = HttpPeer::new(backend, up.tls, up.sni.clone());
-        peer.options.connection_timeout = Some(up.connect_timeout);
-        peer.options.read_timeout = Some(up.read_timeout);
-        Ok(Box::new(peer))
+        Self::peer(ctx)
     }
 
     fn fail_to_connect(
@@ -234,6 +208,52 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        Self::log(session, e, ctx);
+    }
+}
+
+/// The work of the hooks the lean path calls too: there, called directly,
+/// they cost no `async_trait` box and no copy of their future into it.
+impl Gateway {
+    /// `request_filter`: the pipeline, and its answer sent if it has one
+    /// (`true`: the request is answered).
+    async fn run_pipeline(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        match stages::run(&self.shared, session, ctx).await {
+            std::ops::ControlFlow::Continue(()) => Ok(false),
+            std::ops::ControlFlow::Break(a) => answer::send(session, ctx, a).await.map(|()| true),
+        }
+    }
+
+    /// `upstream_peer`: an address of the route's upstream not tried yet.
+    fn peer(ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(up) = ctx.upstream.and_then(|i| ctx.rt.upstreams.get(i)) else {
+            return Error::e_explain(InternalError, "no upstream selected");
+        };
+        let tried = &ctx.tried;
+        let backend = match &up.single {
+            // What the balancer would answer for one address, without it.
+            Some(b) => (!tried.contains(&b.addr)).then(|| b.clone()),
+            // Healthy and untried first; then anything untried (health may lag).
+            None => up
+                .lb
+                .select_with(b"", 256, |b, healthy| healthy && !tried.contains(&b.addr))
+                .or_else(|| up.lb.select_with(b"", 256, |b, _| !tried.contains(&b.addr))),
+        };
+        let Some(backend) = backend else {
+            return Error::e_explain(
+                ConnectNoRoute,
+                format!("no address left for upstream {}", up.name),
+            );
+        };
+        ctx.tried.push(backend.addr.clone());
+        let mut peer = HttpPeer::new(backend, up.tls, up.sni.clone());
+        peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.read_timeout = Some(up.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    /// `logging`: metrics and the access-log line.
+    fn log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
         if let Some(e) = e {
             tracing::warn!(request_id = %ctx.out.request_id, error = %e, "request failed");
         }
