@@ -36,6 +36,7 @@ use std::fmt;
 
 use crate::hex_id::HexId;
 use crate::mac::{self, HmacSha256};
+use crate::split::{rsplit_once_str, split_str};
 
 /// Tolerated clock skew between gateway instances, in milliseconds.
 pub const MAX_FUTURE_SKEW: u64 = 60_000;
@@ -204,7 +205,7 @@ pub fn decode(
     if value.len() > MAX_COOKIE_LEN {
         return Err(SessionError::Malformed);
     }
-    let (payload, tag) = value.rsplit_once('.').ok_or(SessionError::Malformed)?;
+    let (payload, tag) = rsplit_once_str(value, b'.').ok_or(SessionError::Malformed)?;
     let tag = mac::decode_tag(tag).ok_or(SessionError::Malformed)?;
     let mut valid = false;
     for key in &keys.macs {
@@ -236,7 +237,7 @@ pub fn new_id() -> [u8; 16] {
 }
 
 fn parse_payload(payload: &str) -> Result<Session, SessionError> {
-    let mut fields = payload.split('|');
+    let mut fields = split_str(payload, b'|');
     let mut next = || fields.next().ok_or(SessionError::Malformed);
     match next()? {
         VERSION => {}
