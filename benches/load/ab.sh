@@ -48,13 +48,12 @@ login() { # port -> the session cookie
 declare -A cookie=([A]="$(login "${port[A-policy]}")" [B]="$(login "${port[B-policy]}")")
 for v in A B; do for m in tls policy; do
   s=$(curl -sk -o /dev/null -w '%{http_code}' -H "${cookie[$v]}" "https://127.0.0.1:${port[$v-$m]}/small"); echo "$v-$m $s"; done; done
-ticks() { awk '{print $14+$15}' <(sed 's/^.*) //; s/^/x x /' /proc/$1/stat); }
 for v in A B; do for m in tls policy; do taskset -c 1 wrk -t1 -c64 -d2s -H "${cookie[$v]}" "https://127.0.0.1:${port[$v-$m]}/small" >/dev/null; done; done
 echo -e "round\tmode\tbin\trps\tcpu_us_per_req\tp99"
 for r in $(seq $rounds); do for m in tls policy; do for v in A B; do
-  pid=$(cat $v-$m.pid); t0=$(ticks $pid)
+  pid=$(cat $v-$m.pid); t0=$(cpu_ticks $pid)
   out=$(taskset -c 1 wrk -t1 -c64 -d${secs}s --latency -H "${cookie[$v]}" "https://127.0.0.1:${port[$v-$m]}/small")
-  t1=$(ticks $pid)
+  t1=$(cpu_ticks $pid)
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out"); n=$(awk '/requests in/ {print $1}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   echo -e "$r\t$m\t$v\t$rps\t$(awk -v a=$t0 -v b=$t1 -v n=$n 'BEGIN{printf "%.1f", (b-a)*10000/n}')\t$p99"
 done; done; done | tee results.tsv

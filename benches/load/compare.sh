@@ -381,7 +381,6 @@ for s in "${servers[@]}"; do
 done
 
 # --- measurement ---------------------------------------------------------------
-cpu_ticks() { awk '{print $14 + $15}' <(sed 's/^.*) //; s/^/x x /' "/proc/$1/stat"); }
 hz=$(getconf CLK_TCK)
 to_ms() { # wrk latency "1.23ms" / "456.00us" / "1.02s" -> ms
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'

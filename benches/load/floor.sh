@@ -55,12 +55,11 @@ for s in "${servers[@]}"; do for f in small 16k; do
   [ "$c" = 200 ] || { echo "$s answers $c for /$f" >&2; cat "$s.err" 2>/dev/null >&2; exit 1; }
   taskset -c 1 wrk -t1 -c64 -d2s "https://127.0.0.1:${port[$s]}/$f" >/dev/null
 done; done
-ticks() { awk '{print $14+$15}' <(sed 's/^.*) //; s/^/x x /' /proc/$1/stat); }
 echo -e "round\tbody\tserver\trps\tcpu_us_per_req\tp99"
 for r in $(seq "$rounds"); do for f in small 16k; do for s in "${servers[@]}"; do
-  pid=$(cat "$s.pid"); t0=$(ticks "$pid")
+  pid=$(cat "$s.pid"); t0=$(cpu_ticks "$pid")
   out=$(taskset -c 1 wrk -t1 -c64 -d"${secs}"s --latency "https://127.0.0.1:${port[$s]}/$f")
-  t1=$(ticks "$pid")
+  t1=$(cpu_ticks "$pid")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out"); n=$(awk '/requests in/ {print $1}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   echo -e "$r\t$f\t$s\t$rps\t$(awk -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN{printf "%.1f", (b-a)*10000/n}')\t$p99"
 done; done; done | tee results.tsv

@@ -83,7 +83,6 @@ s=$(curl -s -o /dev/null -w '%{http_code}' -H "$cookie" http://127.0.0.1:18472/s
 s=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/json' http://127.0.0.1:18472/small)
 [ "$s" = 401 ] || { echo "auth front serves without a session ($s)" >&2; exit 1; }
 
-ticks() { awk '{print $14+$15}' <(sed 's/^.*) //; s/^/x x /' /proc/$1/stat); }
 ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}' <<<"$1"; }
 for m in alone auth; do port=18471; [ $m = auth ] && port=18472
   taskset -c 1 wrk -t1 -c32 -d2s -H "$cookie" "http://127.0.0.1:$port/small" >/dev/null; done
@@ -92,9 +91,9 @@ for r in $(seq "$rounds"); do for load in latency rate; do for m in alone auth; 
   port=18471; [ $m = auth ] && port=18472
   c=1; [ $load = rate ] && c=32
   procs=$(cat "$w/$m.pid"); [ $m = auth ] && procs="$procs $(cat p.pid)"
-  t0=0; for p in $procs; do t0=$((t0 + $(ticks "$p"))); done
+  t0=0; for p in $procs; do t0=$((t0 + $(cpu_ticks "$p"))); done
   out=$(taskset -c 1 wrk -t1 -c$c -d"${secs}"s --latency -H "$cookie" "http://127.0.0.1:$port/small")
-  t1=0; for p in $procs; do t1=$((t1 + $(ticks "$p"))); done
+  t1=0; for p in $procs; do t1=$((t1 + $(cpu_ticks "$p"))); done
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); [ -z "$non2xx" ] || { echo "$m: $non2xx non-2xx" >&2; exit 1; }
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out"); n=$(awk '/requests in/ {print $1}' <<<"$out")
   p50=$(ms "$(awk '$1=="50%" {print $2}' <<<"$out")"); p99=$(ms "$(awk '$1=="99%" {print $2}' <<<"$out")")

@@ -55,16 +55,16 @@ for s in portcullis nginx; do for m in tls policy; do
   got=$(curl -sk -H "${header[$m]}" "https://127.0.0.1:${port[$s-$m]}/small")
   [ "$got" = "hello, world" ] || { echo "$s $m answered: $got" >&2; exit 1; }
 done; done
-ticks() { awk '{print $14+$15}' <(sed 's/^.*) //; s/^/x x /' "/proc/$1/stat"); }
 hz=$(getconf CLK_TCK)
 # mode 16k: the tls instances, GET /16k
 pidfile() { local k=$1; [ "${k#*-}" = 16k ] && k=${k%%-*}-tls; echo "$k.pid"; }
-# pair A B (each SERVER-MODE): both loaded together; prints for each its
-# req/s and CPU µs per request, tab-separated
+# pair SECS A B (each SERVER-MODE): both loaded together for SECS seconds;
+# prints for each its req/s and CPU µs per request, tab-separated
 pair() {
-  local k pid out=""
+  local secs=$1 k pid out=""
+  shift
   declare -A t0 t1 wrk
-  for k in "$@"; do pid=$(cat "$(pidfile "$k")"); t0[$k]=$(ticks "$pid"); done
+  for k in "$@"; do pid=$(cat "$(pidfile "$k")"); t0[$k]=$(cpu_ticks "$pid"); done
   for k in "$@"; do
     local m=${k#*-} s=${k%%-*}
     local to=$s-$m file=small
@@ -73,7 +73,7 @@ pair() {
     wrk[$k]=$!
   done
   for k in "$@"; do wait "${wrk[$k]}"; done
-  for k in "$@"; do pid=$(cat "$(pidfile "$k")"); t1[$k]=$(ticks "$pid"); done
+  for k in "$@"; do pid=$(cat "$(pidfile "$k")"); t1[$k]=$(cpu_ticks "$pid"); done
   for k in "$@"; do
     local n rps
     n=$(awk '/requests in/ {print $1}' "$k.wrk"); rps=$(awk '/^Requests\/sec/ {print $2}' "$k.wrk")
@@ -83,14 +83,13 @@ pair() {
   echo -e "${out%\\t}"
 }
 pairs=("portcullis-tls nginx-tls" "portcullis-policy nginx-policy" "portcullis-tls portcullis-policy" "portcullis-16k nginx-16k")
-SECS_SAVED=$secs; secs=2
-for p in "${pairs[@]}"; do read -r a b <<<"$p"; pair "$a" "$b" >/dev/null; done   # warm-up
-secs=$SECS_SAVED
+for p in "${pairs[@]}"; do read -r a b <<<"$p"; pair 2 "$a" "$b" >/dev/null; done   # warm-up
 echo -e "round\tA\tB\tA_rps\tA_cpu_us\tB_rps\tB_cpu_us" | tee results.tsv
 for r in $(seq "$rounds"); do
   for p in "${pairs[@]}"; do
     read -r a b <<<"$p"
-    echo -e "$r\t$a\t$b\t$(pair "$a" "$b")" | tee -a results.tsv
+    row=$(pair "$secs" "$a" "$b")   # an assignment, so that a failed round stops the script
+    echo -e "$r\t$a\t$b\t$row" | tee -a results.tsv
   done
 done
 python3 - results.tsv <<'P'

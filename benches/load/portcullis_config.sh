@@ -142,6 +142,13 @@ http {
 EOF
 }
 
+#   cpu_ticks PID
+# The process's CPU time so far, user + system, in clock ticks
+# (getconf CLK_TCK a second; /proc/PID/stat fields 14 and 15, counted after
+# the command name, which may hold spaces). The load benches turn two
+# readings into CPU µs per request.
+cpu_ticks() { awk '{print $14 + $15}' <(sed 's/^.*) //; s/^/x x /' "/proc/$1/stat"); }
+
 #   bench_login BASE_URL USER PASSWORD
 # Signs in through the login form (CSRF binding cookie and token) and prints
 # "Cookie: __Host-portcullis=…" for wrk -H; works in the current directory.

@@ -70,7 +70,6 @@ for m in memory sqlite postgres; do
   s=$(curl -sk -o /dev/null -w '%{http_code}' -H 'Accept: application/json' "https://127.0.0.1:${port[$m]}/small")
   [ "$s" = 401 ] || { echo "$m serves without a session ($s)" >&2; exit 1; }
 done
-ticks() { awk '{print $14+$15}' <(sed 's/^.*) //; s/^/x x /' /proc/$1/stat); }
 for m in memory sqlite postgres; do taskset -c 1 wrk -t1 -c64 -d2s -H "${cookie[$m]}" "https://127.0.0.1:${port[$m]}/small" >/dev/null; done
 # PostgreSQL's own count of transactions in the identity database: what the
 # gateway asked of it while the postgres rounds ran (issue 22: an
@@ -80,9 +79,9 @@ xacts() { psql -h "$w/pg" -p "$pgport" -U postgres -tAq -c \
 x0=$(xacts); t_start=$(date +%s); : > pg_requests
 echo -e "round\tmode\trps\tcpu_us_per_req\tp99"
 for r in $(seq "$rounds"); do for m in memory sqlite postgres; do
-  pid=$(cat $m.pid); t0=$(ticks "$pid")
+  pid=$(cat $m.pid); t0=$(cpu_ticks "$pid")
   out=$(taskset -c 1 wrk -t1 -c64 -d"${secs}"s --latency -H "${cookie[$m]}" "https://127.0.0.1:${port[$m]}/small")
-  t1=$(ticks "$pid")
+  t1=$(cpu_ticks "$pid")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out"); n=$(awk '/requests in/ {print $1}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); [ -z "$non2xx" ] || { echo "$m: $non2xx non-2xx answers" >&2; exit 1; }
   [ $m = postgres ] && echo "$n" >> pg_requests
