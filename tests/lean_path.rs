@@ -177,6 +177,10 @@ async fn proxied_answers_are_the_same_on_both_paths() {
         // Streamed, chunked.
         get("/stream?chunks=3&ms=20", ""),
         get("/range", "Range: bytes=10-19\r\n"),
+        // Bodies many reads long, with a length and chunked, whole and
+        // unchanged (the lean path writes them from the app's buffer).
+        get("/bytes?n=1000003", ""),
+        get("/bytes?n=1000003&chunked", ""),
         // The gateway's own answers: a login redirect, a refused path,
         // an unknown host.
         get("/private", "Accept: text/html\r\n"),
@@ -185,6 +189,14 @@ async fn proxied_answers_are_the_same_on_both_paths() {
         "GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n".to_string(),
     ] {
         same_both_ways(port, &pki, u, &request).await;
+    }
+
+    // Both paths agreeing is not enough for the long bodies: they arrive whole.
+    let expected: Vec<u8> = (0..1_000_003usize).map(|i| (i * 7 % 251) as u8).collect();
+    for query in ["n=1000003", "n=1000003&chunked"] {
+        let seen = send(port, &pki, u, &get(&format!("/bytes?{query}"), "")).await;
+        assert_eq!(seen.status, 200);
+        assert!(seen.body == expected, "{query}: {} bytes", seen.body.len());
     }
 
     // A rate limit counts requests on both paths alike: 2 allowed, then 429.

@@ -321,6 +321,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Bo
             resp
         }
         "/stream" => stream(&query),
+        "/bytes" => bytes(&query),
         "/with-headers" => with_headers(&query),
         _ if path.starts_with("/status/") => status(&path["/status/".len()..]),
         _ => echo(req, &state).await,
@@ -504,6 +505,30 @@ fn stream(query: &str) -> Response<Body> {
     let mut resp = Response::new(BodyExt::boxed(StreamBody::new(frames)));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+/// `/bytes?n=N`: N bytes of `(i * 7) % 251` with a `Content-Length`; with
+/// `&chunked`, the same bytes streamed in 10 000-byte frames, no length (so
+/// chunked on HTTP/1.1). A body several reads and TLS records long.
+fn bytes(query: &str) -> Response<Body> {
+    let n: usize = query_param(query, "n")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let data = Bytes::from((0..n).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>());
+    if !query_pairs(query).iter().any(|(k, _)| k == "chunked") {
+        return response(StatusCode::OK, "application/octet-stream", data);
+    }
+    let frames = futures_util::stream::iter(
+        (0..n)
+            .step_by(10_000)
+            .map(move |i| Ok::<_, Infallible>(Frame::data(data.slice(i..n.min(i + 10_000))))),
+    );
+    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     resp
 }
 
