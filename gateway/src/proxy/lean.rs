@@ -16,26 +16,20 @@
 //! a head only drops `Connection`), the retry loop over `upstream_peer`,
 //! `fail_to_connect` and `error_while_proxy`, the response filter with its
 //! `101` and chunked-framing rules, watching the client for a close while
-//! the app answers, `fail_to_proxy`, `logging` and keep-alive. The answer's
-//! body goes from the app's read buffer to the client's writer without the
-//! copy pingora-proxy's tasks make of it. Every other request still goes
-//! through pingora-proxy.
+//! the app answers, `fail_to_proxy`, `logging` and keep-alive. Every other
+//! request still goes through pingora-proxy.
 //!
 //! The gateway implements none of the hooks this path does not call
 //! (`connected_to_upstream`, `upstream_response_filter`, body filters on the
 //! response, cache and module hooks): their defaults do nothing.
 
-use std::future::Future;
-use std::pin::pin;
-
-use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
 use pingora::connectors::http::v1::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::v1::client::HttpSession as Upstream;
-use pingora::protocols::http::{HttpTask, ServerSession};
+use pingora::protocols::http::HttpTask;
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::Peer;
@@ -233,48 +227,28 @@ impl Lean {
         }
     }
 
-    /// The app's answer to the client: its heads (interim ones, then the
-    /// answer's) as pingora-proxy's tasks, filtered; its body written from
-    /// the upstream session's own buffer. `read_response_task` would copy
-    /// each piece of body into a new `Bytes` first (issue 22: in the 16 KiB
-    /// load, one 16 KiB allocation and copy a request), and the gateway has
-    /// no downstream module that would need the piece as a task. A client
-    /// that closes (or sends more) meanwhile ends the exchange, as in
-    /// pingora-proxy.
+    /// The app's answer, task by task, to the client; meanwhile a client
+    /// that closes (or sends more) ends the exchange, as in pingora-proxy.
     async fn relay(&self, session: &mut Session, up: &mut Upstream, ctx: &mut Ctx) -> Result<()> {
-        let mut watch = true;
+        let mut watch_client = true;
         loop {
-            let read = async { up.read_response_task().await.map_err(|e| e.into_up()) };
-            let task = unless_client_gone(read, session, &mut watch).await?;
-            let answer = matches!(&task, HttpTask::Header(h, _) if !h.status.is_informational());
+            let task = if watch_client {
+                tokio::select! {
+                    task = up.read_response_task() => task.map_err(|e| e.into_up())?,
+                    idle = session.downstream_session.read_body_or_idle(true) => {
+                        // Only errors come back once the body is done.
+                        if let Err(e) = idle {
+                            return Err(e.into_down());
+                        }
+                        watch_client = false;
+                        continue;
+                    }
+                }
+            } else {
+                up.read_response_task().await.map_err(|e| e.into_up())?
+            };
             let task = self.filter(session, task, ctx).await?;
             if session.write_response_tasks(vec![task]).await? {
-                return session.finish_body().await.map(|_| ());
-            }
-            if answer {
-                break;
-            }
-        }
-        // The body, as `read_response_task` and `write_response_tasks` would
-        // move it, without the copy: done when the app's body is (`None`),
-        // or when the client's side takes no more (its writer `finished()`).
-        while !up.is_body_done() {
-            let read = async { up.read_body_ref().await.map_err(|e| e.into_up()) };
-            let Some(piece) = unless_client_gone(read, session, &mut watch).await? else {
-                break;
-            };
-            if piece.is_empty() {
-                continue;
-            }
-            let written = match &mut *session.downstream_session {
-                ServerSession::H1(h1) => h1.write_body(piece).await.map_err(|e| e.into_down())?,
-                // The lean path serves HTTP/1.1 only; kept correct anyway.
-                other => other
-                    .write_response_body(Bytes::copy_from_slice(piece), false)
-                    .await
-                    .map(|()| Some(piece.len()))?,
-            };
-            if written.is_none() {
                 break;
             }
         }
@@ -331,28 +305,4 @@ fn refuse_101(header: &ResponseHeader) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `work` (reading from the app), unless the client goes away first: its
-/// side is watched as pingora-proxy watches it while the app answers, and
-/// only an error comes back from there once the (empty) body is read;
-/// after that the client is no longer watched.
-async fn unless_client_gone<T>(
-    work: impl Future<Output = Result<T>>,
-    session: &mut Session,
-    watch: &mut bool,
-) -> Result<T> {
-    let mut work = pin!(work);
-    while *watch {
-        tokio::select! {
-            done = &mut work => return done,
-            idle = session.downstream_session.read_body_or_idle(true) => {
-                if let Err(e) = idle {
-                    return Err(e.into_down());
-                }
-                *watch = false;
-            }
-        }
-    }
-    work.await
 }
