@@ -11,14 +11,22 @@
 # req/s, the proxy's CPU µs per request (utime+stime delta) and p99, then the
 # medians. Much shorter than compare.sh; no other servers. Needs nginx, wrk,
 # curl, openssl, taskset, python3; uses ports 18080 and 18441-18444.
+#   MODES ("tls policy"): add `16k` for GET /16k on the tls instances.
+#   TOGETHER=1: A and B loaded at the same time (each its own wrk, both on
+#   core 1) instead of one after the other, as paired.sh does for
+#   portcullis and nginx: a busy host slows both alike, so a difference of
+#   a few percent in CPU per request is readable (one after the other, the
+#   same binary's rounds can differ by more than that).
 set -euo pipefail
 [ $# = 2 ] || { sed -n 2,13p "$0" >&2; exit 2; }
 # shellcheck source=benches/load/portcullis_config.sh
 . "$(dirname "$0")/portcullis_config.sh"
 A=$(realpath "$1"); B=$(realpath "$2"); rounds=${ROUNDS:-5}; secs=${SECS:-8}
+modes=${MODES:-tls policy}
 w=$(mktemp -d /tmp/ab.XXXX); cd "$w"
 trap 'kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null; sleep 0.5; rm -rf "$w"' EXIT
 bench_certificate_and_upstream "$w"
+head -c 16384 /dev/urandom > "$w/up/16k"
 keys="bench-session-key-0123456789abcdefghijklmnopqrstuvwxyz"
 conf() { # name port kind binary
   portcullis_config_for "$4" "$3" "$2" 18080 "$w/$1.state" >"$1.toml"
@@ -49,19 +57,41 @@ declare -A cookie=([A]="$(login "${port[A-policy]}")" [B]="$(login "${port[B-pol
 for v in A B; do for m in tls policy; do
   s=$(curl -sk -o /dev/null -w '%{http_code}' -H "${cookie[$v]}" "https://127.0.0.1:${port[$v-$m]}/small"); echo "$v-$m $s"; done; done
 for v in A B; do for m in tls policy; do taskset -c 1 wrk -t1 -c64 -d2s -H "${cookie[$v]}" "https://127.0.0.1:${port[$v-$m]}/small" >/dev/null; done; done
+# run V M OUT: wrk against V's instance for mode M, output to OUT.
+run() {
+  local inst=$1-$2 file=small
+  [ "$2" = 16k ] && inst=$1-tls file=16k
+  taskset -c 1 wrk -t1 -c64 -d"${secs}s" --latency -H "${cookie[$1]}" "https://127.0.0.1:${port[$inst]}/$file" > "$3"
+}
+pid_of() { local m=$2; [ "$m" = 16k ] && m=tls; cat "$1-$m.pid"; }
+row() { # round mode V t0 t1 OUT
+  local rps n p99
+  if grep -qE 'Non-2xx|Socket errors' "$6"; then echo "$3 $2: errors" >&2; cat "$6" >&2; exit 1; fi
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$6"); n=$(awk '/requests in/ {print $1}' "$6"); p99=$(awk '$1=="99%" {print $2}' "$6")
+  echo -e "$1\t$2\t$3\t$rps\t$(awk -v a="$4" -v b="$5" -v n="$n" 'BEGIN{printf "%.1f", (b-a)*10000/n}')\t$p99"
+}
 echo -e "round\tmode\tbin\trps\tcpu_us_per_req\tp99"
-for r in $(seq $rounds); do for m in tls policy; do for v in A B; do
-  pid=$(cat $v-$m.pid); t0=$(cpu_ticks $pid)
-  out=$(taskset -c 1 wrk -t1 -c64 -d${secs}s --latency -H "${cookie[$v]}" "https://127.0.0.1:${port[$v-$m]}/small")
-  t1=$(cpu_ticks $pid)
-  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out"); n=$(awk '/requests in/ {print $1}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  echo -e "$r\t$m\t$v\t$rps\t$(awk -v a=$t0 -v b=$t1 -v n=$n 'BEGIN{printf "%.1f", (b-a)*10000/n}')\t$p99"
-done; done; done | tee results.tsv
+for r in $(seq "$rounds"); do for m in $modes; do
+  if [ -n "${TOGETHER:-}" ]; then
+    a0=$(cpu_ticks "$(pid_of A "$m")"); b0=$(cpu_ticks "$(pid_of B "$m")")
+    run A "$m" A.out & ja=$!; run B "$m" B.out & jb=$!
+    wait $ja $jb
+    a1=$(cpu_ticks "$(pid_of A "$m")"); b1=$(cpu_ticks "$(pid_of B "$m")")
+    row "$r" "$m" A "$a0" "$a1" A.out; row "$r" "$m" B "$b0" "$b1" B.out
+  else
+    for v in A B; do
+      t0=$(cpu_ticks "$(pid_of $v "$m")"); run $v "$m" $v.out; t1=$(cpu_ticks "$(pid_of $v "$m")")
+      row "$r" "$m" $v "$t0" "$t1" $v.out
+    done
+  fi
+done; done | tee results.tsv
 python3 - <<P
 import csv,statistics as st
 rows=list(csv.reader(open("results.tsv"),delimiter="\t"))
-for m in ["tls","policy"]:
+for m in "$modes".split():
   for v in "AB":
     r=[float(x[3]) for x in rows if x[1]==m and x[2]==v]; c=[float(x[4]) for x in rows if x[1]==m and x[2]==v]
     print(m,v,"median rps",st.median(r),"median cpu us/req",st.median(c))
+  a=[float(x[4]) for x in rows if x[1]==m and x[2]=="A"]; b=[float(x[4]) for x in rows if x[1]==m and x[2]=="B"]
+  print(m,"B/A cpu per request, per round:"," ".join(f"{y/x:.3f}" for x,y in zip(a,b)),"median",f"{st.median([y/x for x,y in zip(a,b)]):.3f}")
 P
