@@ -21,10 +21,11 @@
 # together, gives the chain's cost as compare.sh defines it (1 − policy
 # req/s over tls req/s, here 1 − tls CPU per request over policy's); a
 # fourth, portcullis and nginx in `tls` serving GET /16k (compare.sh's
-# 16 KiB mode). Prints every round and the medians.
+# 16 KiB mode); a fifth, the same over HTTP/2 (compare.sh's `h2`: h2load
+# -t1 -c16 -m8 instead of wrk). Prints every round and the medians.
 # The `policy` requests to nginx carry the same session cookie (nginx
 # verifies none, as in compare.sh). Needs nginx, wrk, curl, openssl,
-# taskset, python3; ports 18080, 18461-18464.
+# taskset, python3, h2load (nghttp2-client); ports 18080, 18461-18464.
 set -euo pipefail
 # shellcheck source=benches/load/portcullis_config.sh
 . "$(dirname "$0")/portcullis_config.sh"
@@ -48,7 +49,7 @@ done
 for p in "${port[@]}"; do
   for _ in $(seq 100); do curl -sk -o /dev/null "https://127.0.0.1:$p/" && break; sleep 0.2; done
 done
-declare -A header=([tls]="X-Bench: 1" [16k]="X-Bench: 1")
+declare -A header=([tls]="X-Bench: 1" [16k]="X-Bench: 1" [h2]="X-Bench: 1")
 head -c 16384 /dev/urandom > "$w/up/16k"
 header[policy]=$(bench_login "https://127.0.0.1:${port[portcullis-policy]}" bench "$BENCH_PASSWORD")
 for s in portcullis nginx; do for m in tls policy; do
@@ -56,8 +57,8 @@ for s in portcullis nginx; do for m in tls policy; do
   [ "$got" = "hello, world" ] || { echo "$s $m answered: $got" >&2; exit 1; }
 done; done
 hz=$(getconf CLK_TCK)
-# mode 16k: the tls instances, GET /16k
-pidfile() { local k=$1; [ "${k#*-}" = 16k ] && k=${k%%-*}-tls; echo "$k.pid"; }
+# modes 16k (GET /16k) and h2 (HTTP/2) load the tls instances
+pidfile() { local k=$1; case ${k#*-} in 16k | h2) k=${k%%-*}-tls ;; esac; echo "$k.pid"; }
 # pair SECS A B (each SERVER-MODE): both loaded together for SECS seconds;
 # prints for each its req/s and CPU µs per request, tab-separated
 pair() {
@@ -69,20 +70,32 @@ pair() {
     local m=${k#*-} s=${k%%-*}
     local to=$s-$m file=small
     [ "$m" = 16k ] && to=$s-tls file=16k
-    taskset -c 1 wrk -t1 -c64 -d"${secs}s" -H "${header[$m]}" "https://127.0.0.1:${port[$to]}/$file" > "$k.wrk" &
+    if [ "$m" = h2 ]; then
+      taskset -c 1 h2load -t1 -c16 -m8 -D "$secs" -H "${header[$m]}" "https://127.0.0.1:${port[$s-tls]}/$file" > "$k.wrk" 2>&1 &
+    else
+      taskset -c 1 wrk -t1 -c64 -d"${secs}s" -H "${header[$m]}" "https://127.0.0.1:${port[$to]}/$file" > "$k.wrk" &
+    fi
     wrk[$k]=$!
   done
   for k in "$@"; do wait "${wrk[$k]}"; done
   for k in "$@"; do pid=$(cat "$(pidfile "$k")"); t1[$k]=$(cpu_ticks "$pid"); done
   for k in "$@"; do
     local n rps
-    n=$(awk '/requests in/ {print $1}' "$k.wrk"); rps=$(awk '/^Requests\/sec/ {print $2}' "$k.wrk")
-    if grep -qE 'Non-2xx|Socket errors' "$k.wrk"; then echo "$k: errors" >&2; cat "$k.wrk" >&2; exit 1; fi
+    if [ "${k#*-}" = h2 ]; then
+      n=$(sed -n 's/^requests: .* \([0-9]*\) succeeded, \([0-9]*\) failed, \([0-9]*\) errored.*/\1/p' "$k.wrk")
+      rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$k.wrk")
+      if ! grep -qE '^requests: .* [0-9]+ succeeded, 0 failed, 0 errored' "$k.wrk" || ! grep -q '^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx' "$k.wrk"; then
+        echo "$k: errors" >&2; cat "$k.wrk" >&2; exit 1
+      fi
+    else
+      n=$(awk '/requests in/ {print $1}' "$k.wrk"); rps=$(awk '/^Requests\/sec/ {print $2}' "$k.wrk")
+      if grep -qE 'Non-2xx|Socket errors' "$k.wrk"; then echo "$k: errors" >&2; cat "$k.wrk" >&2; exit 1; fi
+    fi
     out+="$rps\t$(awk -v a="${t0[$k]}" -v b="${t1[$k]}" -v n="$n" -v hz="$hz" 'BEGIN{printf "%.2f", (b-a)*1e6/hz/n}')\t"
   done
   echo -e "${out%\\t}"
 }
-pairs=("portcullis-tls nginx-tls" "portcullis-policy nginx-policy" "portcullis-tls portcullis-policy" "portcullis-16k nginx-16k")
+pairs=("portcullis-tls nginx-tls" "portcullis-policy nginx-policy" "portcullis-tls portcullis-policy" "portcullis-16k nginx-16k" "portcullis-h2 nginx-h2")
 for p in "${pairs[@]}"; do read -r a b <<<"$p"; pair 2 "$a" "$b" >/dev/null; done   # warm-up
 echo -e "round\tA\tB\tA_rps\tA_cpu_us\tB_rps\tB_cpu_us" | tee results.tsv
 for r in $(seq "$rounds"); do
@@ -99,7 +112,7 @@ def ratios(a, b):
     return [float(r["B_cpu_us"]) / float(r["A_cpu_us"]) for r in rows if r["A"] == a and r["B"] == b]
 def cpu(k):
     return st.median([float(r["A_cpu_us"]) for r in rows if r["A"] == k] + [float(r["B_cpu_us"]) for r in rows if r["B"] == k])
-for m in ("tls", "policy", "16k"):
+for m in ("tls", "policy", "16k", "h2"):
     x = ratios(f"portcullis-{m}", f"nginx-{m}")
     print(f"{m:6} portcullis / nginx (nginx CPU per request over portcullis's): median {st.median(x):.3f}; rounds "
           + " ".join(f"{v:.3f}" for v in x))
@@ -108,5 +121,5 @@ x = [1 - 1 / v for v in ratios("portcullis-tls", "portcullis-policy")]
 print(f"chain  portcullis, 1 - tls CPU per request / policy's: median {100 * st.median(x):.1f} %; rounds "
       + " ".join(f"{100 * v:+.1f}" for v in x))
 print("CPU µs per request, medians: " + ", ".join(
-    f"{k} {cpu(k):.1f}" for k in ("portcullis-tls", "portcullis-policy", "portcullis-16k", "nginx-tls", "nginx-policy", "nginx-16k")))
+    f"{k} {cpu(k):.1f}" for k in ("portcullis-tls", "portcullis-policy", "portcullis-16k", "portcullis-h2", "nginx-tls", "nginx-policy", "nginx-16k", "nginx-h2")))
 P
