@@ -177,8 +177,8 @@ async fn proxied_answers_are_the_same_on_both_paths() {
         // Streamed, chunked.
         get("/stream?chunks=3&ms=20", ""),
         get("/range", "Range: bytes=10-19\r\n"),
-        // Bodies many reads long, with a length and chunked, whole and
-        // unchanged (the lean path writes them from the app's buffer).
+        // Bodies many reads and TLS records long, with a length and
+        // chunked: relayed piece by piece, each piece its own task.
         get("/bytes?n=1000003", ""),
         get("/bytes?n=1000003&chunked", ""),
         // The gateway's own answers: a login redirect, a refused path,
