@@ -32,7 +32,8 @@ fn acme_instance(
     challenge: &str,
     db: &str,
 ) -> Gateway {
-    let dir = tempfile::tempdir().expect("dir");
+    // The storage dir is the gateway's own, removed when it is dropped.
+    let builder = GatewayBuilder::new("");
     let cfg = format!(
         "[server]\nhttps = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\nops = \"127.0.0.1:{}\"\nthreads = 1\n\
          [tls]\nmode = \"acme\"\ndomains = [\"a.test\"]\nstorage = \"{}\"\n\
@@ -42,17 +43,15 @@ fn acme_instance(
         free_port(),
         free_port(),
         free_port(),
-        dir.path().join("state").display(),
+        builder.dir().join("state").display(),
         pebble.directory,
         ca.display(),
         up.addr()
     );
-    let gw = GatewayBuilder::new(&cfg)
+    builder
+        .config(&cfg)
         .env("PORTCULLIS_DATABASE_URL", db)
-        .start();
-    // The storage dir goes with the test; each instance has its own.
-    std::mem::forget(dir);
-    gw
+        .start()
 }
 
 fn events(gws: &[&Gateway], event: &str) -> usize {
