@@ -26,13 +26,12 @@ modes=${MODES:-tls policy}
 w=$(mktemp -d /tmp/ab.XXXX); cd "$w"
 trap 'kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null; sleep 0.5; rm -rf "$w"' EXIT
 bench_certificate_and_upstream "$w"
-head -c 16384 /dev/urandom > "$w/up/16k"
 keys="bench-session-key-0123456789abcdefghijklmnopqrstuvwxyz"
 conf() { # name port kind binary
   portcullis_config_for "$4" "$3" "$2" 18080 "$w/$1.state" >"$1.toml"
   # The account: users.toml or identity.db beside the config, shared by
   # both binaries when they keep accounts the same way.
-  if [ "$3" = policy ]; then printf 'benchpass-123456\n' | "$4" user add bench -c "$1.toml" >/dev/null 2>&1 || true; fi
+  if [ "$3" = policy ]; then printf '%s\n' "$BENCH_PASSWORD" | "$4" user add bench -c "$1.toml" >/dev/null 2>&1 || true; fi
 }
 declare -A port=([A-tls]=18441 [B-tls]=18442 [A-policy]=18443 [B-policy]=18444)
 for v in A B; do for m in tls policy; do
@@ -43,16 +42,7 @@ done; done
 sleep 2
 # a session cookie per binary (each logs in on its own policy instance: the
 # cookie format may differ between the two versions)
-login() { # port -> the session cookie
-  local u=https://127.0.0.1:$1 binding token session
-  curl -sk -D form.h -o form.html "$u/.portcullis/login?next=/"
-  binding=$(sed -n 's/^set-cookie: __Host-portcullis-csrf=\([^;]*\).*/\1/Ip' form.h | tr -d '\r')
-  token=$(grep -o 'name="csrf" value="[^"]*"' form.html | sed 's/.*value="//; s/"$//')
-  curl -sk -D login.h -o /dev/null -H "Cookie: __Host-portcullis-csrf=$binding" --data-urlencode "csrf=$token" --data-urlencode username=bench --data-urlencode "password=benchpass-123456" --data-urlencode next=/small "$u/.portcullis/login"
-  session=$(sed -n 's/^set-cookie: __Host-portcullis=\([^;]*\).*/\1/Ip' login.h | tr -d '\r')
-  [ -n "$session" ] || { echo "no session" >&2; cat login.h >&2; exit 1; }
-  echo "Cookie: __Host-portcullis=$session"
-}
+login() { bench_login "https://127.0.0.1:$1" bench "$BENCH_PASSWORD"; }
 declare -A cookie=([A]="$(login "${port[A-policy]}")" [B]="$(login "${port[B-policy]}")")
 for v in A B; do for m in tls policy; do
   s=$(curl -sk -o /dev/null -w '%{http_code}' -H "${cookie[$v]}" "https://127.0.0.1:${port[$v-$m]}/small"); echo "$v-$m $s"; done; done
@@ -65,10 +55,9 @@ run() {
 }
 pid_of() { local m=$2; [ "$m" = 16k ] && m=tls; cat "$1-$m.pid"; }
 row() { # round mode V t0 t1 OUT
-  local rps n p99
-  if grep -qE 'Non-2xx|Socket errors' "$6"; then echo "$3 $2: errors" >&2; cat "$6" >&2; exit 1; fi
-  rps=$(awk '/^Requests\/sec/ {print $2}' "$6"); n=$(awk '/requests in/ {print $1}' "$6"); p99=$(awk '$1=="99%" {print $2}' "$6")
-  echo -e "$1\t$2\t$3\t$rps\t$(awk -v a="$4" -v b="$5" -v n="$n" 'BEGIN{printf "%.1f", (b-a)*10000/n}')\t$p99"
+  local n rps p99
+  read -r n rps p99 < <(wrk_result "$6") && [ -n "$n" ] || exit 1
+  echo -e "$1\t$2\t$3\t$rps\t$(cpu_us_per_request "$4" "$5" "$n")\t$p99"
 }
 echo -e "round\tmode\tbin\trps\tcpu_us_per_req\tp99"
 for r in $(seq "$rounds"); do for m in $modes; do

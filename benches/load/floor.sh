@@ -27,7 +27,6 @@ FLOOR=$root/target/release/examples/floor
 w=$(mktemp -d /tmp/floor-bench.XXXX); cd "$w"
 trap 'kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null; sleep 0.5; rm -rf "$w"' EXIT
 bench_certificate_and_upstream "$w"
-head -c 16384 /dev/urandom > "$w/up/16k"
 declare -A port=([nginx]=18461 [lean]=18462 [proxy]=18463 [portcullis]=18464)
 
 mkdir -p nginx/logs nginx/tmp

@@ -36,7 +36,6 @@ w=$(mktemp -d /tmp/instructions-bench.XXXX); chmod 755 "$w"; cd "$w"
 cleanup() { kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null || true; sleep 0.5; rm -rf "$w"; }
 trap cleanup EXIT
 bench_certificate_and_upstream "$w"
-head -c 16384 /dev/urandom > "$w/up/16k"
 printf '%s\n' "$BENCH_PASSWORD" > password
 
 # client URL HEADER PID: WARM requests, counting on, N requests, counting off.

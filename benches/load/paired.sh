@@ -50,13 +50,11 @@ for p in "${port[@]}"; do
   for _ in $(seq 100); do curl -sk -o /dev/null "https://127.0.0.1:$p/" && break; sleep 0.2; done
 done
 declare -A header=([tls]="X-Bench: 1" [16k]="X-Bench: 1" [h2]="X-Bench: 1")
-head -c 16384 /dev/urandom > "$w/up/16k"
 header[policy]=$(bench_login "https://127.0.0.1:${port[portcullis-policy]}" bench "$BENCH_PASSWORD")
 for s in portcullis nginx; do for m in tls policy; do
   got=$(curl -sk -H "${header[$m]}" "https://127.0.0.1:${port[$s-$m]}/small")
   [ "$got" = "hello, world" ] || { echo "$s $m answered: $got" >&2; exit 1; }
 done; done
-hz=$(getconf CLK_TCK)
 # modes 16k (GET /16k) and h2 (HTTP/2) load the tls instances
 pidfile() { local k=$1; case ${k#*-} in 16k | h2) k=${k%%-*}-tls ;; esac; echo "$k.pid"; }
 # pair SECS A B (each SERVER-MODE): both loaded together for SECS seconds;
@@ -88,10 +86,9 @@ pair() {
         echo "$k: errors" >&2; cat "$k.wrk" >&2; exit 1
       fi
     else
-      n=$(awk '/requests in/ {print $1}' "$k.wrk"); rps=$(awk '/^Requests\/sec/ {print $2}' "$k.wrk")
-      if grep -qE 'Non-2xx|Socket errors' "$k.wrk"; then echo "$k: errors" >&2; cat "$k.wrk" >&2; exit 1; fi
+      read -r n rps _ < <(wrk_result "$k.wrk") && [ -n "$n" ] || exit 1
     fi
-    out+="$rps\t$(awk -v a="${t0[$k]}" -v b="${t1[$k]}" -v n="$n" -v hz="$hz" 'BEGIN{printf "%.2f", (b-a)*1e6/hz/n}')\t"
+    out+="$rps\t$(cpu_us_per_request "${t0[$k]}" "${t1[$k]}" "$n")\t"
   done
   echo -e "${out%\\t}"
 }

@@ -66,14 +66,15 @@ portcullis_config_for() {
 }
 
 #   bench_certificate_and_upstream DIR
-# For ab.sh and store.sh: cert.pem/key.pem (ECDSA P-256, localhost) in DIR,
-# and one nginx on core 1 serving DIR/up/small on 127.0.0.1:18080 (its pid in
-# DIR/up.pidfile).
+# For the load benches: cert.pem/key.pem (ECDSA P-256, localhost) in DIR,
+# and one nginx on core 1 serving DIR/up/small (13 B) and DIR/up/16k (16 KiB
+# of random bytes) on 127.0.0.1:18080 (its pid in DIR/up.pidfile).
 bench_certificate_and_upstream() {
   local w=$1
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$w/key.pem" -out "$w/cert.pem" \
     -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
   mkdir -p "$w/up/logs" "$w/up/tmp"; printf 'hello, world\n' > "$w/up/small"
+  head -c 16384 /dev/urandom > "$w/up/16k"
   cat > "$w/up/nginx.conf" <<N
 daemon off; master_process off; worker_processes 1; error_log $w/up/logs/e.log; pid $w/up/pid;
 events { worker_connections 4096; }
@@ -148,6 +149,22 @@ EOF
 # the command name, which may hold spaces). The load benches turn two
 # readings into CPU µs per request.
 cpu_ticks() { awk '{print $14 + $15}' <(sed 's/^.*) //; s/^/x x /' "/proc/$1/stat"); }
+
+#   cpu_us_per_request T0 T1 REQUESTS
+# Two cpu_ticks readings and the requests served between them: CPU µs per
+# request, two decimals.
+cpu_us_per_request() {
+  awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)*1e6/hz/n}'
+}
+
+#   wrk_result FILE
+# What `wrk --latency` wrote to FILE, as "requests req/s p99" (p99 empty
+# without --latency); fails, printing FILE, if any answer was not a 2xx or
+# any socket error was counted: a bench never reports a broken run.
+wrk_result() {
+  if grep -qE 'Non-2xx|Socket errors' "$1"; then echo "$1: errors" >&2; cat "$1" >&2; return 1; fi
+  awk '/requests in/ {n=$1} /^Requests\/sec/ {r=$2} $1=="99%" {p=$2} END {print n, r, p}' "$1"
+}
 
 #   bench_login BASE_URL USER PASSWORD
 # Signs in through the login form (CSRF binding cookie and token) and prints
