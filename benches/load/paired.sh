@@ -22,10 +22,15 @@
 # req/s over tls req/s, here 1 − tls CPU per request over policy's); a
 # fourth, portcullis and nginx in `tls` serving GET /16k (compare.sh's
 # 16 KiB mode); a fifth, the same over HTTP/2 (compare.sh's `h2`: h2load
-# -t1 -c16 -m8 instead of wrk). Prints every round and the medians.
+# -t1 -c16 -m8 instead of wrk). With FLOOR set to the `floor` example
+# (`cargo build --release --example floor`, as floor.sh builds it), two more
+# pairs put its `lean` mode (pingora-core's HTTP/1 sessions and connector,
+# the request forwarded unchanged: no headers added, no access log) beside
+# nginx, small and 16 KiB bodies: how near nginx this stack gets with no
+# gateway in it, by the same method. Prints every round and the medians.
 # The `policy` requests to nginx carry the same session cookie (nginx
 # verifies none, as in compare.sh). Needs nginx, wrk, curl, openssl,
-# taskset, python3, h2load (nghttp2-client); ports 18080, 18461-18464.
+# taskset, python3, h2load (nghttp2-client); ports 18080, 18461-18465.
 set -euo pipefail
 # shellcheck source=benches/load/portcullis_config.sh
 . "$(dirname "$0")/portcullis_config.sh"
@@ -46,9 +51,14 @@ for m in tls policy; do
   nginx_proxy_config "$w/n-$m" "$kind" "${port[nginx-$m]}" 18080 "$w"
   taskset -c 0 nginx -p "$w/n-$m" -c "$w/n-$m/nginx.conf" >/dev/null 2>&1 & echo $! > "nginx-$m.pid"
 done
+if [ -n "${FLOOR:-}" ]; then
+  port[floor-tls]=18465
+  taskset -c 0 "$(realpath "$FLOOR")" lean "127.0.0.1:${port[floor-tls]}" 127.0.0.1:18080 cert.pem key.pem >/dev/null 2>floor.err & echo $! > floor-tls.pid
+fi
 for p in "${port[@]}"; do
   for _ in $(seq 100); do curl -sk -o /dev/null "https://127.0.0.1:$p/" && break; sleep 0.2; done
 done
+[ -z "${FLOOR:-}" ] || [ "$(curl -sk "https://127.0.0.1:${port[floor-tls]}/small")" = "hello, world" ] || { echo "the floor does not answer" >&2; exit 1; }
 declare -A header=([tls]="X-Bench: 1" [16k]="X-Bench: 1" [h2]="X-Bench: 1")
 header[policy]=$(bench_login "https://127.0.0.1:${port[portcullis-policy]}" bench "$BENCH_PASSWORD")
 for s in portcullis nginx; do for m in tls policy; do
@@ -93,6 +103,7 @@ pair() {
   echo -e "${out%\\t}"
 }
 pairs=("portcullis-tls nginx-tls" "portcullis-policy nginx-policy" "portcullis-tls portcullis-policy" "portcullis-16k nginx-16k" "portcullis-h2 nginx-h2")
+[ -z "${FLOOR:-}" ] || pairs+=("floor-tls nginx-tls" "floor-16k nginx-16k")
 for p in "${pairs[@]}"; do read -r a b <<<"$p"; pair 2 "$a" "$b" >/dev/null; done   # warm-up
 echo -e "round\tA\tB\tA_rps\tA_cpu_us\tB_rps\tB_cpu_us" | tee results.tsv
 for r in $(seq "$rounds"); do
@@ -109,10 +120,11 @@ def ratios(a, b):
     return [float(r["B_cpu_us"]) / float(r["A_cpu_us"]) for r in rows if r["A"] == a and r["B"] == b]
 def cpu(k):
     return st.median([float(r["A_cpu_us"]) for r in rows if r["A"] == k] + [float(r["B_cpu_us"]) for r in rows if r["B"] == k])
-for m in ("tls", "policy", "16k", "h2"):
-    x = ratios(f"portcullis-{m}", f"nginx-{m}")
-    print(f"{m:6} portcullis / nginx (nginx CPU per request over portcullis's): median {st.median(x):.3f}; rounds "
-          + " ".join(f"{v:.3f}" for v in x))
+for s, m in [("portcullis", m) for m in ("tls", "policy", "16k", "h2")] + [("floor", "tls"), ("floor", "16k")]:
+    x = ratios(f"{s}-{m}", f"nginx-{m}")
+    if x:
+        print(f"{m:6} {s} / nginx (nginx CPU per request over {s}'s): median {st.median(x):.3f}; rounds "
+              + " ".join(f"{v:.3f}" for v in x))
 # As compare.sh reports it: the share of plain TLS throughput the chain costs.
 x = [1 - 1 / v for v in ratios("portcullis-tls", "portcullis-policy")]
 print(f"chain  portcullis, 1 - tls CPU per request / policy's: median {100 * st.median(x):.1f} %; rounds "
