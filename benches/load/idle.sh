@@ -19,9 +19,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 idle=${IDLE:-10000}
 bins=(); for b in "$@"; do bins+=("$(realpath "$b")"); done
 ulimit -n "$(ulimit -Hn)"
-w=$(mktemp -d /tmp/idle-bench.XXXX); chmod 755 "$w"; cd "$w"
-cleanup() { kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$w"; }
-trap cleanup EXIT
+bench_workdir idle-bench
 bench_certificate_and_upstream "$w"
 portcullis_config plain 18460 18080 "$w/state" > p.toml
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

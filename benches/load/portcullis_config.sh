@@ -65,6 +65,14 @@ portcullis_config_for() {
   if has_store "$bin"; then portcullis_config "$@"; else portcullis_config "$@" | sed '/^\[store\]$/{N;d}'; fi
 }
 
+# bench_workdir NAME: a fresh directory /tmp/NAME.XXXX as $w, made the
+# current one; on exit every process with a pid file there (*.pid, nginx's
+# up.pidfile) is killed and the directory removed.
+bench_workdir() {
+  w=$(mktemp -d "/tmp/$1.XXXX"); chmod 755 "$w"; cd "$w"
+  trap 'kill $(cat "$w"/*.pid "$w"/up.pidfile 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$w"' EXIT
+}
+
 #   bench_certificate_and_upstream DIR
 # For the load benches: cert.pem/key.pem (ECDSA P-256, localhost) in DIR,
 # and one nginx on core 1 serving DIR/up/small (13 B) and DIR/up/16k (16 KiB

@@ -38,7 +38,10 @@ mod store;
 mod user_cmd;
 mod users_file;
 
-/// mimalloc: see gateway/Cargo.toml for why.
+/// mimalloc: see gateway/Cargo.toml for why. The `system-alloc` feature
+/// leaves the system allocator in place, for heap profilers that hook
+/// malloc (benches/load/idle_heap.sh); releases never use it.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
