@@ -57,10 +57,10 @@ done; done
 echo -e "round\tbody\tserver\trps\tcpu_us_per_req\tp99"
 for r in $(seq "$rounds"); do for f in small 16k; do for s in "${servers[@]}"; do
   pid=$(cat "$s.pid"); t0=$(cpu_ticks "$pid")
-  out=$(taskset -c 1 wrk -t1 -c64 -d"${secs}"s --latency "https://127.0.0.1:${port[$s]}/$f")
+  taskset -c 1 wrk -t1 -c64 -d"${secs}"s --latency "https://127.0.0.1:${port[$s]}/$f" > "$s.wrk"
   t1=$(cpu_ticks "$pid")
-  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out"); n=$(awk '/requests in/ {print $1}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  echo -e "$r\t$f\t$s\t$rps\t$(awk -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN{printf "%.1f", (b-a)*10000/n}')\t$p99"
+  read -r n rps p99 < <(wrk_result "$s.wrk") && [ -n "$n" ] || exit 1
+  echo -e "$r\t$f\t$s\t$rps\t$(cpu_us_per_request "$t0" "$t1" "$n")\t$p99"
 done; done; done | tee results.tsv
 python3 - <<'P'
 import csv, statistics as st
