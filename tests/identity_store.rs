@@ -204,6 +204,11 @@ async fn two_instances_on_one_postgres_behave_as_one() {
     redis.restart();
     let a = builder(&cfg_a, Some(&url)).start();
     let b = builder(&cfg_b, Some(&url)).start();
+    // Until its first read of the store an instance answers 503 where an
+    // account is needed (fail closed); a load balancer waits for /readyz,
+    // and so do these checks (a CI run once saw the 503).
+    until_ready(&a).await;
+    until_ready(&b).await;
     let ca = https_client(&pki.ca_pem, a.https_port, false);
     let cb = https_client(&pki.ca_pem, b.https_port, false);
     for gw_c in [(&a, &ca), (&b, &cb)] {
